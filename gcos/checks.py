@@ -1,0 +1,99 @@
+"""Evaluating checks: one SQL query, one value, compared with what the spec expects.
+
+Shared by verify, rehearse and commit, so "re-verify holds" means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from gcos.errors import DatabaseUnavailable, SpecError
+from gcos.spec import Check
+
+# A check that names an object the world does not have is a mismatch of the world, not a bad spec.
+WORLD_MISMATCH_STATES = (
+    pgerrors.UndefinedTable,
+    pgerrors.UndefinedColumn,
+    pgerrors.UndefinedFunction,
+    pgerrors.UndefinedObject,
+    pgerrors.InvalidSchemaName,
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    sql: str
+    expected: str
+    actual: Any
+    ok: bool
+    error: str | None = None
+
+    @property
+    def shown_actual(self) -> str:
+        return f"error: {self.error}" if self.error else repr_value(self.actual)
+
+
+def plain_value(value: Any) -> Any:
+    """A database value as plain JSON (Decimal -> int/float, timestamps -> ISO text, uuid -> text)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
+    return value
+
+
+def repr_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def evaluate(conn: psycopg.Connection[Any], check: Check, *, section: str = "check") -> CheckResult:
+    """Run one check inside the caller's transaction, in a savepoint so one failure spoils nothing else."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(check.sql)  # spec SQL, parsed and validated as one SELECT at load time
+            rows = cur.fetchall()
+            width = len(cur.description or ())
+    except WORLD_MISMATCH_STATES as exc:
+        message = (exc.diag.message_primary or str(exc)).strip()
+        return CheckResult(check.name, check.sql, check.expect.describe(), None, False, error=message)
+    except pgerrors.LockNotAvailable as exc:
+        raise DatabaseUnavailable(
+            f"{section} {check.name!r} could not get a lock within lock_timeout; retry when the other session is done."
+        ) from exc
+    except pgerrors.QueryCanceled as exc:
+        raise DatabaseUnavailable(
+            f"{section} {check.name!r} hit statement_timeout; retry, or raise GCOS_STATEMENT_TIMEOUT."
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"the connection was lost during {section} {check.name!r}; retry.") from exc
+    except psycopg.Error as exc:
+        message = (exc.diag.message_primary if isinstance(exc, psycopg.errors.DatabaseError) else None) or str(exc)
+        raise SpecError(f"{section} {check.name!r} failed in the database: {message.strip()}; fix its SQL.") from exc
+    if len(rows) != 1 or width != 1:
+        raise SpecError(
+            f"{section} {check.name!r} must return one row of one column, got {len(rows)} row(s) of {width} "
+            "column(s); fix its SQL."
+        )
+    actual = plain_value(rows[0][0])
+    return CheckResult(check.name, check.sql, check.expect.describe(), actual, check.expect.holds(actual))
+
+
+def evaluate_all(conn: psycopg.Connection[Any], checks: Sequence[Check], *, section: str) -> list[CheckResult]:
+    return [evaluate(conn, c, section=section) for c in checks]

@@ -1,0 +1,272 @@
+"""The gcos API: one typed function per command. They return result objects; they never print or exit.
+
+Tests call these directly; cli.py is a thin layer that renders their results and maps errors to exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from gcos import reference_world
+from gcos.checks import CheckResult, evaluate_all
+from gcos.embedded import EmbeddedServer, ServerStatus
+from gcos.errors import ReverifyMismatch, SpecError
+from gcos.spec import PlanSpec, Project, StepSpec, load_project
+from gcos.target import SessionSettings, Target, connect
+
+Progress = Callable[[str, int, int], None]
+
+
+# --------------------------------------------------------------------------- embedded server
+
+
+def db_up(home: Path | None = None) -> ServerStatus:
+    return EmbeddedServer(home).up()
+
+
+def db_down(home: Path | None = None) -> ServerStatus:
+    return EmbeddedServer(home).down()
+
+
+def db_status(home: Path | None = None) -> ServerStatus:
+    return EmbeddedServer(home).status()
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One commit gate of a step as far as it can be known without acting: holds True/False/None (unknown)."""
+
+    name: str
+    holds: bool | None
+    reason: str
+    short: str  # a few words for one-line views
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    id: str
+    ref: str
+    title: str
+    mode: str
+    spec_hash: str
+    depends_on: tuple[str, ...]
+    state: str
+    gates: tuple[Gate, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class PlannedPlan:
+    id: str
+    title: str
+    plan_hash: str
+    steps: tuple[PlannedStep, ...]
+    global_stop: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    project: str
+    plans: tuple[PlannedPlan, ...]
+    unplanned: tuple[str, ...] = ()
+
+
+def static_gates(step: StepSpec, plan: PlanSpec | None) -> tuple[Gate, ...]:
+    """The contract's commit gates, evaluated only as far as the specs alone can tell."""
+    mandatory = plan.fold_ins.get(step.id, ()) if plan else ()
+    missing = [f for f in mandatory if f not in step.fold_ins]
+    if missing:
+        fold_ins = Gate(
+            "spec valid, fold-ins declared",
+            False,
+            f"mandatory fold-in {', '.join(missing)} not declared in {step.path.name}",
+            f"fold-in {', '.join(missing)} missing",
+        )
+    else:
+        reason = f"fold-ins declared: {', '.join(mandatory)}" if mandatory else "valid; no mandatory fold-ins"
+        fold_ins = Gate(
+            "spec valid, fold-ins declared",
+            True,
+            reason,
+            f"fold-ins {', '.join(mandatory)}" if mandatory else "spec valid",
+        )
+    deps = ", ".join(step.depends_on)
+    roles = "/".join(step.signer_roles)
+    decisions = ", ".join(step.decisions)
+    return (
+        fold_ins,
+        Gate(
+            "dependencies committed",
+            None if deps else True,
+            f"needs {deps} committed" if deps else "no dependencies",
+            f"after {deps}" if deps else "no deps",
+        ),
+        Gate(
+            "re-verify holds now",
+            None,
+            f"{len(step.reverify)} live check(s): run gcos verify {step.id}",
+            f"re-verify ({len(step.reverify)})",
+        ),
+        Gate(
+            "rehearsed entry==exit on this spec hash",
+            None,
+            f"needs a passing rehearsal of spec {step.hash[:12]}",
+            "rehearsal",
+        ),
+        Gate(
+            "approved",
+            None,
+            f"needs {step.signers} distinct human {roles} approval(s) bound to {step.hash[:12]}",
+            f"{step.signers} {roles}",
+        ),
+        Gate(
+            "decisions hold",
+            None if decisions else True,
+            f"needs an unexpired approve on {decisions}" if decisions else "no decisions required",
+            decisions or "no decisions",
+        ),
+        Gate("global stop conditions clear", None, "checked at rehearse and commit", "global stops"),
+    )
+
+
+def plan(project_dir: Path) -> PlanReport:
+    """Validate every spec and the DAG, and lay out the build order with each step's known gates."""
+    project = load_project(project_dir)
+    planned: list[PlannedPlan] = []
+    in_plans: set[str] = set()
+    for p in project.plans.values():
+        steps = []
+        for step_id in p.steps:
+            step = project.steps[step_id]
+            in_plans.add(step_id)
+            steps.append(
+                PlannedStep(
+                    step.id,
+                    step.ref,
+                    step.title,
+                    step.mode,
+                    step.hash,
+                    step.depends_on,
+                    "planned",
+                    static_gates(step, p),
+                    step.source,
+                )
+            )
+        planned.append(PlannedPlan(p.id, p.title, p.hash, tuple(steps), tuple(s.name for s in p.global_stop)))
+    unplanned = tuple(s for s in project.steps if s not in in_plans)
+    return PlanReport(str(project.root), tuple(planned), unplanned)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    step: str
+    ref: str
+    spec_hash: str
+    target: str
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def reverify(conn: psycopg.Connection[Any], step: StepSpec) -> list[CheckResult]:
+    """Run a step's re-verify checks in one READ ONLY, REPEATABLE READ transaction (one snapshot)."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return evaluate_all(conn, step.reverify, section="re-verify check")
+
+
+def mismatch_sentence(step: StepSpec, results: list[CheckResult] | tuple[CheckResult, ...]) -> str:
+    failed = [r for r in results if not r.ok]
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    why = (
+        f"it depends on {', '.join(step.depends_on)} — are they committed?"
+        if step.depends_on
+        else "find out why before going on."
+    )
+    return (
+        f"re-verify of {step.id} failed: {first.name!r} expected {first.expected}, got {first.shown_actual}{more}; "
+        f"the live world is not what {step.path.name} expects: {why}"
+    )
+
+
+def verify(target: Target, project_dir: Path, step_ref: str, settings: SessionSettings | None = None) -> VerifyResult:
+    """Live re-verify of one step, read-only; raises ReverifyMismatch (exit 6) carrying the result."""
+    step = load_project(project_dir).step(step_ref)
+    with connect(target, settings) as conn:
+        results = reverify(conn, step)
+    result = VerifyResult(step.id, step.ref, step.hash, target.display, tuple(results))
+    if not result.ok:
+        raise ReverifyMismatch(mismatch_sentence(step, results), details=result)
+    return result
+
+
+# --------------------------------------------------------------------------- the reference world and demo
+
+
+@dataclass(frozen=True)
+class WorldResult:
+    target: str
+    built: bool  # False when it was already there
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def build_world(
+    target: Target, rows: int, progress: Progress | None = None, settings: SessionSettings | None = None
+) -> WorldResult:
+    """Build seed 002's reference world in the target database unless it is already there."""
+    if rows < 1:
+        raise SpecError("--rows must be a positive number of birth_registry rows.")
+    # Building 1M rows is a bulk load, not a live change: allow it more than the interactive default.
+    build_settings = settings or SessionSettings.from_env()
+    build_settings = SessionSettings(
+        application_name=build_settings.application_name,
+        lock_timeout=build_settings.lock_timeout,
+        statement_timeout="0",
+        idle_in_transaction_session_timeout=build_settings.idle_in_transaction_session_timeout,
+    )
+    with connect(target, build_settings) as conn:
+        if reference_world.world_exists(conn):
+            return WorldResult(target.display, False, _world_counts(conn))
+        summary = reference_world.build_world(conn, rows=rows, progress=progress)
+    return WorldResult(target.display, True, dict(summary.counts))
+
+
+def _world_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in ("birth_registry", "measurement_registry", "event_type_registry", "dot_tools", "dot_domains"):
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    world: WorldResult
+    plan: PlanReport
+    verify: VerifyResult
+
+
+def demo(target: Target, project_dir: Path, rows: int, progress: Progress | None = None) -> DemoResult:
+    """Build the reference world, then show the build order and a live re-verify of step 1."""
+    world = build_world(target, rows, progress)
+    report = plan(project_dir)
+    return DemoResult(world, report, verify(target, project_dir, "step-1"))
+
+
+def load(project_dir: Path) -> Project:
+    return load_project(project_dir)

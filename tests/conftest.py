@@ -1,0 +1,119 @@
+"""Shared fixtures: one PostgreSQL server per session, a fresh database per test, a scratch project.
+
+Set GCOS_TEST_DSN to a superuser DSN to run the suite against an existing server instead of the
+embedded one (each test still gets its own database, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from gcos import reference_world
+from gcos.embedded import EmbeddedServer
+from gcos.target import Target
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT_DIRS = ("steps", "plans", "rollback")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser DSN: GCOS_TEST_DSN, else one embedded server for the whole session."""
+    given = os.environ.get("GCOS_TEST_DSN", "").strip()
+    if given:
+        yield given
+        return
+    server = EmbeddedServer(tmp_path_factory.mktemp("pg-session"))
+    server.up()
+    try:
+        yield server.url()
+    finally:
+        server.down()
+
+
+def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[str]:
+    name = f"gcos_test_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(create)
+        force = admin.info.server_version >= 130000
+    try:
+        yield make_conninfo(pg_admin_dsn, dbname=name)
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            drop = (
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                if force
+                else sql.SQL("DROP DATABASE IF EXISTS {}")
+            )
+            admin.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def dsn(pg_admin_dsn: str) -> Iterator[str]:
+    """DSN of a fresh, empty database created for this test and dropped after it."""
+    yield from _fresh_database(pg_admin_dsn)
+
+
+@pytest.fixture(scope="session")
+def world_template(pg_admin_dsn: str) -> Iterator[str]:
+    """Seed 002's reference world at its default size, built once per session as a template database."""
+    name = f"gcos_world_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(pg_admin_dsn, dbname=name), autocommit=True) as conn:
+            reference_world.build_world(conn)
+        yield name
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def world_dsn(pg_admin_dsn: str, world_template: str) -> Iterator[str]:
+    """DSN of a fresh copy of the reference world (cloned from the session's template) for this test."""
+    yield from _fresh_database(pg_admin_dsn, template=world_template)
+
+
+@pytest.fixture
+def world_target(world_dsn: str) -> Target:
+    return Target(world_dsn, "--dsn")
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to this test's fresh database."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def target(dsn: str) -> Target:
+    """This test's fresh database as a gcos Target (as if given with --dsn)."""
+    return Target(dsn, "--dsn")
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A scratch copy of the repo's steps/, plans/ and rollback/ (missing ones are created empty)."""
+    root = tmp_path / "project"
+    for name in PROJECT_DIRS:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        else:
+            (root / name).mkdir(parents=True)
+    return root
