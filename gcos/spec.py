@@ -8,7 +8,6 @@ hash, reformatting the YAML does not.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,10 +20,10 @@ from typing import Any
 
 import jsonschema
 import pglast
-import rfc8785
 import yaml
 from referencing import Registry, Resource
 
+from gcos.canonical import content_hash
 from gcos.errors import SpecError
 
 SCHEMA_FILES = ("common.schema.json", "step.schema.json", "plan.schema.json")
@@ -313,22 +312,6 @@ class PlanSpec:
     path: Path
     document: dict[str, Any] = field(repr=False)
     hash: str = ""
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def canonical_json(value: Any) -> bytes:
-    """RFC 8785 (JCS) canonical UTF-8 bytes of a JSON value."""
-    try:
-        return bytes(rfc8785.dumps(value))
-    except rfc8785.CanonicalizationError as exc:
-        raise SpecError(f"value cannot be canonicalized as JSON: {exc}") from exc
-
-
-def content_hash(value: Any) -> str:
-    """sha256 hex of the canonical JSON: the identity of a spec, plan or record."""
-    return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
 # --------------------------------------------------------------------------- loading

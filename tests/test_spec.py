@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gcos.canonical import content_hash
 from gcos.cli import app
 from gcos.errors import ExitCode, SpecError
-from gcos.spec import Expectation, content_hash, load_project
+from gcos.spec import Expectation, load_project
 
 CASES = Path(__file__).parent / "cases"
 ERROR_CASES = sorted(p.name for p in CASES.iterdir() if (p / "expected.txt").exists())

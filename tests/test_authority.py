@@ -1,0 +1,407 @@
+"""Authority by database role (issue 3 item 3; CONTRACT.md "Authority"; seed 000 P3 "DB role-based
+capability", P4 "expiry mandatory, knife-edge inclusive"; seed 004 sections 3-4 "human-only approvers,
+privilege wall, every call audited"): the write aperture, append-only tables, and forged identities."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import MakeRole, Role
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from gcos import ledger
+from gcos.errors import GateRefused
+from gcos.install import install
+
+SPEC = hashlib.sha256(b"spec SB-12").hexdigest()
+PLAN = hashlib.sha256(b"plan 70").hexdigest()
+APPEND_ONLY = {  # table -> a column to name in an UPDATE
+    "os_proposal_approvals": "note",
+    "approval_revocations": "reason",
+    "decisions": "note",
+    "decision_revocations": "reason",
+    "principals_history": "display_name",
+    "ledger": "canonical",
+    "schema_version": "name",
+}
+PROTECTED = {**APPEND_ONLY, "principals": "display_name", "ledger_head": "hash"}
+
+
+def future(days: float = 1) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+def approve(
+    session: psycopg.Connection[Any],
+    *,
+    expires: datetime | None = None,
+    note: str | None = None,
+    rehearsal_seq: int | None = None,
+    spec: str = SPEC,
+) -> tuple[int, int, str]:
+    row = session.execute(
+        "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, %s, %s)",
+        ("SB-12", spec, PLAN, "approve", expires or future(), note, rehearsal_seq),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def decide(session: psycopg.Connection[Any], *, expires: datetime | None = None) -> tuple[int, int, str]:
+    row = session.execute(
+        "SELECT * FROM gcos.record_decision(%s, %s, %s, %s)", ("A-4", "approve", expires or future(), None)
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+@pytest.fixture
+def world(conn: psycopg.Connection[Any], make_role: MakeRole) -> dict[str, Role]:
+    """Two human approvers, an operator and an auditor, with one approval, decision and revocation of each."""
+    people = {
+        "alice": make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",)),
+        "bob": make_role("bob", kind="human", roles=("council",), grant=("council",)),
+        "opal": make_role("opal", kind="human", roles=("operator",), grant=("operator",)),
+        "audrey": make_role("audrey", kind="human", roles=("auditor",), grant=("auditor",)),
+    }
+    with people["alice"].connect() as alice, people["bob"].connect() as bob:
+        approve(alice)
+        approval, _, _ = approve(alice)
+        decision, _, _ = decide(alice)
+        decide(alice)
+        bob.execute("SELECT * FROM gcos.revoke_approval(%s, %s)", (approval, "spec changed"))
+        bob.execute("SELECT * FROM gcos.revoke_decision(%s, %s)", (decision, "superseded"))
+    return people
+
+
+# --------------------------------------------------------------------------- the privilege wall
+
+
+def test_operator_is_refused_update_delete_truncate_and_insert_on_every_protected_table(world: dict[str, Role]) -> None:
+    with world["opal"].connect() as opal:
+        for table, column in PROTECTED.items():
+            name = sql.Identifier("gcos", table)
+            statements = [
+                sql.SQL("UPDATE {} SET {} = {}").format(name, sql.Identifier(column), sql.Identifier(column)),
+                sql.SQL("DELETE FROM {}").format(name),
+                sql.SQL("TRUNCATE {}").format(name),
+                sql.SQL("INSERT INTO {} DEFAULT VALUES").format(name),
+            ]
+            for statement in statements:
+                with pytest.raises(pg_errors.InsufficientPrivilege):
+                    opal.execute(statement)
+            opal.execute(sql.SQL("SELECT count(*) FROM {}").format(name))  # reading is allowed
+        for call in (
+            "SELECT nextval('gcos.os_proposal_approvals_id_seq')",
+            "SELECT * FROM gcos._ledger_write('approval', NULL, NULL, NULL, NULL, '{}')",
+            "SELECT * FROM gcos.record_approval('SB-12', repeat('a', 64), repeat('b', 64), 'approve', "
+            "now() + interval '1 day', NULL, NULL)",
+            "SELECT * FROM gcos.revoke_approval(1, 'no')",
+        ):
+            with pytest.raises(pg_errors.InsufficientPrivilege):
+                opal.execute(call)
+
+
+def test_append_only_triggers_hold_for_a_superuser_even_in_replica_mode(
+    conn: psycopg.Connection[Any], world: dict[str, Role]
+) -> None:
+    enabled = conn.execute(
+        "SELECT DISTINCT t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE c.relnamespace = 'gcos'::regnamespace AND NOT t.tgisinternal"
+    ).fetchall()
+    assert enabled == [("A",)]  # ENABLE ALWAYS: fires whatever session_replication_role says
+    checks: list[tuple[str, str]] = []
+    for table, column in APPEND_ONLY.items():
+        checks += [
+            (table, f"UPDATE gcos.{table} SET {column} = {column}"),
+            (table, f"DELETE FROM gcos.{table}"),
+            (table, f"TRUNCATE gcos.{table} CASCADE"),
+        ]
+    checks += [
+        ("principals", "DELETE FROM gcos.principals"),
+        ("principals", "TRUNCATE gcos.principals CASCADE"),
+        ("ledger_head", "DELETE FROM gcos.ledger_head"),
+        ("ledger_head", "TRUNCATE gcos.ledger_head"),
+        ("ledger_head", "UPDATE gcos.ledger_head SET seq = seq - 1"),
+        ("ledger_head", "INSERT INTO gcos.ledger_head VALUES (false, 0, repeat('0', 64))"),
+    ]
+    for mode in ("origin", "replica"):
+        for table, statement in checks:
+            with pytest.raises(psycopg.DatabaseError) as info, conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL session_replication_role = {}").format(sql.Literal(mode)))
+                conn.execute(statement.encode())
+            assert info.value.sqlstate == "GC001", (mode, table, statement, info.value)
+    assert ledger.verify(conn).ok
+
+
+# --------------------------------------------------------------------------- who may approve
+
+
+def test_only_registered_human_sovereigns_and_councillors_may_approve_or_decide(
+    conn: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    refused = {
+        "is a superuser": make_role("root", kind="human", roles=("sovereign",), grant=("sovereign",), superuser=True),
+        "of kind agent": make_role("agent", kind="agent", roles=("sovereign", "council"), grant=("sovereign",)),
+        "of kind service": make_role("service", kind="service", roles=("council",), grant=("council",)),
+        "not a registered principal": make_role("ghost", grant=("sovereign",)),
+        "holds neither the sovereign nor the council role": make_role(
+            "op", kind="human", roles=("operator", "admin", "auditor"), grant=("sovereign", "council")
+        ),
+    }
+    for reason, role in refused.items():
+        with role.connect() as session:
+            for action in (approve, decide):
+                with pytest.raises(pg_errors.InsufficientPrivilege, match=reason):
+                    action(session)
+            with pytest.raises(pg_errors.InsufficientPrivilege, match=reason):
+                session.execute("SELECT * FROM gcos.revoke_approval(1, 'x')")
+    assert conn.execute("SELECT count(*) FROM gcos.os_proposal_approvals").fetchone() == (0,)
+    councillor = make_role("cora", kind="human", roles=("council",), grant=("council",))
+    with councillor.connect() as session:
+        approve(session)
+        decide(session)
+
+
+def test_expiry_is_mandatory_finite_and_in_the_future(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
+    alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
+    with alice.connect() as session:
+        for expires in ("NULL", "'infinity'", "now()", "now() - interval '1 second'"):
+            for function in (
+                "record_approval('SB-12', %(spec)s, %(plan)s, 'approve', {}, NULL, NULL)",
+                "record_decision('A-4', 'approve', {}, NULL)",
+            ):
+                query = ("SELECT * FROM gcos." + function.format(expires)).encode()
+                with pytest.raises(pg_errors.InvalidParameterValue, match="expir"):
+                    session.execute(query, {"spec": SPEC, "plan": PLAN})
+        for bad in (("SB 12", SPEC, PLAN, "approve"), ("SB-12", "x", PLAN, "approve"), ("SB-12", SPEC, PLAN, "yes")):
+            with pytest.raises(pg_errors.InvalidParameterValue):
+                session.execute("SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, NULL, NULL)", (*bad, future()))
+
+
+def test_an_approval_is_bound_to_its_target_and_its_ledger_record(
+    conn: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
+    rehearsal = ledger.append(conn, "rehearsal", {"passed": True}, step_id="SB-12", spec_hash=SPEC)
+    other = ledger.append(conn, "rehearsal", {"passed": True}, step_id="SB-12", spec_hash="c" * 64)
+    expires = future(2)
+    with alice.connect() as session:
+        session.execute("SET TimeZone = 'Pacific/Chatham'")
+        approval_id, seq, digest = approve(session, expires=expires, note="as rehearsed", rehearsal_seq=rehearsal.seq)
+        for wrong in (other.seq, 10_000):
+            with pytest.raises(pg_errors.InvalidParameterValue, match="ledger record"):
+                approve(session, rehearsal_seq=wrong)
+    row = conn.execute(
+        "SELECT a.approver_oid::bigint, a.approver, a.approver_role::text, a.approver_roles, a.system_identifier, "
+        "a.database_name::text, a.rehearsal_seq, a.expires_at, s.system_identifier::text, current_database()::text "
+        "FROM gcos.os_proposal_approvals a, pg_control_system() s WHERE a.id = %s",
+        (approval_id,),
+    ).fetchone()
+    assert row is not None
+    assert row[:4] == (alice.oid, "Alice", alice.name, ["sovereign"])
+    assert (row[4], row[5]) == (row[8], row[9]) and row[6] == rehearsal.seq and row[7] == expires
+    entry = ledger.read_all(conn)[seq - 1]
+    assert entry.hash == digest and entry.kind == "approval"
+    assert entry.record["actor"] == {"principal": "Alice", "role": alice.name, "role_oid": alice.oid, "kind": "human"}
+    assert entry.payload["approval_id"] == approval_id and entry.payload["rehearsal_seq"] == rehearsal.seq
+    assert entry.payload["expires_at"] == expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert entry.payload["target"] == {"system_identifier": row[8], "database": row[9]}
+    orphans = conn.execute(
+        "SELECT count(*) FROM gcos.os_proposal_approvals a LEFT JOIN gcos.ledger l ON l.seq = a.ledger_seq "
+        "AND l.kind = 'approval' AND (l.record #>> '{payload,approval_id}')::bigint = a.id "
+        "AND (l.record #>> '{actor,role_oid}')::oid = a.approver_oid WHERE l.seq IS NULL"
+    ).fetchone()
+    assert orphans == (0,)
+    assert ledger.verify(conn).ok
+
+
+def test_revocation_is_an_append_and_happens_once(conn: psycopg.Connection[Any], world: dict[str, Role]) -> None:
+    status = conn.execute("SELECT id, in_force, revoked_by FROM gcos.approval_status ORDER BY id").fetchall()
+    assert status == [(1, True, None), (2, False, "Bob")]
+    decisions = conn.execute("SELECT id, in_force FROM gcos.decision_status ORDER BY id").fetchall()
+    assert decisions == [(1, False), (2, True)]
+    with world["alice"].connect() as alice:
+        with pytest.raises(pg_errors.InvalidParameterValue, match="already revoked"):
+            alice.execute("SELECT * FROM gcos.revoke_approval(2, 'again')")
+        with pytest.raises(pg_errors.InvalidParameterValue, match="does not exist"):
+            alice.execute("SELECT * FROM gcos.revoke_approval(99, 'none')")
+    kinds = [e.kind for e in ledger.read_all(conn)]
+    assert kinds.count("approval_revocation") == 1 and kinds.count("decision_revocation") == 1
+    assert ledger.verify(conn).ok
+
+
+def test_auditor_reads_and_verifies_but_writes_nothing(world: dict[str, Role]) -> None:
+    with world["audrey"].connect() as audrey:
+        assert ledger.verify(audrey).ok
+        assert ledger.export_anchor(audrey).seq == len(ledger.read_all(audrey))
+        for table in PROTECTED:
+            audrey.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier("gcos", table)))
+        with pytest.raises(GateRefused, match=r"(?i)permission denied"):
+            ledger.append(audrey, "rehearsal", {})
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            approve(audrey)
+
+
+# --------------------------------------------------------------------------- forged identities
+
+
+def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
+    alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
+    bob = make_role("bob", kind="human", roles=("sovereign",), grant=("sovereign",))
+    mallory = make_role("mallory", kind="human", roles=("operator",), grant=("operator", "sovereign"))
+    for member in (bob, mallory):
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(alice.name), sql.Identifier(member.name)))
+    own = f"{bob.name}_s"
+    conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(own), sql.Identifier(bob.name)))
+    alice_q, own_q = sql.Literal(alice.name), sql.Identifier(own)
+
+    # An operator (granted gcos_sovereign and alice's role) is refused by every route.
+    with mallory.connect() as session:
+        attempts: list[sql.SQL | sql.Composed] = [
+            sql.SQL("SELECT 1"),
+            sql.SQL("SET ROLE gcos_sovereign"),
+            sql.SQL("SET ROLE {}").format(sql.Identifier(alice.name)),
+            sql.SQL("SELECT set_config('gcos.principal', {}, false)").format(alice_q),
+        ]
+        for attempt in attempts:
+            session.execute(attempt)
+            with pytest.raises(pg_errors.InsufficientPrivilege, match="principal Mallory holds neither"):
+                approve(session)
+        session.execute("RESET ROLE")
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            session.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(alice.name)))
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            session.execute(
+                "INSERT INTO gcos.os_proposal_approvals (step_id, spec_hash, plan_hash, verdict, approver_oid,"
+                " approver, approver_role, approver_roles, system_identifier, database_name, expires_at, created_at,"
+                " ledger_seq)"
+                " VALUES ('SB-12', %s, %s, 'approve', %s, 'Alice', %s, '{sovereign}', '0', 'x', now() + interval '1d',"
+                " now(), 1)",
+                (SPEC, PLAN, alice.oid, alice.name),
+            )
+
+    # A real sovereign trying to pass as another one gets a record in its own name, or a refusal.
+    recorded = 0
+    with bob.connect() as session:
+        for forged in (
+            "SELECT * FROM gcos.record_approval(%s, %s, %s, 'approve', %s, NULL, NULL, p_approver => %s)",
+            "SELECT * FROM gcos.record_approval(%s, %s, %s, 'approve', %s, NULL, NULL, NULL, NULL, %s)",
+        ):
+            with pytest.raises(pg_errors.UndefinedFunction):
+                session.execute(forged.encode(), ("SB-12", SPEC, PLAN, future(), alice.name))
+        with pytest.raises(GateRefused, match="written only by their own gcos function"):
+            ledger.append(session, "approval", {"approver": alice.name})
+        approve(session, note=f"approved by {alice.name}")  # a flag-like note is just text
+        recorded += 1
+        session.execute(sql.SQL("SELECT set_config('gcos.approver', {}, false)").format(alice_q))
+        session.execute(sql.SQL("SET application_name = {}").format(alice_q))
+        approve(session)
+        recorded += 1
+        session.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(alice.name)))  # current_user = alice
+        approve(session)
+        recorded += 1
+        session.execute("RESET ROLE")
+        # shadows in pg_temp, first on the search_path
+        session.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE principals AS SELECT {oid}::oid AS role_oid, {name}::name AS role_name, "
+                "'Alice'::text AS display_name, 'human'::text AS kind, ARRAY['sovereign'] AS roles; "
+                "CREATE TEMP VIEW pg_roles AS SELECT * FROM pg_catalog.pg_roles WHERE rolname = {name}; "
+                "CREATE FUNCTION pg_temp._session_actor(OUT role_oid oid, OUT role_name text, "
+                "OUT is_superuser boolean, "
+                "OUT principal text, OUT kind text, OUT roles text[]) LANGUAGE sql "
+                "AS $$ SELECT {oid}::oid, {name}::text, false, 'Alice', 'human', ARRAY['sovereign'] $$; "
+                "SET search_path = pg_temp, gcos, pg_catalog"
+            ).format(oid=sql.Literal(alice.oid), name=alice_q)
+        )
+        session.execute(
+            "SELECT * FROM record_approval('SB-12', %s, %s, 'approve', %s, NULL, NULL)", (SPEC, PLAN, future())
+        )
+        recorded += 1
+        session.execute("DISCARD TEMP")
+        # shadows in its own schema, first on the search_path (ahead of pg_catalog itself)
+        session.execute(
+            sql.SQL(
+                "CREATE TABLE {s}.principals AS SELECT {oid}::oid AS role_oid, 'Alice'::text AS display_name; "
+                "CREATE VIEW {s}.pg_roles AS SELECT * FROM pg_catalog.pg_roles WHERE rolname = {name}; "
+                "CREATE FUNCTION {s}.clock_timestamp() RETURNS timestamptz LANGUAGE sql "
+                "AS $$ SELECT 'epoch'::timestamptz $$; "
+                "CREATE FUNCTION {s}._session_actor(OUT role_oid oid, OUT role_name text, OUT is_superuser boolean, "
+                "OUT principal text, OUT kind text, OUT roles text[]) LANGUAGE sql "
+                "AS $$ SELECT {oid}::oid, {name}::text, false, 'Alice', 'human', ARRAY['sovereign'] $$; "
+                "CREATE FUNCTION {s}.record_approval(text, text, text, text, timestamptz, text, bigint) "
+                "RETURNS TABLE (approval_id bigint, ledger_seq bigint, ledger_hash text) LANGUAGE sql "
+                "AS $$ SELECT 0::bigint, 0::bigint, 'forged'::text $$; "
+                "SET search_path = {s}, gcos, pg_catalog"
+            ).format(s=own_q, oid=sql.Literal(alice.oid), name=alice_q)
+        )
+        fake = session.execute(
+            "SELECT * FROM record_approval('SB-12', %s, %s, 'approve', %s, NULL, NULL)", (SPEC, PLAN, future())
+        ).fetchone()
+        assert fake == (0, 0, "forged")  # its own function ran: nothing was recorded
+        approve(session)  # the client names gcos.record_approval: the real one, unaffected by the shadows
+        recorded += 1
+
+    rows = conn.execute(
+        "SELECT approver_oid::bigint, approver, approver_role::text, created_at > now() - interval '1 hour' "
+        "FROM gcos.os_proposal_approvals"
+    ).fetchall()
+    assert rows == [(bob.oid, "Bob", bob.name, True)] * recorded
+    actors = {
+        (e.record["actor"]["role"], e.record["actor"]["role_oid"])
+        for e in ledger.read_all(conn)
+        if e.kind == "approval"
+    }
+    assert actors == {(bob.name, bob.oid)}
+    assert ledger.verify(conn).ok
+
+
+# --------------------------------------------------------------------------- the aperture in the catalog
+
+
+def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.Connection[Any]) -> None:
+    install(conn)
+    rows = conn.execute(
+        "SELECT p.proname, p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner), "
+        "ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END FROM "
+        "aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a "
+        "WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1) "
+        "FROM pg_proc p WHERE p.pronamespace = 'gcos'::regnamespace"
+    ).fetchall()
+    assert rows and all(r[2] == ["search_path=pg_catalog, pg_temp"] and r[3] == "gcos_owner" for r in rows)
+    definer = {r[0] for r in rows if r[1]}
+    assert definer == {
+        "installed_version",
+        "whoami",
+        "ledger_append",
+        "add_principal",
+        "record_approval",
+        "record_decision",
+        "revoke_approval",
+        "revoke_decision",
+    }
+    approvers = ["gcos_council", "gcos_sovereign"]
+    expected = {
+        "installed_version": ["PUBLIC"],
+        "whoami": ["PUBLIC"],
+        "jcs": ["PUBLIC"],
+        "_jcs_string": ["PUBLIC"],
+        "ledger_append": ["gcos_admin", "gcos_council", "gcos_operator", "gcos_sovereign"],
+        "add_principal": ["gcos_admin"],
+        "record_approval": approvers,
+        "record_decision": approvers,
+        "revoke_approval": approvers,
+        "revoke_decision": approvers,
+    }
+    assert {r[0]: r[4] for r in rows if r[4]} == expected
+    writable = conn.execute(
+        "SELECT c.relname, a.privilege_type, pg_get_userbyid(a.grantee) FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.relnamespace = 'gcos'::regnamespace AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'"
+    ).fetchall()
+    assert writable == []
