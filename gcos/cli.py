@@ -21,9 +21,11 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.tree import Tree
 
-from gcos import __version__, commands
+from gcos import __version__, commands, ledger
+from gcos import install as install_mod
 from gcos.embedded import ServerStatus
 from gcos.errors import DatabaseUnavailable, ExitCode, GcosError
+from gcos.principals import Principal
 from gcos.target import Target, resolve_target
 
 T = TypeVar("T")
@@ -43,6 +45,12 @@ db_app = typer.Typer(
     help="The embedded PostgreSQL server gcos runs under .gcos/ (the default target).", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+principals_app = typer.Typer(help="Who may do what: database roles mapped to named principals.", no_args_is_help=True)
+app.add_typer(principals_app, name="principals")
+ledger_app = typer.Typer(
+    help="The append-only, hash-chained evidence ledger in the target database.", no_args_is_help=True
+)
+app.add_typer(ledger_app, name="ledger")
 
 DsnOpt = Annotated[
     str | None,
@@ -304,6 +312,132 @@ def demo_cmd(
         _render_verify(result.verify)
 
     _run(as_json, action, render)
+
+
+# --------------------------------------------------------------------------- install / principals / ledger
+
+
+def _render_install(result: install_mod.InstallResult) -> None:
+    if result.applied:
+        before = result.version_before if result.version_before is not None else "none"
+        out.print(
+            f"[green]gcos schema installed[/]: version {before} -> {result.version_after} ({', '.join(result.applied)})"
+        )
+    else:
+        out.print(f"gcos schema already at version {result.version_after}: nothing to do")
+
+
+@app.command("install", epilog="Example: gcos install --dsn postgresql://admin@db.example/prod")
+def install_cmd(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
+    """Create the gcos schema, its roles, approvals table, principals and ledger (idempotent; upgrades in place).
+
+    Run it as a superuser. Re-running it on an installed database changes nothing.
+    """
+    _run(as_json, lambda: commands.install(_target(dsn)), _render_install)
+
+
+def _render_principal(p: Principal | None) -> None:
+    if p is None:
+        out.print("this database role is not a gcos principal; ask a gcos admin to run: gcos principals add ROLE ...")
+        return
+    out.print(f"[bold]{p.name}[/] — role {p.role} (oid {p.role_oid}), {p.kind}, roles: {', '.join(p.roles) or 'none'}")
+
+
+def _render_principals(rows: list[Principal]) -> None:
+    table = Table(title="gcos principals", title_justify="left")
+    for column in ("role", "name", "kind", "gcos roles"):
+        table.add_column(column)
+    for p in rows:
+        table.add_row(p.role, p.name, p.kind, ", ".join(p.roles))
+    out.print(table)
+
+
+@principals_app.command(
+    "add", epilog='Example: gcos principals add alice --name "Alice Nguyen" --kind human --roles sovereign'
+)
+def principals_add(
+    role: Annotated[str, typer.Argument(help="An existing database (login) role.")],
+    name: Annotated[str, typer.Option("--name", help="The principal's display name, e.g. a person's full name.")],
+    kind: Annotated[str, typer.Option("--kind", help="human, agent or service (only humans may approve).")],
+    roles: Annotated[
+        list[str],
+        typer.Option(
+            "--roles", help="gcos roles: sovereign, council, operator, auditor, admin (comma-separated or repeated)."
+        ),
+    ],
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Map a database role to a named principal (admin only). Identity is always the connection's role."""
+    wanted = [r.strip() for item in roles for r in item.split(",") if r.strip()]
+    _run(
+        as_json,
+        lambda: commands.principals_add(_target(dsn), role, name=name, kind=kind, roles=wanted),
+        _render_principal,
+    )
+
+
+@principals_app.command("list", epilog="Example: gcos principals list --json")
+def principals_list(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
+    """List every principal with its database role, kind and gcos roles."""
+    _run(as_json, lambda: commands.principals_list(_target(dsn)), _render_principals)
+
+
+@principals_app.command("whoami", epilog='Example: gcos principals whoami --dsn "postgresql://alice@db/prod"')
+def principals_whoami(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the principal the database authenticates this connection as (its session_user)."""
+    _run(as_json, lambda: commands.whoami(_target(dsn)), _render_principal)
+
+
+def _render_ledger_report(report: ledger.VerifyReport) -> None:
+    if report.ok:
+        anchored = f", consistent with the anchor at seq {report.anchor_seq}" if report.anchor_seq else ""
+        head = f"head seq {report.head_seq} {report.head_hash[:16]}…" if report.head_hash else "empty"
+        out.print(f"[green]ledger intact[/]: {report.records} record(s) re-hashed from genesis, {head}{anchored}")
+        if not report.anchor_seq:
+            out.print(
+                "[dim]without an anchor a truncated tail or a full rewrite cannot be detected: "
+                "keep one with gcos ledger anchor --out FILE[/]"
+            )
+    else:
+        out.print(f"[red]first bad record: seq {report.first_bad_seq}[/]: {report.reason}")
+
+
+@ledger_app.command("verify", epilog="Example: gcos ledger verify --anchor anchors/2026-11-21.json")
+def ledger_verify(
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor", help="An anchor exported earlier with `gcos ledger anchor`; detects truncation and rewrites."
+        ),
+    ] = None,
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every hash of the ledger from genesis and name the first bad record (exit 7)."""
+    _run(
+        as_json,
+        lambda: commands.ledger_verify(_target(dsn), anchor),
+        _render_ledger_report,
+        render_details=lambda d: _render_ledger_report(d) if isinstance(d, ledger.VerifyReport) else None,
+    )
+
+
+@ledger_app.command("anchor", epilog="Example: gcos ledger anchor --out anchors/$(date +%F).json")
+def ledger_anchor(
+    out_file: Annotated[
+        Path,
+        typer.Option("--out", help="Where to write the anchor (JSON); keep it outside the database.", dir_okay=False),
+    ],
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the ledger, then export its head (seq, hash, time, database identity) to a file."""
+    _run(
+        as_json,
+        lambda: commands.ledger_anchor(_target(dsn), out_file),
+        lambda a: out.print(f"anchor written to {out_file}: seq {a.seq}, hash {a.hash}, at {a.recorded_at}"),
+    )
 
 
 @app.callback(invoke_without_command=True)

@@ -13,7 +13,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gcos import reference_world
+from gcos import install as install_mod
+from gcos import ledger, reference_world
+from gcos import principals as principals_mod
 from gcos.checks import CheckResult, evaluate_all
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
@@ -270,3 +272,51 @@ def demo(target: Target, project_dir: Path, rows: int, progress: Progress | None
 
 def load(project_dir: Path) -> Project:
     return load_project(project_dir)
+
+
+# --------------------------------------------------------------------------- install, principals, ledger
+
+
+def install(target: Target, settings: SessionSettings | None = None) -> install_mod.InstallResult:
+    """Create or upgrade the gcos schema in the target (idempotent; needs a superuser)."""
+    with connect(target, settings) as conn:
+        return install_mod.install(conn)
+
+
+def principals_add(
+    target: Target, role: str, *, name: str, kind: str, roles: list[str], settings: SessionSettings | None = None
+) -> principals_mod.Principal:
+    """Map a database role to a named principal (admin only) and grant it the matching gcos roles."""
+    with connect(target, settings) as conn:
+        return principals_mod.add_principal(conn, role, name=name, kind=kind, roles=roles)
+
+
+def principals_list(target: Target, settings: SessionSettings | None = None) -> list[principals_mod.Principal]:
+    with connect(target, settings) as conn:
+        return principals_mod.list_principals(conn)
+
+
+def whoami(target: Target, settings: SessionSettings | None = None) -> principals_mod.Principal | None:
+    """The principal the database authenticates this connection as (session_user): never a flag."""
+    with connect(target, settings) as conn:
+        return principals_mod.whoami(conn)
+
+
+def ledger_verify(
+    target: Target, anchor_file: Path | None = None, settings: SessionSettings | None = None
+) -> ledger.VerifyReport:
+    """Recompute the hash chain from genesis (and against an exported anchor); LedgerBroken is exit 7."""
+    anchor = ledger.Anchor.load(anchor_file) if anchor_file else None
+    with connect(target, settings) as conn:
+        return ledger.verify(conn, anchor)
+
+
+def ledger_anchor(target: Target, out: Path, settings: SessionSettings | None = None) -> ledger.Anchor:
+    """Export the verified head of the ledger to `out`, to keep outside the database."""
+    with connect(target, settings) as conn:
+        anchor = ledger.export_anchor(conn)
+    try:
+        anchor.dump(out)
+    except OSError as exc:
+        raise SpecError(f"cannot write the anchor to {out} ({exc.strerror}); choose a writable path.") from exc
+    return anchor

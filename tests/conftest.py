@@ -7,9 +7,12 @@ embedded one (each test still gets its own database, dropped afterwards).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ from psycopg.conninfo import make_conninfo
 
 from gcos import reference_world
 from gcos.embedded import EmbeddedServer
+from gcos.install import install
+from gcos.principals import add_principal
 from gcos.target import Target
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,18 +32,21 @@ PROJECT_DIRS = ("steps", "plans", "rollback")
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_dsn() -> Iterator[str]:
     """A superuser DSN: GCOS_TEST_DSN, else one embedded server for the whole session."""
     given = os.environ.get("GCOS_TEST_DSN", "").strip()
     if given:
         yield given
         return
-    server = EmbeddedServer(tmp_path_factory.mktemp("pg-session"))
+    # Not under pytest's basetemp: a second pytest run prunes old basetemps, even one still in use.
+    home = Path(tempfile.mkdtemp(prefix="gcos-test-pg-"))
+    server = EmbeddedServer(home)
     server.up()
     try:
         yield server.url()
     finally:
         server.down()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[str]:
@@ -54,9 +62,7 @@ def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[
     finally:
         with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
             drop = (
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                if force
-                else sql.SQL("DROP DATABASE IF EXISTS {}")
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)") if force else sql.SQL("DROP DATABASE IF EXISTS {}")
             )
             admin.execute(drop.format(sql.Identifier(name)))
 
@@ -117,3 +123,51 @@ def project_dir(tmp_path: Path) -> Path:
         else:
             (root / name).mkdir(parents=True)
     return root
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    dsn: str
+    oid: int
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn, autocommit=True)
+
+
+MakeRole = Callable[..., Role]
+
+
+@pytest.fixture
+def make_role(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
+    """LOGIN roles with unique names (roles are cluster-wide), optionally principals, dropped after the test."""
+    install(conn)
+    made: list[str] = []
+
+    def make(
+        hint: str,
+        *,
+        kind: str | None = None,
+        roles: tuple[str, ...] = (),
+        grant: tuple[str, ...] = (),
+        superuser: bool = False,
+    ) -> Role:
+        name = f"gcos_t_{uuid.uuid4().hex[:8]}_{hint}"
+        password = secrets.token_hex(12)
+        flags = sql.SQL(" SUPERUSER" if superuser else "")
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}{}").format(sql.Identifier(name), sql.Literal(password), flags)
+        )
+        made.append(name)
+        for group in grant:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"gcos_{group}"), sql.Identifier(name)))
+        if kind is not None:
+            add_principal(conn, name, name=hint.title(), kind=kind, roles=roles, grant=False)
+        row = conn.execute("SELECT oid::bigint FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        assert row is not None
+        return Role(name, make_conninfo(dsn, user=name, password=password), row[0])
+
+    yield make
+    for name in reversed(made):
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

@@ -70,9 +70,7 @@ def test_sqlalchemy_style_database_url_is_accepted(monkeypatch: pytest.MonkeyPat
     assert resolve_target().dsn == "postgresql://u@h/db"
 
 
-@pytest.mark.parametrize(
-    "bad", ["host=h password=hunter2 no_such_key=1", "postgresql://u:hunter2@h/db?bogus=1"]
-)
+@pytest.mark.parametrize("bad", ["host=h password=hunter2 no_such_key=1", "postgresql://u:hunter2@h/db?bogus=1"])
 def test_malformed_dsn_is_bad_input_and_never_echoed(bad: str) -> None:
     with pytest.raises(SpecError) as caught:
         resolve_target(bad)
@@ -155,9 +153,7 @@ def test_env_overrides_the_settings(target: Target, monkeypatch: pytest.MonkeyPa
         assert show(conn, "application_name") == "gcos test"
 
 
-@pytest.mark.parametrize(
-    "garbage", ["soon", "-1s", "5 seconds", "5s -c search_path=evil", "1e3", "30000d", "5S"]
-)
+@pytest.mark.parametrize("garbage", ["soon", "-1s", "5 seconds", "5s -c search_path=evil", "1e3", "30000d", "5S"])
 def test_garbage_timeout_is_bad_input(garbage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GCOS_LOCK_TIMEOUT", garbage)
     with pytest.raises(SpecError) as caught:

@@ -90,8 +90,11 @@ def _set_check_sql(project_dir: Path, step_file: str, sql: str) -> None:
 
 @pytest.mark.parametrize(
     ("sql", "shape"),
-    [("SELECT 1, 2", "1 row(s) of 2 column(s)"), ("SELECT g FROM generate_series(1, 3) g", "3 row(s) of 1 column(s)"),
-     ("SELECT 1 WHERE false", "0 row(s) of 1 column(s)")],
+    [
+        ("SELECT 1, 2", "1 row(s) of 2 column(s)"),
+        ("SELECT g FROM generate_series(1, 3) g", "3 row(s) of 1 column(s)"),
+        ("SELECT 1 WHERE false", "0 row(s) of 1 column(s)"),
+    ],
 )
 def test_a_check_that_is_not_one_value_is_exit_2_naming_it(
     world_dsn: str, project_dir: Path, sql: str, shape: str
