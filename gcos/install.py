@@ -112,9 +112,7 @@ def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int)
     if row is None or not row[0]:
         raise GateRefused("gcos install needs a superuser connection (it creates roles); connect as one and retry.")
     before = installed_version(conn)
-    if before is None and conn.execute("SELECT pg_catalog.to_regnamespace('gcos') IS NOT NULL").fetchone() == (
-        True,
-    ):
+    if before is None and conn.execute("SELECT pg_catalog.to_regnamespace('gcos') IS NOT NULL").fetchone() == (True,):
         raise SpecError("Schema gcos exists but was not created by gcos install; rename or drop it and retry.")
     if before is not None and before > len(files):
         raise SpecError(

@@ -39,16 +39,13 @@ def _check_duration(value: str, name: str) -> None:
     match = _DURATION.fullmatch(value)
     if match is None or float(match[1]) * _UNIT_MS[match[2]] > _INT_MAX:
         raise SpecError(
-            f"{name} must be a duration such as 5s, 500ms or 2min (0 disables it), not {value!r}; "
-            "fix it and retry."
+            f"{name} must be a duration such as 5s, 500ms or 2min (0 disables it), not {value!r}; fix it and retry."
         )
 
 
 def _check_application_name(value: str, name: str) -> None:
     if not value or len(value) > 63 or not all(" " <= ch <= "~" for ch in value):
-        raise SpecError(
-            f"{name} must be 1 to 63 printable ASCII characters, not {value!r}; fix it and retry."
-        )
+        raise SpecError(f"{name} must be 1 to 63 printable ASCII characters, not {value!r}; fix it and retry.")
 
 
 @dataclass(frozen=True)
@@ -106,14 +103,11 @@ def _parse(dsn: str, source: str) -> dict[str, Any]:
         return conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         raise SpecError(
-            f"The DSN from {source} is not a valid libpq connection string or postgresql:// URI; "
-            "fix it and retry."
+            f"The DSN from {source} is not a valid libpq connection string or postgresql:// URI; fix it and retry."
         ) from None  # the DSN itself is never echoed: it may hold a password
 
 
-def resolve_target(
-    dsn: str | None = None, *, home: Path | None = None, start_embedded: bool = True
-) -> Target:
+def resolve_target(dsn: str | None = None, *, home: Path | None = None, start_embedded: bool = True) -> Target:
     """--dsn, else GCOS_DSN, else DATABASE_URL (empty variables count as unset), else the embedded default
     server under ``<home>/.gcos`` — started first (EmbeddedServer.up) unless start_embedded is False."""
     candidates: list[tuple[str, str | None]] = [("--dsn", dsn)] if dsn is not None else []
