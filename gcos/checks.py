@@ -16,7 +16,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from gcos.errors import DatabaseUnavailable, SpecError
-from gcos.spec import Check
+from gcos.spec import Check, StepSpec
 
 # A check that names an object the world does not have is a mismatch of the world, not a bad spec.
 WORLD_MISMATCH_STATES = (
@@ -97,3 +97,18 @@ def evaluate(conn: psycopg.Connection[Any], check: Check, *, section: str = "che
 
 def evaluate_all(conn: psycopg.Connection[Any], checks: Sequence[Check], *, section: str) -> list[CheckResult]:
     return [evaluate(conn, c, section=section) for c in checks]
+
+
+def mismatch_sentence(step: StepSpec, results: Sequence[CheckResult]) -> str:
+    failed = [r for r in results if not r.ok]
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    why = (
+        f"it depends on {', '.join(step.depends_on)} — are they committed?"
+        if step.depends_on
+        else "find out why before going on."
+    )
+    return (
+        f"re-verify of {step.id} failed: {first.name!r} expected {first.expected}, got {first.shown_actual}{more}; "
+        f"the live world is not what {step.path.name} expects: {why}"
+    )

@@ -1,0 +1,609 @@
+"""The rehearsal: run a step inside BEGIN..ROLLBACK and prove that the database at exit equals the entry.
+
+Order (issue 4, seed 002 §70.0): static checks (sqlcheck) → re-verify (read-only; mismatch stops before
+any mutation) → entry fingerprint → BEGIN REPEATABLE READ → SET LOCAL timeouts → the mutation, one
+statement at a time, checking after each that the transaction is open and the role unchanged → inside
+fingerprint and footprint → stop conditions (step and plan) and success evidence → the rollback evidence,
+whose fingerprint must equal the entry one (the rollback is proven, not trusted) → ROLLBACK → exit
+fingerprint, which must equal the entry one. Sequences advanced by nextval are non-transactional: they are
+reported by name as residue, never as a failure, and never hide any other difference.
+
+Every rehearsal, whatever its outcome, becomes a ledger record and evidence files under rehearsals/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from gcos import fingerprint, ledger, sqlcheck
+from gcos.checks import CheckResult, evaluate, evaluate_all, mismatch_sentence, plain_value
+from gcos.errors import DatabaseUnavailable, GcosError, ResidueFound, ReverifyMismatch, SpecError, StopHeld
+from gcos.install import installed_version
+from gcos.spec import Check, Expectation, PlanSpec, Project, StepSpec, StopCondition
+from gcos.target import SessionSettings
+
+FORMAT_VERSION = 1
+BATCHES_REHEARSED = 2  # a batched step rehearses its mutation and its first batches
+SEQUENCE_RESIDUE = "sequence_state"
+
+
+@dataclass(frozen=True)
+class StopResult:
+    name: str
+    kind: str
+    held: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Footprint:
+    new_tables: tuple[str, ...]
+    dropped_tables: tuple[str, ...]
+    row_deltas: dict[str, dict[str, int]]  # table -> inserted/updated/deleted inside the transaction
+
+
+@dataclass(frozen=True)
+class RehearsalHooks:
+    """Test-only levers: commit instead of rolling back, or act while the transaction is open."""
+
+    force_commit: bool = False
+    inside: Callable[[psycopg.Connection[Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class RehearsalResult:
+    step: str
+    ref: str
+    spec_hash: str
+    plan_id: str | None
+    plan_hash: str | None
+    run_id: str
+    outcome: str  # passed | stopped | success_failed | mutation_failed | rollback_unproven | residue | ...
+    message: str
+    reverify: tuple[CheckResult, ...] = ()
+    stops: tuple[StopResult, ...] = ()
+    success: tuple[CheckResult, ...] = ()
+    footprint: Footprint | None = None
+    entry: dict[str, Any] = field(default_factory=dict)
+    inside: dict[str, Any] = field(default_factory=dict)
+    after_rollback: dict[str, Any] = field(default_factory=dict)
+    exit: dict[str, Any] = field(default_factory=dict)
+    differences: tuple[str, ...] = ()
+    residue: tuple[str, ...] = ()
+    duration_us: int = 0
+    ledger_seq: int | None = None
+    evidence: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "passed"
+
+
+class Outcome(Exception):
+    """Ends the transaction early with a recorded outcome (the transaction always rolls back)."""
+
+    def __init__(self, outcome: str, message: str, error: type[GcosError]) -> None:
+        super().__init__(message)
+        self.outcome, self.message, self.error = outcome, message, error
+
+
+# --------------------------------------------------------------------------- static checks
+
+
+def static_check(step: StepSpec, plan: PlanSpec | None) -> None:
+    """Refuse, before anything runs, SQL the spec does not allow (exit 2, the statement quoted)."""
+    forbid_columns = [n for s in (*step.stop, *plan_stops(plan)) if s.kind == "forbid_columns" for n in s.names]
+    forbid_objects = [n for s in (*step.stop, *plan_stops(plan)) if s.kind == "forbid_objects" for n in s.names]
+    if step.mutation:
+        sqlcheck.check_mutation(step, extra_forbid_columns=forbid_columns, extra_forbid_objects=forbid_objects)
+    sqlcheck.check_rollback(step)
+    if step.batch:
+        sqlcheck.check_batch(step)
+    for section, checks in (("re-verify", step.reverify), ("success", step.success)):
+        for check in checks:
+            sqlcheck.check_query(check.sql, label=f"step {step.id} {section} check {check.name!r}")
+    for stop in (*step.stop, *plan_stops(plan)):
+        if stop.sql:
+            sqlcheck.check_query(stop.sql, label=f"step {step.id} stop condition {stop.name!r}")
+
+
+def plan_stops(plan: PlanSpec | None) -> tuple[StopCondition, ...]:
+    return plan.global_stop if plan else ()
+
+
+# --------------------------------------------------------------------------- stop conditions
+
+
+def _holds(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
+    with conn.transaction():
+        row = conn.execute(query, params).fetchone()
+    return plain_value(row[0]) if row else None
+
+
+_USER_SCHEMAS = "n.nspname NOT IN ('information_schema', 'gcos') AND n.nspname !~ '^pg_'"
+
+
+def evaluate_stop(conn: psycopg.Connection[Any], stop: StopCondition, footprint: Footprint) -> StopResult:
+    """Whether one stop condition holds inside the open transaction."""
+    if stop.kind == "sql":
+        assert stop.sql is not None
+        result = evaluate(conn, Check(stop.name, stop.sql, Expectation("eq", True)), section="stop condition")
+        detail = f"error: {result.error}" if result.error else f"returned {result.shown_actual}"
+        return StopResult(stop.name, stop.kind, result.ok or bool(result.error), detail)
+    if stop.kind == "forbid_columns":
+        found = _holds(
+            conn,
+            "SELECT string_agg(DISTINCT c.relname || '.' || a.attname, ', ') FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE a.attnum > 0 AND NOT a.attisdropped AND {_USER_SCHEMAS} AND a.attname = ANY(%s)",
+            (list(stop.names),),
+        )
+        return StopResult(stop.name, stop.kind, bool(found), f"found {found}" if found else "none present")
+    if stop.kind == "forbid_objects":
+        found = _holds(
+            conn,
+            "SELECT string_agg(DISTINCT name, ', ') FROM ("
+            " SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f"  WHERE {_USER_SCHEMAS} AND c.relname = ANY(%s)"
+            " UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            f"  WHERE {_USER_SCHEMAS} AND p.proname = ANY(%s)"
+            " UNION ALL SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+            f"  WHERE {_USER_SCHEMAS} AND t.typname = ANY(%s) AND t.typtype <> 'c'"
+            " UNION ALL SELECT tg.tgname FROM pg_trigger tg WHERE NOT tg.tgisinternal AND tg.tgname = ANY(%s)"
+            ") AS objects",
+            [list(stop.names)] * 4,
+        )
+        return StopResult(stop.name, stop.kind, bool(found), f"found {found}" if found else "none present")
+    limit = stop.limit if stop.limit is not None else 0
+    count = len(footprint.new_tables)
+    return StopResult(stop.name, stop.kind, count > limit, f"{count} new table(s), limit {limit}")
+
+
+def footprint_of(
+    conn: psycopg.Connection[Any], entry: fingerprint.Fingerprint, inside: fingerprint.Fingerprint
+) -> Footprint:
+    """New and dropped tables (from the fingerprints) and row deltas per table inside this transaction."""
+    before = set(entry.schema.get("relation", {}))
+    after = set(inside.schema.get("relation", {}))
+    tables_now = _table_identities(conn)
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_xact_user_tables "
+            "WHERE (n_tup_ins + n_tup_upd + n_tup_del) > 0 AND schemaname <> 'gcos' ORDER BY 1"
+        ).fetchall()
+    deltas = {str(r[0]): {"inserted": int(r[1]), "updated": int(r[2]), "deleted": int(r[3])} for r in rows}
+    return Footprint(
+        new_tables=tuple(sorted((after - before) & tables_now)),
+        dropped_tables=tuple(sorted(before - after)),
+        row_deltas=deltas,
+    )
+
+
+def _table_identities(conn: psycopg.Connection[Any]) -> set[str]:
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS}"
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+# --------------------------------------------------------------------------- running SQL
+
+
+@contextmanager
+def statement_errors(step: StepSpec, section: str, statement: sqlcheck.Statement) -> Iterator[None]:
+    quoted = " ".join(statement.text.split())[:120]
+    try:
+        yield
+    except pgerrors.LockNotAvailable:
+        raise
+    except pgerrors.QueryCanceled as exc:
+        raise Outcome(
+            "statement_timeout",
+            f'{section} of {step.id} line {statement.line} hit statement_timeout and was rolled back: "{quoted}"; '
+            "make the step incremental (seed 002 step 9: 5 s statement limit).",
+            StopHeld,
+        ) from exc
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        reason = (exc.diag.message_primary if isinstance(exc, psycopg.DatabaseError) else None) or str(exc)
+        raise Outcome(
+            f"{section}_failed",
+            f"{section} of {step.id} failed at line {statement.line} and was rolled back: {reason.strip()} "
+            f'("{quoted}"); fix the spec and rehearse again.',
+            StopHeld,
+        ) from exc
+
+
+def run_statements(
+    conn: psycopg.Connection[Any],
+    step: StepSpec,
+    section: str,
+    statements: Sequence[sqlcheck.Statement],
+    identity: tuple[Any, ...],
+) -> None:
+    """Run each statement alone, then prove the transaction is still open and the role unchanged."""
+    for statement in statements:
+        with statement_errors(step, section, statement):
+            conn.execute(statement.text)  # spec SQL, refused by sqlcheck unless allowed
+        assert_session(conn, step, section, statement, identity)
+
+
+def assert_session(
+    conn: psycopg.Connection[Any],
+    step: StepSpec,
+    section: str,
+    statement: sqlcheck.Statement,
+    identity: tuple[Any, ...],
+) -> None:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise Outcome(
+            "transaction_lost",
+            f"{section} of {step.id} line {statement.line} ended the transaction; refused and rolled back.",
+            StopHeld,
+        )
+    now = session_identity(conn)
+    if now != identity:
+        raise Outcome(
+            "identity_changed",
+            f"{section} of {step.id} line {statement.line} changed the session "
+            f"identity or timeouts ({identity} -> {now}); refused and rolled back.",
+            StopHeld,
+        )
+
+
+def session_identity(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT current_user, session_user, current_setting('lock_timeout'), current_setting('statement_timeout'), "
+        "current_setting('search_path')"
+    ).fetchone()
+    return tuple(row) if row else ()
+
+
+def run_batches(conn: psycopg.Connection[Any], step: StepSpec, run_id: str, identity: tuple[Any, ...]) -> int:
+    """Rehearse the first batches of a batched step (keyset ranges over its source table)."""
+    assert step.batch is not None
+    batch = step.batch
+    statement = sqlcheck.Statement(batch.sql, "insert", (), 1)
+    after: Any = None
+    done = 0
+    for _ in range(BATCHES_REHEARSED):
+        bounds = conn.execute(
+            sql.SQL(
+                "SELECT min(k), max(k) FROM (SELECT {key} AS k FROM {table} WHERE %s::bigint IS NULL OR {key} > "
+                "%s ORDER BY {key} LIMIT %s) AS b"
+            ).format(key=sql.Identifier(batch.key), table=sql.Identifier(*batch.table.split("."))),
+            (after, after, batch.size),
+        ).fetchone()
+        if bounds is None or bounds[0] is None:
+            break
+        lower = after if after is not None else bounds[0] - 1
+        with statement_errors(step, "batch", statement):
+            conn.execute(batch.sql, {"after": lower, "upto": bounds[1], "run_id": run_id})
+        assert_session(conn, step, "batch", statement, identity)
+        after = bounds[1]
+        done += 1
+    return done
+
+
+# --------------------------------------------------------------------------- the rehearsal
+
+
+def blockers(conn: psycopg.Connection[Any], statements: Sequence[sqlcheck.Statement]) -> str:
+    """Who holds locks on the tables the step touches (asked after the failed transaction ended)."""
+    names = sorted({t for s in statements for t in s.targets})
+    rows = conn.execute(
+        "SELECT DISTINCT l.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100), l.mode, "
+        "l.relation::regclass::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY ("
+        "  SELECT to_regclass(n) FROM unnest(%s::text[]) AS n WHERE to_regclass(n) IS NOT NULL) ORDER BY 1",
+        (names,),
+    ).fetchall()
+    if not rows:
+        return "no blocker is left now"
+    return "; ".join(f"pid {r[0]} ({r[1]}) holds {r[3]} on {r[4]}, running: {r[2]}" for r in rows)
+
+
+def rehearse(
+    conn: psycopg.Connection[Any],
+    project: Project,
+    step: StepSpec,
+    *,
+    settings: SessionSettings,
+    evidence_dir: Path | None = None,
+    hooks: RehearsalHooks | None = None,
+) -> RehearsalResult:
+    """Rehearse `step` on an idle autocommit connection; record the outcome; raise its error if it failed."""
+    hooks = hooks or RehearsalHooks()
+    plan = project.plan_of(step.id)
+    static_check(step, plan)
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise SpecError(
+            "a rehearsal must start on an idle connection (a transaction() inside another would "
+            "silently become a savepoint)."
+        )
+    if installed_version(conn) is None:
+        raise SpecError("gcos is not installed in this database (rehearsals are ledger records); run `gcos install`.")
+    started = time.perf_counter_ns()
+    run_id = uuid.uuid4().hex
+    base: dict[str, Any] = {
+        "step": step.id,
+        "ref": step.ref,
+        "spec_hash": step.hash,
+        "plan_id": plan.id if plan else None,
+        "plan_hash": plan.hash if plan else None,
+        "run_id": run_id,
+    }
+
+    # Re-verify first: a mismatch stops before any mutation.
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
+    if not all(r.ok for r in reverify):
+        result = RehearsalResult(
+            **base,
+            outcome="reverify_mismatch",
+            message=mismatch_sentence(step, reverify),
+            reverify=reverify,
+            duration_us=micros_since(started),
+        )
+        result = _record(conn, result, evidence_dir)
+        raise ReverifyMismatch(result.message, details=result)
+
+    entry = fingerprint.take(conn, watch=step.watch)
+    mutation = sqlcheck.split(step.mutation.sql) if step.mutation else []
+    rollback = sqlcheck.split(step.rollback_sql)
+    stops: tuple[StopResult, ...] = ()
+    success: tuple[CheckResult, ...] = ()
+    footprint: Footprint | None = None
+    inside: fingerprint.Fingerprint | None = None
+    after_rollback: fingerprint.Fingerprint | None = None
+    outcome, message, error = "passed", "", None
+    previous_isolation = conn.isolation_level
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        with conn.transaction(force_rollback=not hooks.force_commit):
+            for name, value in (
+                ("lock_timeout", settings.lock_timeout),
+                ("statement_timeout", settings.statement_timeout),
+                ("idle_in_transaction_session_timeout", settings.idle_in_transaction_session_timeout),
+            ):
+                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            identity = session_identity(conn)
+            try:
+                run_statements(conn, step, "mutation", mutation, identity)
+                if step.batch:
+                    run_batches(conn, step, run_id, identity)
+                if hooks.inside:
+                    hooks.inside(conn)
+                inside = fingerprint.take(conn, watch=step.watch)
+                footprint = footprint_of(conn, entry, inside)
+                stops = tuple(evaluate_stop(conn, s, footprint) for s in (*step.stop, *plan_stops(plan)))
+                success = tuple(evaluate_all(conn, step.success, section="success check"))
+                held = [s for s in stops if s.held]
+                failed = [c for c in success if not c.ok]
+                if held:
+                    raise Outcome(
+                        "stopped",
+                        f"stop condition {held[0].name!r} of {step.id} held "
+                        f"({held[0].detail}); the step was rolled back.",
+                        StopHeld,
+                    )
+                if failed:
+                    raise Outcome(
+                        "success_failed",
+                        f"success check {failed[0].name!r} of {step.id} expected "
+                        f"{failed[0].expected}, got {failed[0].shown_actual}; the step was rolled back.",
+                        StopHeld,
+                    )
+                if not hooks.force_commit:
+                    run_statements(conn, step, "rollback", rollback, identity)
+                    after_rollback = fingerprint.take(conn, watch=step.watch)
+                    unproven = real_differences(fingerprint.diff(entry, after_rollback))
+                    if unproven:
+                        raise Outcome(
+                            "rollback_unproven",
+                            f"the rollback evidence of {step.id} does not return "
+                            f"the world to its entry fingerprint: {fingerprint.describe(unproven)}; fix "
+                            "its rollback SQL.",
+                            ResidueFound,
+                        )
+            except Outcome as stop:
+                outcome, message, error = stop.outcome, stop.message, stop.error
+                if hooks.force_commit:
+                    raise
+    except pgerrors.LockNotAvailable:
+        conn.isolation_level = previous_isolation
+        holders = blockers(conn, [*mutation, *rollback])
+        outcome, error = "lock_timeout", DatabaseUnavailable
+        message = (
+            f"{step.id} could not get a lock within lock_timeout {settings.lock_timeout}: {holders}; "
+            "nothing was changed, retry when they are done."
+        )
+    except Outcome as stop:  # only with force_commit: the transaction was rolled back by the exception
+        outcome, message, error = stop.outcome, stop.message, stop.error
+    finally:
+        conn.isolation_level = previous_isolation
+
+    exit_fp = fingerprint.take(conn, watch=step.watch)
+    all_diffs = fingerprint.diff(entry, exit_fp)
+    residue = tuple(sorted({d.identity for d in all_diffs if d.category == SEQUENCE_RESIDUE}))
+    differences = real_differences(all_diffs)
+    if differences and outcome in ("passed", "stopped", "success_failed", "mutation_failed"):
+        kept = f" (after: {message})" if message else ""
+        outcome, error = "residue", ResidueFound
+        message = (
+            f"entry != exit after rehearsing {step.id}: {fingerprint.describe(differences)}{kept}; "
+            "the database was changed outside the rolled-back transaction — investigate before going on."
+        )
+    if outcome == "passed":
+        extra = f" (sequences advanced, non-transactional: {', '.join(residue)})" if residue else ""
+        message = f"rehearsal of {step.id} passed: entry == exit{extra}."
+
+    result = RehearsalResult(
+        **base,
+        outcome=outcome,
+        message=message,
+        reverify=reverify,
+        stops=stops,
+        success=success,
+        footprint=footprint,
+        entry=fingerprint_summary(entry),
+        inside=fingerprint_summary(inside),
+        after_rollback=fingerprint_summary(after_rollback),
+        exit=fingerprint_summary(exit_fp),
+        differences=tuple(f"{d.category} {d.identity} {d.change}" for d in differences),
+        residue=residue,
+        duration_us=micros_since(started),
+    )
+    result = _record(conn, result, evidence_dir)
+    if error is not None:
+        raise error(result.message, details=result)
+    return result
+
+
+def real_differences(diffs: list[fingerprint.Difference]) -> list[fingerprint.Difference]:
+    return [d for d in diffs if d.category != SEQUENCE_RESIDUE]
+
+
+def fingerprint_summary(fp: fingerprint.Fingerprint | None) -> dict[str, Any]:
+    if fp is None:
+        return {}
+    return {
+        "hash": fp.hash,
+        "schema_hash": fp.schema_hash,
+        "tables": {k: {"rows": v.rows, "content": v.content} for k, v in fp.tables.items()},
+    }
+
+
+def micros_since(started_ns: int) -> int:
+    return (time.perf_counter_ns() - started_ns) // 1000
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def ledger_safe(value: Any) -> Any:
+    """The ledger takes integers, never floats: keep floats as their text."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): ledger_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [ledger_safe(v) for v in value]
+    return value
+
+
+def payload(result: RehearsalResult) -> dict[str, Any]:
+    """The rehearsal as a ledger payload and evidence document."""
+
+    def check(c: CheckResult) -> dict[str, Any]:
+        return {"name": c.name, "expected": c.expected, "actual": c.actual, "ok": c.ok, "error": c.error}
+
+    fp = result.footprint
+    body: dict[str, Any] = ledger_safe(
+        {
+            "format_version": FORMAT_VERSION,
+            "run_id": result.run_id,
+            "step": result.step,
+            "ref": result.ref,
+            "plan_id": result.plan_id,
+            "plan_hash": result.plan_hash,
+            "outcome": result.outcome,
+            "message": result.message,
+            "fingerprints": {
+                "entry": result.entry,
+                "inside": result.inside,
+                "after_rollback": result.after_rollback,
+                "exit": result.exit,
+            },
+            "footprint": {
+                "new_tables": list(fp.new_tables),
+                "dropped_tables": list(fp.dropped_tables),
+                "row_deltas": fp.row_deltas,
+            }
+            if fp
+            else None,
+            "checks": {
+                "reverify": [check(c) for c in result.reverify],
+                "stop": [{"name": s.name, "kind": s.kind, "held": s.held, "detail": s.detail} for s in result.stops],
+                "success": [check(c) for c in result.success],
+            },
+            "differences": list(result.differences[:50]),
+            "residue": {"sequences": list(result.residue)},
+            "duration_us": result.duration_us,
+        }
+    )
+    return body
+
+
+def _record(conn: psycopg.Connection[Any], result: RehearsalResult, evidence_dir: Path | None) -> RehearsalResult:
+    body = payload(result)
+    entry = ledger.append(conn, "rehearsal", body, step_id=result.step, spec_hash=result.spec_hash)
+    files: tuple[str, ...] = ()
+    if evidence_dir is not None:
+        files = write_evidence(evidence_dir, result, entry, body)
+    return RehearsalResult(**{**result.__dict__, "ledger_seq": entry.seq, "evidence": files})
+
+
+def write_evidence(
+    evidence_dir: Path, result: RehearsalResult, entry: ledger.LedgerEntry, body: dict[str, Any]
+) -> tuple[str, ...]:
+    """rehearsals/<STEP>/<time>-seq<N>.json and .md: what an auditor reads, tied to the ledger record."""
+    stamp = str(entry.record.get("recorded_at", "")).replace(":", "").replace("-", "")
+    folder = evidence_dir / result.step
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{stamp}-seq{entry.seq}"
+    document = {
+        "format_version": FORMAT_VERSION,
+        "ledger": {"seq": entry.seq, "hash": entry.hash, "recorded_at": entry.record.get("recorded_at")},
+        "spec_hash": result.spec_hash,
+        **body,
+    }
+    json_path = folder / f"{name}.json"
+    json_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    md_path = folder / f"{name}.md"
+    md_path.write_text(_markdown(result, entry), encoding="utf-8")
+    return (str(json_path), str(md_path))
+
+
+def _markdown(result: RehearsalResult, entry: ledger.LedgerEntry) -> str:
+    lines = [
+        f"# Rehearsal of {result.step} ({result.ref}): {result.outcome}",
+        "",
+        f"- {result.message}",
+        f"- spec hash `{result.spec_hash}`; plan {result.plan_id} `{result.plan_hash}`",
+        f"- ledger record seq {entry.seq}, hash `{entry.hash}`, at {entry.record.get('recorded_at')}",
+        f"- entry fingerprint `{result.entry.get('hash', '-')}`; exit fingerprint `{result.exit.get('hash', '-')}`",
+        f"- duration {result.duration_us / 1e6:.3f} s; run id `{result.run_id}`",
+    ]
+    if result.residue:
+        lines.append(f"- known residue (sequences, non-transactional): {', '.join(result.residue)}")
+    if result.differences:
+        lines += ["", "## Differences entry vs exit", "", *[f"- {d}" for d in result.differences]]
+    if result.footprint:
+        fp = result.footprint
+        lines += ["", "## Footprint", "", f"- new tables: {', '.join(fp.new_tables) or 'none'}"]
+        lines += [f"- {t}: +{d['inserted']} ~{d['updated']} -{d['deleted']}" for t, d in fp.row_deltas.items()]
+    for title, checks in (("Re-verify", result.reverify), ("Success evidence", result.success)):
+        if checks:
+            lines += ["", f"## {title}", "", "| check | expected | actual | ok |", "|---|---|---|---|"]
+            lines += [f"| {c.name} | {c.expected} | {c.shown_actual} | {'yes' if c.ok else 'NO'} |" for c in checks]
+    if result.stops:
+        lines += ["", "## Stop conditions", "", "| condition | held | detail |", "|---|---|---|"]
+        lines += [f"| {s.name} | {'HELD' if s.held else 'no'} | {s.detail} |" for s in result.stops]
+    lines += ["", f"Verify the chain with `gcos ledger verify`; this record is seq {entry.seq}.", ""]
+    return "\n".join(lines)
