@@ -385,6 +385,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "record_decision",
         "revoke_approval",
         "revoke_decision",
+        "lock_approvals",
     }
     approvers = ["gcos_council", "gcos_sovereign"]
     expected = {
@@ -398,6 +399,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "record_decision": approvers,
         "revoke_approval": approvers,
         "revoke_decision": approvers,
+        "lock_approvals": ["gcos_operator"],
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(

@@ -1,0 +1,609 @@
+"""Approvals, decisions and revocations through the write aperture, and the facts gathered for the gates, with
+real database roles (issue 5 items 1, 2 and 4; CONTRACT.md "Authority", "Gates"; seed 000 "TOCTOU check",
+P4 expiry; seed 002 §70.0 M-1; seed 004 §§3-4 "human-only approvers, privilege wall").
+
+The reference world (seed 002) gets gcos installed and its own principals; rehearsals and commits are
+appended as the ledger records rehearsal.py and apply.py write (same kinds and payload keys)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import REPO, MakeRole, Role
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gcos import approvals, ledger
+from gcos.approvals import approve, decide, gather_facts, lock_approvals, parse_duration, revoke, revoke_decision
+from gcos.errors import DatabaseUnavailable, GateRefused, LedgerBroken, SpecError
+from gcos.gates import Facts, evaluate, rollback_subject_hash
+from gcos.install import install
+from gcos.principals import add_principal
+from gcos.spec import Project, StepSpec, load_project
+
+SCHEMA = "5c" * 32  # the entry schema fingerprint of the rehearsals below (and of "now")
+TRACE = "feedfacefeedfacefeedfacefeedface"
+DAY = timedelta(hours=24)
+
+# role hint -> (principal kind, gcos roles); every one is granted the matching gcos_<role> groups
+PEOPLE: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "alice": ("human", ("sovereign",)),
+    "bob": ("human", ("council",)),
+    "carol": ("human", ("sovereign",)),
+    "opal": ("human", ("operator",)),  # commits
+    "rita": ("human", ("operator",)),  # rehearses
+    "sam": ("human", ("operator", "sovereign")),  # both: may approve, may commit, never his own
+    "aggie": ("agent", ("sovereign",)),
+    "root": ("human", ("sovereign",)),  # a superuser
+}
+
+
+@dataclass
+class World:
+    admin: psycopg.Connection[Any]
+    dsn: str
+    roles: dict[str, Role]
+    project: Project
+    opened: list[psycopg.Connection[Any]]
+
+    def connect(self, who: str, **settings: Any) -> psycopg.Connection[Any]:
+        dbname = conninfo_to_dict(self.dsn)["dbname"]
+        conn = psycopg.connect(make_conninfo(self.roles[who].dsn, dbname=dbname), autocommit=True, **settings)
+        self.opened.append(conn)
+        return conn
+
+    def step(self, ref: str) -> StepSpec:
+        return self.project.step(ref)
+
+
+@pytest.fixture
+def world(world_dsn: str, make_role: MakeRole) -> Iterator[World]:
+    """The reference world with gcos installed and the PEOPLE as principals of THIS database."""
+    admin = psycopg.connect(world_dsn, autocommit=True)
+    install(admin)
+    roles: dict[str, Role] = {}
+    for hint, (kind, gcos_roles) in PEOPLE.items():
+        roles[hint] = make_role(hint, grant=gcos_roles, superuser=hint == "root")
+        if kind is not None:
+            add_principal(admin, roles[hint].name, name=hint.title(), kind=kind, roles=gcos_roles, grant=False)
+    w = World(admin, world_dsn, roles, load_project(REPO), [admin])
+    try:
+        yield w
+    finally:
+        for conn in w.opened:
+            conn.close()
+
+
+def rehearsal(
+    conn: psycopg.Connection[Any],
+    project: Project,
+    step: StepSpec,
+    *,
+    outcome: str = "passed",
+    schema_hash: str = SCHEMA,
+) -> int:
+    """A rehearsal record as rehearsal.py writes it (kind, step, spec hash, payload keys the gates read)."""
+    plan = project.plan_of(step.id)
+    assert plan is not None
+    entry = ledger.append(
+        conn,
+        "rehearsal",
+        {
+            "format_version": 1,
+            "run_id": uuid.uuid4().hex,
+            "step": step.id,
+            "outcome": outcome,
+            "plan_hash": plan.hash,
+            "fingerprints": {"entry": {"hash": "0e" * 32, "schema_hash": schema_hash}},
+        },
+        step_id=step.id,
+        spec_hash=step.hash,
+    )
+    return entry.seq
+
+
+def commit_record(conn: psycopg.Connection[Any], project: Project, step: StepSpec, *, after: str = "af" * 32) -> int:
+    plan = project.plan_of(step.id)
+    assert plan is not None
+    entry = ledger.append(
+        conn,
+        "commit",
+        {
+            "run_id": uuid.uuid4().hex,
+            "outcome": "applied",
+            "plan_hash": plan.hash,
+            "fingerprint_before": {"hash": "0e" * 32, "schema_hash": SCHEMA},
+            "fingerprint_after": {"hash": "1e" * 32, "schema_hash": after},
+            "policy_decision_seq": 1,
+        },
+        step_id=step.id,
+        spec_hash=step.hash,
+    )
+    return entry.seq
+
+
+def facts_for(conn: psycopg.Connection[Any], project: Project, step: StepSpec, action: str = "commit") -> Facts:
+    return gather_facts(
+        conn,
+        project,
+        step,
+        action=action,
+        reverify_ok=True,
+        reverify_reason="all checks hold",
+        current_schema_hash=SCHEMA if action == "commit" else "af" * 32,
+        global_stops_held=(),
+    )
+
+
+def db_clock(conn: psycopg.Connection[Any]) -> Any:
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+# --------------------------------------------------------------------------- parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", timedelta(hours=24)),
+        ("30m", timedelta(minutes=30)),
+        ("7d", timedelta(days=7)),
+        ("90s", timedelta(seconds=90)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        (" 2D ", timedelta(days=2)),
+        ("1d2h3m4s", timedelta(days=1, hours=2, minutes=3, seconds=4)),
+        ("365d", timedelta(days=365)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is not a duration"),
+        ("24", "is not a duration"),
+        ("h", "is not a duration"),
+        ("1.5h", "is not a duration"),
+        ("-1h", "is not a duration"),
+        ("30m1h", "is not a duration"),
+        ("1 h", "is not a duration"),
+        ("forever", "is not a duration"),
+        ("0h", "must be in the future"),
+        ("0d0s", "must be in the future"),
+        ("366d", "longer than 365 days"),
+        ("99999999999999999999d", "longer than 365 days"),
+    ],
+)
+def test_parse_duration_refuses_garbage_zero_and_forever(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_duration(text)
+
+
+# --------------------------------------------------------------------------- approve
+
+
+def test_a_sovereign_approves_as_the_session_role_bound_to_spec_plan_rehearsal_and_db_clock(world: World) -> None:
+    step = world.step("SB-12")
+    plan = world.project.plan_of(step.id)
+    assert plan is not None
+    rita, alice = world.connect("rita"), world.connect("alice")
+    seq = rehearsal(rita, world.project, step)
+    before = db_clock(alice)
+    receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY, note="read R-2")
+    after = db_clock(alice)
+    assert receipt.principal == "Alice" and receipt.role == world.roles["alice"].name
+    assert (receipt.step_id, receipt.spec_hash, receipt.plan_hash) == (step.id, step.hash, plan.hash)
+    assert receipt.bound_hash == step.hash and receipt.subject == "step"
+    assert receipt.rehearsal_seq == seq and receipt.rehearsal_outcome == "passed"
+    assert before + DAY < receipt.expires_at < after + DAY  # the database's clock, not the client's
+    row = world.admin.execute(
+        "SELECT approver_oid::bigint, approver, spec_hash, plan_hash, verdict, rehearsal_seq, note, database_name, "
+        "ledger_seq FROM gcos.os_proposal_approvals WHERE id = %s",
+        (receipt.approval_id,),
+    ).fetchone()
+    assert row == (
+        world.roles["alice"].oid,
+        "Alice",
+        step.hash,
+        plan.hash,
+        "approve",
+        seq,
+        "read R-2",
+        conninfo_to_dict(world.dsn)["dbname"],
+        receipt.ledger_seq,
+    )
+    record = ledger.read_all(world.admin)[-1]
+    assert record.seq == receipt.ledger_seq and record.kind == "approval"
+    assert record.record["actor"]["role_oid"] == world.roles["alice"].oid
+    assert record.payload["rehearsal_seq"] == seq
+    assert ledger.verify(world.admin).ok
+
+
+def test_approve_without_a_rehearsal_names_none_and_refuses_bad_input(world: World) -> None:
+    alice, step = world.connect("alice"), world.step("SB-13")
+    receipt = approve(alice, world.project, step, verdict="defer", expires_in=timedelta(minutes=5), note=None)
+    assert receipt.rehearsal_seq is None and receipt.verdict == "defer"
+    with pytest.raises(SpecError, match="verdict 'yes' is not one of"):
+        approve(alice, world.project, step, verdict="yes", expires_in=DAY)
+    with pytest.raises(SpecError, match="must be in the future"):
+        approve(alice, world.project, step, verdict="approve", expires_in=timedelta(0))
+    with pytest.raises(SpecError, match="longer than 365 days"):
+        approve(alice, world.project, step, verdict="approve", expires_in=timedelta(days=400))
+
+
+@pytest.mark.parametrize(
+    ("who", "message"),
+    [
+        ("opal", "lacks the gcos group role"),  # an operator: no EXECUTE on the aperture
+        ("aggie", "is of kind agent and cannot approve"),
+        ("root", "is a superuser and cannot approve"),
+    ],
+)
+def test_operators_agents_and_superusers_cannot_approve_or_decide(world: World, who: str, message: str) -> None:
+    conn = world.connect(who)
+    with pytest.raises(GateRefused, match=message):
+        approve(conn, world.project, world.step("SB-12"), verdict="approve", expires_in=DAY)
+    with pytest.raises(GateRefused):
+        decide(conn, "A-8", verdict="approve", expires_in=DAY, note=None)
+    assert world.admin.execute("SELECT count(*) FROM gcos.os_proposal_approvals").fetchone() == (0,)
+
+
+def test_revoke_appends_and_the_gate_sees_it(world: World) -> None:
+    step = world.step("SB-12")
+    rehearsal(world.connect("rita"), world.project, step)
+    alice, bob, opal = world.connect("alice"), world.connect("bob"), world.connect("opal")
+    receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
+    assert evaluate(facts_for(opal, world.project, step), trace_id=TRACE).allow
+    revoked = revoke(bob, receipt.approval_id, "spec under review")
+    assert (revoked.kind, revoked.revoked_id, revoked.subject, revoked.revoked_by) == (
+        "approval",
+        receipt.approval_id,
+        "SB-12",
+        "Bob",
+    )
+    record = ledger.read_all(world.admin)[-1]
+    assert (record.seq, record.kind, record.payload["approval_id"]) == (
+        revoked.ledger_seq,
+        "approval_revocation",
+        receipt.approval_id,
+    )
+    f = facts_for(opal, world.project, step)
+    assert [a.revoked for a in f.approvals] == [True] and f.state == "rehearsed"
+    decision = evaluate(f, trace_id=TRACE)
+    assert not decision.allow
+    assert decision.refusal_sentence() == (
+        f"No approval counts for SB-12: approval {receipt.approval_id} by Alice was revoked; "
+        "ask a sovereign to run: gcos approve SB-12 --verdict approve --expires-in 24h"
+    )
+    with pytest.raises(SpecError, match="already revoked"):
+        revoke(bob, receipt.approval_id)
+    with pytest.raises(SpecError, match="does not exist"):
+        revoke(bob, 999_999)
+    with pytest.raises(GateRefused):
+        revoke(opal, receipt.approval_id)
+
+
+def test_decide_and_revoke_decision(world: World) -> None:
+    step = world.step("SB-1-2")
+    alice, bob, opal = world.connect("alice"), world.connect("bob"), world.connect("opal")
+    before = db_clock(alice)
+    receipt = decide(alice, "a-8", verdict="approve", expires_in=timedelta(hours=2), note="C-1 + C-2")
+    assert (receipt.decision, receipt.principal, receipt.role) == ("A-8", "Alice", world.roles["alice"].name)
+    assert receipt.expires_at > before + timedelta(hours=2)
+    with pytest.raises(SpecError, match="is not a decision name"):
+        decide(alice, "approve everything", verdict="approve", expires_in=DAY, note=None)
+    f = facts_for(opal, world.project, step)
+    assert [(d.decision, d.verdict, d.kind, d.revoked) for d in f.decisions] == [("A-8", "approve", "human", False)]
+    assert evaluate(f, trace_id=TRACE).gate("decisions").allow
+    revoked = revoke_decision(bob, receipt.decision_id, "superseded")
+    assert (revoked.kind, revoked.subject, revoked.revoked_by) == ("decision", "A-8", "Bob")
+    gate = evaluate(facts_for(opal, world.project, step), trace_id=TRACE).gate("decisions")
+    assert not gate.allow
+    assert gate.reason == f"decision A-8 has no approve in force: record {receipt.decision_id} was revoked"
+
+
+# --------------------------------------------------------------------------- gather_facts on the reference world
+
+
+def test_gather_facts_on_the_reference_world(world: World) -> None:
+    step = world.step("SB-12")
+    opal = world.connect("opal")
+    f = facts_for(opal, world.project, step)
+    identity = world.admin.execute(
+        "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+    ).fetchone()
+    assert (f.target_system_identifier, f.target_database) == identity
+    assert (f.actor_role_oid, f.actor_principal, f.state, f.rehearsal, f.approvals) == (
+        world.roles["opal"].oid,
+        "Opal",
+        "planned",
+        None,
+        (),
+    )
+    assert f.plan_id == "build" and f.dependency_states == {} and f.db_now.tzinfo is not None
+    assert evaluate(f, trace_id=TRACE).refusal_sentence() == "SB-12 has no rehearsal; run: gcos rehearse SB-12"
+
+    seq = rehearsal(world.connect("rita"), world.project, step)
+    bob_approval = approve(world.connect("bob"), world.project, step, verdict="approve", expires_in=DAY)
+    f = facts_for(opal, world.project, step)
+    assert f.rehearsal is not None and f.rehearsal.seq == seq and f.rehearsal.actor_principal == "Rita"
+    assert f.state == "rehearsed"
+    assert evaluate(f, trace_id=TRACE).gate("approvals").reason == (
+        f"no approval counts for SB-12: approval {bob_approval.approval_id} by Bob is by Bob, who holds council, "
+        "not sovereign"
+    )
+
+    alice_approval = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    f = facts_for(opal, world.project, step)
+    (a,) = [x for x in f.approvals if x.id == alice_approval.approval_id]
+    assert (a.principal, a.role_oid, a.kind, a.roles, a.is_superuser, a.subject, a.revoked) == (
+        "Alice",
+        world.roles["alice"].oid,
+        "human",
+        ("sovereign",),
+        False,
+        "step",
+        False,
+    )
+    assert a.expires_at == alice_approval.expires_at and a.system_identifier == f.target_system_identifier
+    record = evaluate(f, trace_id=TRACE)
+    assert record.allow and f.state == "approved", record.refusal_sentence()
+    assert record.gate("approvals").evidence == (alice_approval.approval_id,)
+    ledger.append(
+        opal, "policy_decision", record.to_payload(), step_id=step.id, spec_hash=step.hash, trace_id=TRACE
+    )  # what apply.py writes: the ledger takes it as is
+
+    # the knife edge, by the database clock the facts were read with
+    at_expiry = dataclasses.replace(f, db_now=a.expires_at)
+    assert not evaluate(at_expiry, trace_id=TRACE).gate("approvals").allow
+    assert evaluate(dataclasses.replace(f, db_now=a.expires_at - timedelta(microseconds=1)), trace_id=TRACE).allow
+
+    # SB-10 waits for SB-12 and SB-13
+    f10 = facts_for(opal, world.project, world.step("SB-10"))
+    assert f10.dependency_states == {"SB-12": "approved", "SB-13": "planned"}
+
+
+def test_self_approval_by_the_rehearser_and_the_committer(world: World) -> None:
+    step = world.step("SB-12")
+    sam = world.connect("sam")
+    rehearsal(sam, world.project, step)
+    mine = approve(sam, world.project, step, verdict="approve", expires_in=DAY)
+    reason = evaluate(facts_for(world.connect("opal"), world.project, step), trace_id=TRACE).gate("approvals").reason
+    assert (
+        reason == f"no approval counts for SB-12: approval {mine.approval_id} by Sam is by Sam, who ran the "
+        "rehearsal (no self-approval)"
+    )
+    rehearsal(world.connect("rita"), world.project, step)  # now Rita's rehearsal is the evidence
+    assert evaluate(facts_for(world.connect("opal"), world.project, step), trace_id=TRACE).allow
+    looking = gather_facts(
+        sam,
+        world.project,
+        step,
+        action="commit",
+        reverify_ok=None,
+        reverify_reason="",
+        current_schema_hash=None,
+        global_stops_held=(),
+        as_actor=False,
+    )
+    assert looking.state == "approved" and evaluate(looking, trace_id=TRACE).gate("approvals").allow  # status
+    record = evaluate(facts_for(sam, world.project, step), trace_id=TRACE)  # Sam commits his own approval
+    assert record.refusal_sentence() == (
+        f"No approval counts for SB-12: approval {mine.approval_id} by Sam is by Sam, the committer himself "
+        "(no self-approval); ask a sovereign other than Sam to run: gcos approve SB-12 --verdict approve "
+        "--expires-in 24h"
+    )
+
+
+def test_cross_sign_needs_two_distinct_humans(world: World) -> None:
+    step = world.step("SB-1-2")
+    rehearsal(world.connect("rita"), world.project, step)
+    decide(world.connect("carol"), "A-8", verdict="approve", expires_in=DAY, note=None)
+    alice, opal = world.connect("alice"), world.connect("opal")
+    first = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
+    again = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
+    gate = evaluate(facts_for(opal, world.project, step), trace_id=TRACE).gate("approvals")
+    assert gate.reason == (
+        f"SB-1-2 needs 2 distinct approvers and has 1 (Alice (approval {again.approval_id})): "
+        f"approval {first.approval_id} by Alice is by Alice again (as approval "
+        f"{again.approval_id}): one person counts once"
+    )
+    approve(world.connect("bob"), world.project, step, verdict="approve_with_conditions", expires_in=DAY)
+    assert not evaluate(facts_for(opal, world.project, step), trace_id=TRACE).gate("approvals").allow
+    bob = approve(world.connect("bob"), world.project, step, verdict="approve", expires_in=DAY)
+    record = evaluate(facts_for(opal, world.project, step), trace_id=TRACE)
+    assert record.allow, record.refusal_sentence()
+    assert record.gate("approvals").evidence == (again.approval_id, bob.approval_id)
+
+
+def test_an_approval_of_an_older_spec_after_a_one_byte_sql_edit(world: World, project_dir: Path) -> None:
+    project = load_project(project_dir)
+    step = project.step("SB-12")
+    rehearsal(world.connect("rita"), project, step)
+    receipt = approve(world.connect("alice"), project, step, verdict="approve", expires_in=DAY)
+    rollback_sql = project_dir / "rollback" / "sb-12.sql"
+    rollback_sql.write_text(rollback_sql.read_text(encoding="utf-8") + " ", encoding="utf-8")  # one byte
+    edited = load_project(project_dir)
+    new = edited.step("SB-12")
+    assert new.hash != step.hash
+    f = facts_for(world.connect("opal"), edited, new)
+    assert f.state == "planned"  # its rehearsal was of the old spec
+    record = evaluate(f, trace_id=TRACE)
+    assert record.gate("rehearsal").reason == (
+        f"the latest rehearsal of SB-12 (seq {f.rehearsal.seq if f.rehearsal else 0}) is of spec {step.hash[:12]}…, "
+        f"not the current {new.hash[:12]}…"
+    )
+    assert record.gate("approvals").reason == (
+        f"no approval counts for SB-12: approval {receipt.approval_id} by Alice is bound to spec {step.hash[:12]}…, "
+        f"not the current {new.hash[:12]}…"
+    )
+
+
+def test_approvals_from_another_database_do_not_count(world: World, pg_admin_dsn: str) -> None:
+    step = world.step("SB-12")
+    rehearsal(world.connect("rita"), world.project, step)
+    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    source = conninfo_to_dict(world.dsn)["dbname"]
+    for conn in world.opened:
+        conn.close()
+    clone = f"gcos_clone_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(clone), sql.Identifier(source)))
+    try:
+        copy = World(world.admin, make_conninfo(world.dsn, dbname=clone), world.roles, world.project, [])
+        opal = copy.connect("opal")
+        try:
+            gate = evaluate(facts_for(opal, copy.project, step), trace_id=TRACE).gate("approvals")
+        finally:
+            opal.close()
+        assert gate.reason == (
+            f"no approval counts for SB-12: approval {receipt.approval_id} by Alice is from "
+            f"another database ({source}, this is {clone})"
+        )
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(clone)))
+
+
+def test_rollback_approvals_bind_the_rollback_subject(world: World) -> None:
+    step = world.step("SB-12")
+    alice, opal = world.connect("alice"), world.connect("opal")
+    with pytest.raises(SpecError, match="SB-12 is not committed"):
+        approve(alice, world.project, step, verdict="approve", expires_in=DAY, rollback=True)
+    rehearsal(world.connect("rita"), world.project, step)
+    for_commit = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
+    commit_seq = commit_record(opal, world.project, step)
+    receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY, rollback=True)
+    assert receipt.subject == "rollback" and receipt.bound_hash == rollback_subject_hash(step.hash)
+    assert receipt.spec_hash == step.hash and receipt.rehearsal_seq is None
+    f = facts_for(opal, world.project, step, action="rollback")
+    assert (f.state, f.commit_seq, f.committed_spec_hash, f.epoch_seq) == (
+        "committed",
+        commit_seq,
+        step.hash,
+        commit_seq,
+    )
+    subjects = {a.id: (a.subject, a.spec_hash) for a in f.approvals}
+    assert subjects == {for_commit.approval_id: ("step", step.hash), receipt.approval_id: ("rollback", step.hash)}
+    record = evaluate(f, trace_id=TRACE)
+    assert record.allow, record.refusal_sentence()
+    assert record.gate("approvals").evidence == (receipt.approval_id,)
+    # the commit is refused now: already committed, and its approval does not open the rollback
+    assert evaluate(facts_for(opal, world.project, step), trace_id=TRACE).refusal_sentence() == (
+        f"SB-12 is already committed (commit seq {commit_seq}) and is never re-applied; to apply it again, first "
+        "run: gcos rollback SB-12"
+    )
+
+
+def test_gather_facts_refuses_tables_that_disagree_with_the_ledger(world: World) -> None:
+    step = world.step("SB-12")
+    approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    # a superuser forges an approval row that has no ledger record of its own
+    world.admin.execute(
+        "INSERT INTO gcos.os_proposal_approvals (step_id, spec_hash, plan_hash, verdict, approver_oid, approver, "
+        "approver_role, approver_roles, system_identifier, database_name, expires_at, created_at, ledger_seq) "
+        "SELECT step_id, spec_hash, plan_hash, verdict, approver_oid, approver, approver_role, approver_roles, "
+        "system_identifier, database_name, expires_at, created_at, 1 FROM gcos.os_proposal_approvals"
+    )
+    with pytest.raises(LedgerBroken, match=r"approvals of SB-12 in gcos\.os_proposal_approvals and in the ledger"):
+        facts_for(world.connect("opal"), world.project, step)
+
+
+# --------------------------------------------------------------------------- TOCTOU: the commit's lock
+
+
+def _wait_for_lock_wait(admin: psycopg.Connection[Any], pid: int) -> None:
+    """Block until backend `pid` waits for a lock (synchronisation, not a timing assumption)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = admin.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        if row is not None and row[0] == "Lock":
+            return
+        admin.execute("SELECT pg_sleep(0.005)")
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def test_lock_approvals_needs_a_transaction_and_the_operator_role(world: World) -> None:
+    opal, alice = world.connect("opal"), world.connect("alice")
+    with pytest.raises(SpecError, match="inside the commit's transaction"):
+        lock_approvals(opal, "SB-12")
+    with alice.transaction(), pytest.raises(GateRefused):
+        lock_approvals(alice, "SB-12")
+    approve(alice, world.project, world.step("SB-1-2"), verdict="approve", expires_in=DAY)
+    decide(alice, "A-8", verdict="approve", expires_in=DAY, note=None)
+    with opal.transaction():
+        assert lock_approvals(opal, "SB-1-2", ("A-8",)) == approvals.LockResult(1, 1)
+
+
+def test_a_revocation_waits_for_a_commit_that_holds_the_lock(world: World) -> None:
+    step = world.step("SB-12")
+    rehearsal(world.connect("rita"), world.project, step)
+    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    opal = world.connect("opal")
+    bob = world.connect("bob", options="-c lock_timeout=200ms")
+    with opal.transaction():
+        lock_approvals(opal, step.id, step.decisions)
+        assert evaluate(facts_for(opal, world.project, step), trace_id=TRACE).allow
+        with pytest.raises(DatabaseUnavailable, match="retry"):
+            revoke(bob, receipt.approval_id, "too late")  # waits for the commit, here until lock_timeout
+        # ... the commit record would be appended and COMMIT issued here
+    revoke(bob, receipt.approval_id, "after the commit")  # once the commit ended, the revocation goes through
+    assert not evaluate(facts_for(opal, world.project, step), trace_id=TRACE).allow
+
+
+def test_a_revocation_that_commits_first_is_never_ignored(world: World) -> None:
+    step = world.step("SB-12")
+    rehearsal(world.connect("rita"), world.project, step)
+    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    bob, opal = world.connect("bob"), world.connect("opal")
+    result: dict[str, Any] = {}
+
+    def commit_attempt() -> None:
+        try:
+            with opal.transaction():
+                lock_approvals(opal, step.id)  # waits for the revocation's row lock
+                result["facts"] = facts_for(opal, world.project, step)
+        except Exception as exc:  # handed to the main thread
+            result["error"] = exc
+
+    with bob.transaction():
+        revoke(bob, receipt.approval_id, "withdrawn")
+        thread = threading.Thread(target=commit_attempt)
+        thread.start()
+        _wait_for_lock_wait(world.admin, opal.info.backend_pid)
+    thread.join(30)
+    assert "error" not in result, result.get("error")
+    f: Facts = result["facts"]
+    assert [a.revoked for a in f.approvals] == [True]
+    assert evaluate(f, trace_id=TRACE).gate("approvals").reason.endswith("was revoked")
+
+
+def test_under_repeatable_read_a_revocation_after_the_snapshot_fails_the_commits_append(world: World) -> None:
+    step = world.step("SB-12")
+    rehearsal(world.connect("rita"), world.project, step)
+    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    bob, opal = world.connect("bob"), world.connect("opal")
+    with pytest.raises(DatabaseUnavailable, match="retry"), opal.transaction():
+        opal.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        opal.execute("SELECT 1")  # the snapshot
+        revoke(bob, receipt.approval_id, "withdrawn")  # commits after the snapshot
+        lock_approvals(opal, step.id)
+        stale = facts_for(opal, world.project, step)
+        assert [a.revoked for a in stale.approvals] == [False]  # the snapshot cannot see it ...
+        # ... but the commit's own ledger append fails: the revocation moved the ledger head after the snapshot
+        ledger.append(opal, "commit", {"outcome": "applied"}, step_id=step.id, spec_hash=step.hash)
+    assert [e.kind for e in ledger.read_all(world.admin)][-1] == "approval_revocation"

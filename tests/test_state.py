@@ -1,0 +1,387 @@
+"""Step states as a projection of the ledger (CONTRACT.md "Step states": planned → rehearsed → approved →
+committed → rolled_back, never stored; seed 003 "append-only truth with rebuildable projections").
+
+First from constructed ledger entries (every transition and every way back), then from a real ledger written
+through the aperture by real roles."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import REPO, MakeRole
+
+from gcos import ledger
+from gcos.approvals import approve, revoke
+from gcos.gates import rollback_subject_hash, utc_text
+from gcos.ledger import LedgerEntry
+from gcos.spec import Project, load_project
+from gcos.state import PrincipalNow, project_states, read_ledger
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=24)
+SYSID, DB = "7391234567890123456", "world"
+ALICE, BOB, RITA, OPAL, AGGIE = 1001, 1002, 2002, 2001, 3001
+SCHEMA = "5c" * 32
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return load_project(REPO)
+
+
+class Ledger:
+    """Builds ledger entries the way the database writes them (record shape of gcos._ledger_write)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.entries: list[LedgerEntry] = []
+        self.approval_ids = 0
+        self.people = {
+            ALICE: ("Alice", "human", ["sovereign"]),
+            BOB: ("Bob", "human", ["council"]),
+            RITA: ("Rita", "human", ["operator"]),
+            OPAL: ("Opal", "human", ["operator"]),
+            AGGIE: ("Aggie", "agent", ["sovereign"]),
+        }
+        for oid in self.people:
+            self.principal(oid)
+
+    def add(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        actor: int,
+        step_id: str | None = None,
+        spec_hash: str | None = None,
+    ) -> int:
+        seq = len(self.entries) + 1
+        name, person_kind, _ = self.people[actor]
+        record = {
+            "format_version": 1,
+            "seq": seq,
+            "prev_hash": "0" * 64,
+            "recorded_at": utc_text(NOW),
+            "trace_id": "1" * 32,
+            "span_id": "2" * 16,
+            "actor": {"principal": name, "role": name.lower(), "role_oid": actor, "kind": person_kind},
+            "kind": kind,
+            "step_id": step_id,
+            "spec_hash": spec_hash,
+            "payload": payload,
+        }
+        self.entries.append(LedgerEntry(seq, "0" * 64, f"{seq:064x}", "{}", record))
+        return seq
+
+    def principal(self, oid: int, **changes: Any) -> int:
+        name, kind, roles = self.people[oid]
+        kind = changes.get("kind", kind)
+        self.people[oid] = (name, kind, roles)
+        return self.add(
+            "principal",
+            {
+                "change": "added",
+                "role": name.lower(),
+                "role_oid": oid,
+                "display_name": name,
+                "kind": kind,
+                "roles": roles,
+            },
+            actor=oid,
+        )
+
+    def rehearse(self, step: str, *, outcome: str = "passed", spec: str | None = None, actor: int = RITA) -> int:
+        s = self.project.step(step)
+        plan = self.project.plan_of(s.id)
+        assert plan is not None
+        return self.add(
+            "rehearsal",
+            {
+                "outcome": outcome,
+                "plan_hash": plan.hash,
+                "run_id": uuid.uuid4().hex,
+                "fingerprints": {"entry": {"schema_hash": SCHEMA}},
+            },
+            actor=actor,
+            step_id=s.id,
+            spec_hash=spec or s.hash,
+        )
+
+    def approve(
+        self,
+        step: str,
+        *,
+        by: int = ALICE,
+        verdict: str = "approve",
+        expires: datetime = LATER,
+        rollback: bool = False,
+        database: str = DB,
+    ) -> int:
+        s = self.project.step(step)
+        plan = self.project.plan_of(s.id)
+        assert plan is not None
+        self.approval_ids += 1
+        self.add(
+            "approval",
+            {
+                "approval_id": self.approval_ids,
+                "plan_hash": plan.hash,
+                "verdict": verdict,
+                "expires_at": utc_text(expires),
+                "note": None,
+                "rehearsal_seq": None,
+                "approver_roles": self.people[by][2],
+                "target": {"system_identifier": SYSID, "database": database},
+            },
+            actor=by,
+            step_id=s.id,
+            spec_hash=rollback_subject_hash(s.hash) if rollback else s.hash,
+        )
+        return self.approval_ids
+
+    def revoke(self, approval_id: int, *, by: int = BOB) -> int:
+        return self.add(
+            "approval_revocation", {"revocation_id": approval_id, "approval_id": approval_id, "reason": None}, actor=by
+        )
+
+    def commit(self, step: str, *, outcome: str = "applied") -> int:
+        s = self.project.step(step)
+        return self.add(
+            "commit",
+            {
+                "run_id": uuid.uuid4().hex,
+                "outcome": outcome,
+                "fingerprint_after": {"hash": "a" * 64, "schema_hash": "b" * 64},
+            },
+            actor=OPAL,
+            step_id=s.id,
+            spec_hash=s.hash,
+        )
+
+    def rollback(self, step: str, of: int) -> int:
+        s = self.project.step(step)
+        return self.add(
+            "rollback",
+            {"run_id": uuid.uuid4().hex, "outcome": "applied", "of_commit_seq": of},
+            actor=OPAL,
+            step_id=s.id,
+            spec_hash=s.hash,
+        )
+
+    def state(self, step: str, *, db_now: datetime = NOW, **kw: Any) -> str:
+        return project_states(self.entries, self.project, db_now=db_now, **kw)[step].state
+
+
+@pytest.fixture
+def book(project: Project) -> Ledger:
+    return Ledger(project)
+
+
+def test_an_empty_ledger_is_all_planned(project: Project) -> None:
+    states = project_states([], project, db_now=NOW)
+    assert list(states) == list(project.steps)
+    assert {s.state for s in states.values()} == {"planned"}
+    s = states["SB-12"]
+    assert (s.spec_hash_current, s.last_rehearsal_seq, s.commit_seq, s.detail) == (
+        project.step("SB-12").hash,
+        None,
+        None,
+        "SB-12 has not been rehearsed",
+    )
+
+
+def test_planned_rehearsed_approved_committed_rolled_back(book: Ledger) -> None:
+    assert book.state("SB-12") == "planned"
+    r = book.rehearse("SB-12")
+    assert book.state("SB-12") == "rehearsed"
+    a = book.approve("SB-12")
+    states = project_states(book.entries, book.project, db_now=NOW)
+    assert states["SB-12"].state == "approved" and states["SB-12"].approval_ids == (a,)
+    assert states["SB-12"].last_rehearsal_seq == r and states["SB-13"].state == "planned"
+    book.add("policy_decision", {"allow": True}, actor=OPAL, step_id="SB-12")
+    c = book.commit("SB-12")
+    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    assert (s.state, s.commit_seq, s.committed_spec_hash) == ("committed", c, book.project.step("SB-12").hash)
+    book.add("commit_refused", {"run_id": "x", "reason": "already committed"}, actor=OPAL, step_id="SB-12")
+    assert book.state("SB-12") == "committed"  # refusals are events, not states
+    rb = book.rollback("SB-12", c)
+    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    assert (s.state, s.rollback_seq, s.epoch_seq) == ("rolled_back", rb, rb)
+
+
+def test_expiry_by_the_database_clock_returns_it_to_rehearsed(book: Ledger) -> None:
+    book.rehearse("SB-12")
+    book.approve("SB-12", expires=NOW + timedelta(hours=1))
+    edge = NOW + timedelta(hours=1)
+    assert book.state("SB-12", db_now=edge - timedelta(microseconds=1)) == "approved"
+    assert book.state("SB-12", db_now=edge) == "rehearsed"  # knife edge: expires_at <= now is expired
+    assert book.state("SB-12", db_now=edge + timedelta(microseconds=1)) == "rehearsed"
+
+
+def test_revocation_returns_it_to_rehearsed(book: Ledger) -> None:
+    book.rehearse("SB-12")
+    a = book.approve("SB-12")
+    book.revoke(a)
+    assert book.state("SB-12") == "rehearsed"
+    book.approve("SB-12")
+    assert book.state("SB-12") == "approved"
+
+
+@pytest.mark.parametrize("verdict", ["reject", "defer", "approve_with_conditions"])
+def test_only_approve_approves(book: Ledger, verdict: str) -> None:
+    book.rehearse("SB-12")
+    book.approve("SB-12", verdict=verdict)
+    assert book.state("SB-12") == "rehearsed"
+
+
+def test_a_spec_edit_or_a_failed_rehearsal_returns_it_to_planned_and_a_new_rehearsal_to_rehearsed(
+    book: Ledger,
+) -> None:
+    book.rehearse("SB-12", spec=hashlib.sha256(b"the spec before a one-byte edit").hexdigest())
+    book.approve("SB-12")
+    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    assert s.state == "planned" and "is of another spec" in s.detail
+    book.rehearse("SB-12")
+    assert book.state("SB-12") == "approved"
+    book.rehearse("SB-12", outcome="residue")
+    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    assert s.state == "planned" and s.detail == (
+        f"SB-12 needs a rehearsal: its latest rehearsal (seq {s.last_rehearsal_seq}) did not pass (residue)"
+    )
+
+
+def test_who_approves_matters(book: Ledger) -> None:
+    book.rehearse("SB-12")
+    book.approve("SB-12", by=BOB)  # council, SB-12 needs a sovereign
+    book.approve("SB-12", by=AGGIE)  # an agent
+    assert book.state("SB-12") == "rehearsed"
+    book.people[RITA] = ("Rita", "human", ["operator", "sovereign"])
+    book.approve("SB-12", by=RITA)  # the rehearser
+    assert book.state("SB-12") == "rehearsed"
+    book.approve("SB-12", by=ALICE)
+    assert book.state("SB-12") == "approved"
+    book.principal(ALICE, kind="agent")  # Alice is reclassified: her approval stops counting
+    assert book.state("SB-12") == "rehearsed"
+    live = {ALICE: PrincipalNow(ALICE, "Alice", "human", ("sovereign",), is_superuser=True)}
+    book.principal(ALICE, kind="human")
+    assert book.state("SB-12") == "approved"
+    assert book.state("SB-12", principals=live) == "rehearsed"  # a superuser now, by the live facts
+
+
+def test_approvals_of_another_database_count_only_when_the_target_is_unknown(book: Ledger) -> None:
+    book.rehearse("SB-12")
+    book.approve("SB-12", database="elsewhere")
+    assert book.state("SB-12") == "approved"
+    assert book.state("SB-12", target=(SYSID, DB)) == "rehearsed"
+
+
+def test_cross_sign(book: Ledger) -> None:
+    book.rehearse("SB-1-2")
+    book.approve("SB-1-2", by=ALICE)
+    book.approve("SB-1-2", by=ALICE)
+    assert book.state("SB-1-2") == "rehearsed"
+    book.approve("SB-1-2", by=BOB)
+    assert book.state("SB-1-2") == "approved"
+
+
+def test_after_a_rollback_old_rehearsals_and_approvals_are_spent(book: Ledger) -> None:
+    book.rehearse("SB-12")
+    book.approve("SB-12")
+    c = book.commit("SB-12")
+    book.approve("SB-12", rollback=True)
+    assert book.state("SB-12") == "committed"
+    book.rollback("SB-12", c)
+    assert book.state("SB-12") == "rolled_back"
+    book.rehearse("SB-12")
+    assert book.state("SB-12") == "rehearsed"  # the approval given before the commit is spent
+    book.approve("SB-12", rollback=True)
+    assert book.state("SB-12") == "rehearsed"  # a rollback approval never approves the commit
+    book.approve("SB-12")
+    assert book.state("SB-12") == "approved"
+    c2 = book.commit("SB-12")
+    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    assert (s.state, s.commit_seq) == ("committed", c2)
+
+
+def test_a_commit_that_was_not_applied_is_not_a_commit(book: Ledger) -> None:
+    book.rehearse("SB-12")
+    book.commit("SB-12", outcome="in_doubt")
+    book.add("stop", {"run_id": "x", "reason": "stop condition held"}, actor=OPAL, step_id="SB-12")
+    assert book.state("SB-12") == "rehearsed"
+
+
+def test_read_ledger_decodes_rollback_approvals(book: Ledger) -> None:
+    book.approve("SB-12", rollback=True)
+    book.approve("SB-12")
+    unknown = book.add(
+        "approval",
+        {
+            "approval_id": 99,
+            "plan_hash": "p",
+            "verdict": "approve",
+            "expires_at": utc_text(LATER),
+            "approver_roles": ["sovereign"],
+            "target": {"system_identifier": SYSID, "database": DB},
+        },
+        actor=ALICE,
+        step_id="SB-12",
+        spec_hash=rollback_subject_hash("f" * 64),
+    )
+    view = read_ledger(book.entries, current_spec_hashes={"SB-12": book.project.step("SB-12").hash})
+    spec = book.project.step("SB-12").hash
+    got = [(a.id, a.subject, a.spec_hash, a.ledger_seq) for a in view.history("SB-12").approvals]
+    assert got[:2] == [(1, "rollback", spec, got[0][3]), (2, "step", spec, got[1][3])]
+    assert got[2] == (99, "step", rollback_subject_hash("f" * 64), unknown)  # of a spec never seen: a stranger
+
+
+# --------------------------------------------------------------------------- a real ledger
+
+
+def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: MakeRole, project: Project) -> None:
+    alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
+    bob = make_role("bob", kind="human", roles=("council",), grant=("council",))
+    rita = make_role("rita", kind="human", roles=("operator",), grant=("operator",))
+    step = project.step("SB-12")
+    plan = project.plan_of(step.id)
+    assert plan is not None
+    identity = conn.execute("SELECT system_identifier::text, current_database() FROM pg_control_system()").fetchone()
+    assert identity is not None
+    target = (str(identity[0]), str(identity[1]))
+
+    def states() -> dict[str, str]:
+        now = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert now is not None
+        return {
+            k: v.state for k, v in project_states(ledger.read_all(conn), project, db_now=now[0], target=target).items()
+        }
+
+    assert set(states().values()) == {"planned"}
+    with rita.connect() as r, alice.connect() as a, bob.connect() as b:
+        ledger.append(
+            r,
+            "rehearsal",
+            {"outcome": "passed", "plan_hash": plan.hash, "fingerprints": {"entry": {"schema_hash": SCHEMA}}},
+            step_id=step.id,
+            spec_hash=step.hash,
+        )
+        assert states()["SB-12"] == "rehearsed"
+        receipt = approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
+        assert states()["SB-12"] == "approved"
+        revoke(b, receipt.approval_id, "wait")
+        assert states()["SB-12"] == "rehearsed"
+        approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
+        assert states()["SB-12"] == "approved"
+        ledger.append(
+            r,
+            "commit",
+            {"run_id": uuid.uuid4().hex, "outcome": "applied", "plan_hash": plan.hash},
+            step_id=step.id,
+            spec_hash=step.hash,
+        )
+        assert states() == {**{s: "planned" for s in project.steps}, "SB-12": "committed"}
+    assert ledger.verify(conn).ok
