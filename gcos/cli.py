@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.tree import Tree
 
-from gcos import __version__, commands, ledger
+from gcos import __version__, apply, commands, ledger, rehearsal
 from gcos import install as install_mod
 from gcos.embedded import ServerStatus
 from gcos.errors import DatabaseUnavailable, ExitCode, GcosError
@@ -261,6 +261,211 @@ def verify_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."
         lambda: commands.verify(_target(dsn), _project(project), step),
         _render_verify,
         render_details=lambda d: _render_verify(d) if isinstance(d, commands.VerifyResult) else None,
+    )
+
+
+# --------------------------------------------------------------------------- rehearse
+
+
+def _render_rehearsal(result: rehearsal.RehearsalResult) -> None:
+    colour = "green" if result.ok else "red"
+    out.print(
+        f"[bold]rehearsal of {result.step} ({result.ref})[/]: [{colour}]{result.outcome}[/] "
+        f"[dim]spec {result.spec_hash[:12]}, {result.duration_us / 1e6:.2f} s, ledger seq {result.ledger_seq}[/]"
+    )
+    table = Table(title_justify="left", show_header=True)
+    table.add_column("phase")
+    table.add_column("check")
+    table.add_column("expected", justify="right")
+    table.add_column("actual", justify="right")
+    table.add_column("", justify="center")
+    for c in result.reverify:
+        table.add_row("re-verify", c.name, c.expected, c.shown_actual, _MARK[c.ok])
+    for s in result.stops:
+        table.add_row("stop", s.name, "does not hold", s.detail, _MARK[not s.held])
+    for c in result.success:
+        table.add_row("success", c.name, c.expected, c.shown_actual, _MARK[c.ok])
+    out.print(table)
+    if result.footprint:
+        fp = result.footprint
+        deltas = ", ".join(f"{t} +{d['inserted']}/~{d['updated']}/-{d['deleted']}" for t, d in fp.row_deltas.items())
+        out.print(f"footprint: new tables {', '.join(fp.new_tables) or 'none'}; rows {deltas or 'unchanged'}")
+    if result.entry:
+        same = result.entry.get("hash") == result.exit.get("hash")
+        out.print(
+            f"fingerprint entry {result.entry['hash'][:16]}… exit {result.exit.get('hash', '-')[:16]}… "
+            f"{'[green]entry == exit[/]' if same else '[red]entry != exit[/]'}"
+        )
+    if result.residue:
+        out.print(f"[yellow]known residue[/] (sequences advance outside transactions): {', '.join(result.residue)}")
+    for d in result.differences[:20]:
+        out.print(f"  [red]differs:[/] {d}")
+    for path in result.evidence:
+        out.print(f"[dim]evidence: {path}[/]")
+    if result.ok:
+        out.print(f"[green]{result.message}[/]")
+
+
+@app.command("rehearse", epilog="Example: gcos rehearse step-1     (or: gcos rehearse SB-12 --json)")
+def rehearse_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Rehearse a step inside BEGIN..ROLLBACK and prove the database at exit equals the one at entry.
+
+    Refuses SQL the spec does not allow before anything runs (exit 2); re-verify mismatch (6); a stop
+    condition or failed success evidence (4); entry != exit (5); a lock not granted in time (8).
+    Every rehearsal is a ledger record, with evidence files under rehearsals/STEP/.
+    """
+    _run(
+        as_json,
+        lambda: commands.rehearse(_target(dsn), _project(project), step),
+        _render_rehearsal,
+        render_details=lambda d: _render_rehearsal(d) if isinstance(d, rehearsal.RehearsalResult) else None,
+    )
+
+
+# --------------------------------------------------------------------------- approvals, status, commit, rollback
+
+VerdictOpt = Annotated[
+    str,
+    typer.Option("--verdict", help="approve, reject, approve_with_conditions or defer (only approve opens a gate)."),
+]
+ExpiresOpt = Annotated[
+    str, typer.Option("--expires-in", help="Mandatory expiry from now by the database clock: 24h, 30m, 7d, 1h30m.")
+]
+NoteOpt = Annotated[str | None, typer.Option("--note", help="Free text kept with the record.")]
+
+
+def _render_receipt(receipt: Any) -> None:
+    fields = jsonable(receipt)
+    headline = ", ".join(f"{k} {v}" for k, v in fields.items() if v not in (None, "", []))
+    out.print(f"[green]recorded[/]: {headline}", soft_wrap=True)
+
+
+@app.command("approve", epilog="Example: gcos approve SB-12 --verdict approve --expires-in 24h --note 'read R-2'")
+def approve_cmd(
+    step: StepArg,
+    verdict: VerdictOpt,
+    expires_in: ExpiresOpt,
+    note: NoteOpt = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Approve the rollback of the step's commit.")] = False,
+    dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Record YOUR verdict on a step, as the database role you connect with (never a flag).
+
+    The approval is bound to the step's current spec hash, its plan's hash and this database, names the
+    rehearsal you saw, and expires. Superusers, agents and services are refused.
+    """
+    _run(
+        as_json,
+        lambda: commands.approve(
+            _target(dsn), _project(project), step, verdict=verdict, expires_in=expires_in, note=note, rollback=rollback
+        ),
+        _render_receipt,
+    )
+
+
+@app.command("decide", epilog="Example: gcos decide A-4 --verdict approve --expires-in 7d")
+def decide_cmd(
+    decision: Annotated[str, typer.Argument(help="The decision's name, e.g. A-4 or C-7.1.")],
+    verdict: VerdictOpt,
+    expires_in: ExpiresOpt,
+    note: NoteOpt = None,
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record YOUR verdict on a named decision a step requires (silence is never approval)."""
+    _run(
+        as_json,
+        lambda: commands.decide(_target(dsn), decision, verdict=verdict, expires_in=expires_in, note=note),
+        _render_receipt,
+    )
+
+
+@app.command("revoke", epilog="Example: gcos revoke 17 --reason 'spec under review'   (or --decision for a decision)")
+def revoke_cmd(
+    record_id: Annotated[int, typer.Argument(help="The approval id (or decision id with --decision).")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, kept with the revocation.")] = None,
+    decision: Annotated[bool, typer.Option("--decision", help="Revoke a decision record instead.")] = False,
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw an approval or decision. A commit that already holds its lock finishes first; after that the
+    revocation counts."""
+    _run(as_json, lambda: commands.revoke(_target(dsn), record_id, reason=reason, decision=decision), _render_receipt)
+
+
+def _gate_mark(g: Any) -> str:
+    return _MARK[g.allow if g.known else None]
+
+
+def _render_status(report: commands.StatusReport) -> None:
+    for s in report.steps:
+        out.print(
+            f"[bold]{s.ref}[/] [cyan]{s.id}[/] {s.title}: [magenta]{s.state}[/] [dim]({s.detail})[/]", soft_wrap=True
+        )
+        for g in s.decision.gates:
+            remedy = f" — {g.remedy}" if (g.remedy and not g.allow) else ""
+            out.print(f"    {_gate_mark(g)} {g.number} {g.title}: [dim]{g.reason}{remedy}[/]", soft_wrap=True)
+
+
+@app.command("status", epilog="Example: gcos status SB-12     (or: gcos status --json for every step)")
+def status_cmd(
+    step: Annotated[str | None, typer.Argument(help="A step id or step-N; all steps if omitted.")] = None,
+    dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Each commit gate of each step, and why it holds or not, without acting. States come from the ledger."""
+    _run(as_json, lambda: commands.status(_target(dsn), _project(project), step), _render_status)
+
+
+def _render_apply(result: apply.ApplyResult) -> None:
+    colour = "green" if result.ok else "red"
+    out.print(f"[{colour}]{result.message}[/]", soft_wrap=True)
+    if result.decision:
+        for g in result.decision.gates:
+            out.print(f"    {_gate_mark(g)} {g.number} {g.title}: [dim]{g.reason}[/]", soft_wrap=True)
+    if result.fingerprint_after:
+        out.print(
+            f"[dim]fingerprint before {result.fingerprint_before.get('hash', '-')[:16]}… after "
+            f"{result.fingerprint_after.get('hash', '-')[:16]}…[/]"
+        )
+
+
+def _render_apply_details(details: Any) -> None:
+    decision = details.get("decision") if isinstance(details, dict) else None
+    for g in (decision or {}).get("gates", []):
+        mark = _MARK[g["allow"] if g["known"] else None]
+        err.print(f"    {mark} {g['number']} {g['gate']}: {g['reason']}", soft_wrap=True)
+
+
+@app.command("commit", epilog="Example: gcos commit SB-12")
+def commit_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Apply a step atomically with its ledger record — only if every gate holds inside the transaction.
+
+    Refused (exit 3) without a passing rehearsal on this schema, enough unexpired approvals by other named
+    humans, the required decisions, committed dependencies; stop or success failure (4); re-verify (6).
+    """
+    _run(
+        as_json,
+        lambda: commands.commit(_target(dsn), _project(project), step),
+        _render_apply,
+        render_details=_render_apply_details,
+    )
+
+
+@app.command("rollback", epilog="Example: gcos rollback SB-11   (after: gcos approve SB-11 --rollback ...)")
+def rollback_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Apply a committed step's rollback evidence and prove the world is back at its pre-commit fingerprint.
+
+    Needs its own approval (gcos approve STEP --rollback); refused while a dependent step is committed.
+    """
+    _run(
+        as_json,
+        lambda: commands.rollback(_target(dsn), _project(project), step),
+        _render_apply,
+        render_details=_render_apply_details,
     )
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from gcos import apply, approvals, fingerprint, gates, ledger, reference_world, rehearsal, state
 from gcos import install as install_mod
-from gcos import ledger, reference_world
 from gcos import principals as principals_mod
-from gcos.checks import CheckResult, evaluate_all
+from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
 from gcos.spec import PlanSpec, Project, StepSpec, load_project
@@ -191,21 +191,6 @@ def reverify(conn: psycopg.Connection[Any], step: StepSpec) -> list[CheckResult]
         return evaluate_all(conn, step.reverify, section="re-verify check")
 
 
-def mismatch_sentence(step: StepSpec, results: list[CheckResult] | tuple[CheckResult, ...]) -> str:
-    failed = [r for r in results if not r.ok]
-    first = failed[0]
-    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-    why = (
-        f"it depends on {', '.join(step.depends_on)} — are they committed?"
-        if step.depends_on
-        else "find out why before going on."
-    )
-    return (
-        f"re-verify of {step.id} failed: {first.name!r} expected {first.expected}, got {first.shown_actual}{more}; "
-        f"the live world is not what {step.path.name} expects: {why}"
-    )
-
-
 def verify(target: Target, project_dir: Path, step_ref: str, settings: SessionSettings | None = None) -> VerifyResult:
     """Live re-verify of one step, read-only; raises ReverifyMismatch (exit 6) carrying the result."""
     step = load_project(project_dir).step(step_ref)
@@ -320,3 +305,174 @@ def ledger_anchor(target: Target, out: Path, settings: SessionSettings | None = 
     except OSError as exc:
         raise SpecError(f"cannot write the anchor to {out} ({exc.strerror}); choose a writable path.") from exc
     return anchor
+
+
+# --------------------------------------------------------------------------- rehearse
+
+
+def rehearse(
+    target: Target,
+    project_dir: Path,
+    step_ref: str,
+    settings: SessionSettings | None = None,
+    hooks: rehearsal.RehearsalHooks | None = None,
+) -> rehearsal.RehearsalResult:
+    """BEGIN..ROLLBACK rehearsal of one step with entry==exit proof; evidence under <project>/rehearsals/."""
+    project = load_project(project_dir)
+    step = project.step(step_ref)
+    settings = settings or SessionSettings.from_env()
+    with connect(target, settings) as conn:
+        return rehearsal.rehearse(
+            conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals", hooks=hooks
+        )
+
+
+# --------------------------------------------------------------------------- approvals and decisions
+
+
+def approve(
+    target: Target,
+    project_dir: Path,
+    step_ref: str,
+    *,
+    verdict: str,
+    expires_in: str,
+    note: str | None = None,
+    rollback: bool = False,
+    settings: SessionSettings | None = None,
+) -> approvals.ApprovalReceipt:
+    """Record the connection's principal's verdict on a step, bound to its current spec hash and plan hash."""
+    project = load_project(project_dir)
+    step = project.step(step_ref)
+    delta = approvals.parse_duration(expires_in)
+    with connect(target, settings) as conn:
+        return approvals.approve(conn, project, step, verdict=verdict, expires_in=delta, note=note, rollback=rollback)
+
+
+def decide(
+    target: Target,
+    decision: str,
+    *,
+    verdict: str,
+    expires_in: str,
+    note: str | None = None,
+    settings: SessionSettings | None = None,
+) -> approvals.DecisionReceipt:
+    """Record the connection's principal's verdict on a named decision (A-4, C-7.1 ...)."""
+    delta = approvals.parse_duration(expires_in)
+    with connect(target, settings) as conn:
+        return approvals.decide(conn, decision, verdict=verdict, expires_in=delta, note=note)
+
+
+def revoke(
+    target: Target,
+    record_id: int,
+    *,
+    reason: str | None = None,
+    decision: bool = False,
+    settings: SessionSettings | None = None,
+) -> approvals.RevocationReceipt:
+    """Withdraw an approval (or, with decision=True, a decision record): an append, never an update."""
+    with connect(target, settings) as conn:
+        if decision:
+            return approvals.revoke_decision(conn, record_id, reason)
+        return approvals.revoke(conn, record_id, reason)
+
+
+# --------------------------------------------------------------------------- status, commit, rollback
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    id: str
+    ref: str
+    title: str
+    state: str
+    detail: str
+    spec_hash: str
+    decision: gates.PolicyDecisionRecord
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    target: str
+    steps: tuple[StepStatus, ...]
+
+
+def _read_only_world_facts(
+    conn: psycopg.Connection[Any], project: Project, step: StepSpec
+) -> tuple[bool, str, str, tuple[str, ...]]:
+    """Re-verify, the schema hash and the global stops, read in one READ ONLY snapshot."""
+    plan = project.plan_of(step.id)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        results = evaluate_all(conn, step.reverify, section="re-verify check")
+        no_footprint = rehearsal.Footprint((), (), {})
+        held = tuple(
+            s.name
+            for s in rehearsal.plan_stops(plan)
+            if s.kind != "max_new_tables" and rehearsal.evaluate_stop(conn, s, no_footprint).held
+        )
+        schema_hash = fingerprint.take(conn).schema_hash
+    failed = [r for r in results if not r.ok]
+    reason = mismatch_sentence(step, results) if failed else "all re-verify checks hold"
+    return not failed, reason, schema_hash, held
+
+
+def status(
+    target: Target, project_dir: Path, step_ref: str | None = None, settings: SessionSettings | None = None
+) -> StatusReport:
+    """Each gate of each step and why it holds or not, without acting; states rebuilt from the ledger alone."""
+    project = load_project(project_dir)
+    chosen = [project.step(step_ref)] if step_ref else list(project.steps.values())
+    with connect(target, settings) as conn:
+        if install_mod.installed_version(conn) is None:
+            raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+        entries = ledger.read_all(conn)
+        row = conn.execute(
+            "SELECT s.system_identifier::text, current_database()::text, clock_timestamp() "
+            "FROM pg_control_system() AS s"
+        ).fetchone()
+        assert row is not None
+        states = state.project_states(entries, project, db_now=row[2], target=(row[0], row[1]))
+        out: list[StepStatus] = []
+        for step in chosen:
+            ok, reason, schema_hash, held = _read_only_world_facts(conn, project, step)
+            facts = approvals.gather_facts(
+                conn, project, step, action="commit", reverify_ok=ok, reverify_reason=reason,
+                current_schema_hash=schema_hash, global_stops_held=held, as_actor=False,
+            )
+            decision = gates.evaluate(facts, trace_id=ledger.new_trace_id())
+            current = states[step.id]
+            out.append(StepStatus(step.id, step.ref, step.title, current.state, current.detail, step.hash, decision))
+    return StatusReport(target.display, tuple(out))
+
+
+def commit(
+    target: Target,
+    project_dir: Path,
+    step_ref: str,
+    settings: SessionSettings | None = None,
+    hooks: apply.ApplyHooks | None = None,
+) -> apply.ApplyResult:
+    """Apply a step atomically with its ledger record, refusing unless every gate holds inside the transaction."""
+    project = load_project(project_dir)
+    step = project.step(step_ref)
+    return apply.apply_step(
+        target, project, step, action="commit", settings=settings or SessionSettings.from_env(), hooks=hooks
+    )
+
+
+def rollback(
+    target: Target,
+    project_dir: Path,
+    step_ref: str,
+    settings: SessionSettings | None = None,
+    hooks: apply.ApplyHooks | None = None,
+) -> apply.ApplyResult:
+    """Apply a committed step's rollback evidence (needs its own approval); prove the pre-commit fingerprint."""
+    project = load_project(project_dir)
+    step = project.step(step_ref)
+    return apply.apply_step(
+        target, project, step, action="rollback", settings=settings or SessionSettings.from_env(), hooks=hooks
+    )
