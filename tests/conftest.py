@@ -138,9 +138,9 @@ class Role:
 MakeRole = Callable[..., Role]
 
 
-@pytest.fixture
-def make_role(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
-    """LOGIN roles with unique names (roles are cluster-wide), optionally principals, dropped after the test."""
+def _role_maker(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
+    """LOGIN roles with unique names (roles are cluster-wide), optionally principals in the database of
+    `conn` (where gcos is installed first), dropped after the test."""
     install(conn)
     made: list[str] = []
 
@@ -171,3 +171,16 @@ def make_role(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
     for name in reversed(made):
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def make_role(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
+    """Roles and principals in this test's fresh empty database (gcos installed)."""
+    yield from _role_maker(conn, dsn)
+
+
+@pytest.fixture
+def world_role(world_dsn: str) -> Iterator[MakeRole]:
+    """Roles and principals in this test's copy of the reference world (gcos installed there)."""
+    with psycopg.connect(world_dsn, autocommit=True) as world_conn:
+        yield from _role_maker(world_conn, world_dsn)
