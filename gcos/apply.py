@@ -5,14 +5,17 @@ every read after a lock sees what committed before it) → SET LOCAL timeouts �
 advisory lock for the plan (two operators committing the same step serialize here) → the approval rows
 locked FOR SHARE (a revocation must wait for us, or we see it) → the schema fingerprint, re-verify and
 the facts the gates need, all read now → gates (pure functions) → the mutation → stop conditions (step and
-plan) and success evidence → the policy decision and commit records → COMMIT with synchronous_commit on.
-Any failure rolls everything back; the refusal or stop is then recorded in a separate transaction.
-If the connection drops around COMMIT, the outcome is settled from the ledger by the run id, never by
-re-applying.
+plan) and success evidence → the policy decision and commit records → a last look at the database clock
+(an approval or decision that expired meanwhile refuses it) → COMMIT with synchronous_commit on.
+Any failure rolls everything back; the refusal or stop is then recorded in a separate transaction
+(a refusal exits 3, or 6 when it is about re-verify). If the connection drops around COMMIT, the outcome
+is settled from the ledger by the run id once the plan lock shows the dropped transaction has ended,
+never by re-applying.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +27,15 @@ from psycopg import errors as pgerrors
 
 from gcos import approvals, fingerprint, gates, ledger, rehearsal, sqlcheck
 from gcos.checks import CheckResult, evaluate_all
-from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ResidueFound, SpecError, StopHeld
+from gcos.errors import (
+    DatabaseUnavailable,
+    GateRefused,
+    GcosError,
+    ResidueFound,
+    ReverifyMismatch,
+    SpecError,
+    StopHeld,
+)
 from gcos.install import installed_version
 from gcos.spec import Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
@@ -105,6 +116,7 @@ def apply_step(
         statements = sqlcheck.split(step.rollback_sql)
     run_id = uuid.uuid4().hex
     trace_id = ledger.new_trace_id()
+    lock_key = _plan_lock_key(plan.id if plan else step.id)
     started = time.perf_counter_ns()
     base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
 
@@ -121,6 +133,7 @@ def apply_step(
                 statements=statements,
                 settings=settings,
                 hooks=hooks,
+                lock_key=lock_key,
                 base=base,
                 trace_id=trace_id,
                 started=started,
@@ -140,6 +153,12 @@ def apply_step(
                     "decision": decision,
                 },
             ) from None
+        except _PlanBusy as busy:
+            raise DatabaseUnavailable(
+                f"another commit or rollback of plan {busy.plan} is in progress ({busy.holders}), and it did not "
+                f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
+                f"{step.id}` when it is done."
+            ) from None
         except pgerrors.LockNotAvailable as exc:
             who = rehearsal.blockers(conn, statements)
             message = (
@@ -156,11 +175,18 @@ def apply_step(
             )
             raise DatabaseUnavailable(message) from exc
         except psycopg.OperationalError as exc:
-            return _settle_in_doubt(target, settings, base, exc)
+            if not conn.broken:
+                # The server answered with an error (e.g. statement_timeout): the transaction rolled back.
+                first = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+                raise DatabaseUnavailable(
+                    f"{action} of {step.id} failed in the database ({first}); the transaction was rolled back, "
+                    "nothing was applied; retry."
+                ) from exc
+            return _settle_in_doubt(target, settings, base, lock_key, exc)
         except DatabaseUnavailable as exc:
             if not conn.broken:
                 raise
-            return _settle_in_doubt(target, settings, base, exc)
+            return _settle_in_doubt(target, settings, base, lock_key, exc)
         return result
     finally:
         conn.close()
@@ -175,6 +201,7 @@ def _apply_in_transaction(
     statements: list[sqlcheck.Statement],
     settings: SessionSettings,
     hooks: ApplyHooks,
+    lock_key: str,
     base: dict[str, Any],
     trace_id: str,
     started: int,
@@ -186,9 +213,11 @@ def _apply_in_transaction(
     try:
         with conn.transaction():
             _set_local_timeouts(conn, settings)
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_plan_lock_key(plan.id if plan else step.id),)
-            )
+            try:
+                with conn.transaction():  # a savepoint: a lock timeout here is told apart from one on a table
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
+            except pgerrors.LockNotAvailable:
+                raise _PlanBusy(plan.id if plan else step.id, _plan_lock_holders(conn, lock_key)) from None
             approvals.lock_approvals(conn, step.id, step.decisions)
             before = fingerprint.take(conn, watch=step.watch)
             reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
@@ -216,12 +245,7 @@ def _apply_in_transaction(
             )
             decision = gates.evaluate(facts, trace_id=trace_id)
             if not decision.allow:
-                refusal = _Refused(
-                    f"{action}_refused",
-                    decision.refusal_sentence(),
-                    GateRefused,
-                    {"run_id": run_id, "action": action, "policy_decision": decision.to_payload()},
-                )
+                refusal = _refusal(action, run_id, decision)
                 raise _RollbackTransaction
             pre_commit = _last_commit(conn, step) if action == "rollback" else None
             identity = rehearsal.session_identity(conn)
@@ -259,6 +283,8 @@ def _apply_in_transaction(
                 "plan_hash": plan.hash if plan else None,
                 "fingerprint_before": rehearsal.fingerprint_summary(before),
                 "fingerprint_after": rehearsal.fingerprint_summary(after),
+                # the whole fingerprint, so that `gcos drift` can name what changed since (not just that it did)
+                "fingerprint_after_full": after.to_json(),
                 "policy_decision_seq": decision_entry.seq,
             }
             if footprint is not None:
@@ -270,6 +296,14 @@ def _apply_in_transaction(
             )
             if hooks.before_commit:
                 hooks.before_commit(conn)
+            # The last statement before COMMIT: an approval or decision that expired while the step was
+            # being applied (knife-edge, by the database clock) refuses the whole commit.
+            row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
+            assert row is not None
+            final = gates.evaluate(dataclasses.replace(facts, db_now=row[0]), trace_id=trace_id)
+            if not final.allow:
+                refusal = _refusal(action, run_id, final, late=True)
+                raise _RollbackTransaction
     except _RollbackTransaction:
         assert refusal is not None
         raise refusal from None
@@ -292,6 +326,40 @@ def _apply_in_transaction(
 
 class _RollbackTransaction(Exception):
     """Raised inside the transaction block to roll it back; the recorded reason travels separately."""
+
+
+class _PlanBusy(Exception):
+    def __init__(self, plan: str, holders: str) -> None:
+        super().__init__(plan)
+        self.plan, self.holders = plan, holders
+
+
+def _plan_lock_holders(conn: psycopg.Connection[Any], lock_key: str) -> str:
+    """Who holds the plan's advisory lock (asked inside the still-open transaction, after the savepoint)."""
+    rows = conn.execute(
+        "SELECT a.pid, a.usename::text, a.state FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a "
+        "ON a.pid = l.pid, (SELECT pg_catalog.hashtextextended(%s, 0) AS k) AS key "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid() AND l.objsubid = 1 "
+        "AND l.classid::bigint = ((key.k >> 32) & 4294967295) AND l.objid::bigint = (key.k & 4294967295) ORDER BY 1",
+        (lock_key,),
+    ).fetchall()
+    if not rows:
+        return "its session has ended since"
+    return "; ".join(f"pid {pid} of role {user} ({state})" for pid, user, state in rows)
+
+
+def _refusal(action: str, run_id: str, decision: gates.PolicyDecisionRecord, *, late: bool = False) -> _Refused:
+    """The refusal of a gate: exit 6 when the sentence is about re-verify (CONTRACT.md exit codes), else 3."""
+    failed = decision.failed
+    first = next((g for g in failed if g.decisive), failed[0])
+    error: type[GcosError] = ReverifyMismatch if first.gate == "reverify" else GateRefused
+    message = decision.refusal_sentence()
+    if late:
+        message = f"{message} (found at the last check before COMMIT; nothing was applied)"
+    payload: dict[str, Any] = {"run_id": run_id, "action": action, "policy_decision": decision.to_payload()}
+    if late:
+        payload["at"] = "before_commit"
+    return _Refused(f"{action}_refused", message, error, payload)
 
 
 def _check_stops_and_success(
@@ -343,29 +411,43 @@ def _prove_rollback(step: StepSpec, pre_commit: ledger.LedgerEntry | None, after
         )
 
 
-def _settle_in_doubt(target: Target, settings: SessionSettings, base: dict[str, Any], exc: Exception) -> ApplyResult:
-    """The connection dropped around COMMIT: ask the ledger whether this run's record exists."""
+def _settle_in_doubt(
+    target: Target, settings: SessionSettings, base: dict[str, Any], lock_key: str, exc: Exception
+) -> ApplyResult:
+    """The connection dropped around COMMIT: ask the ledger whether this run's record exists.
+
+    The ledger is read only once the plan's advisory lock is ours: the dropped transaction held it until it
+    ended, so a COMMIT that reached the server but was still being processed cannot be misread as "not
+    applied". If the lock is not granted within lock_timeout, the outcome is reported as unknown."""
+    step, action, run_id = base["step"], base["action"], base["run_id"]
     try:
-        with connect(target, settings) as conn:
+        with connect(target, settings) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
             found = conn.execute(
-                "SELECT seq FROM gcos.ledger WHERE record->>'kind' = %s AND record->'payload'->>'run_id' = %s",
-                (base["action"], base["run_id"]),
+                "SELECT seq FROM gcos.ledger WHERE kind = %s AND record->'payload'->>'run_id' = %s",
+                (action, run_id),
             ).fetchone()
-    except GcosError as again:
+    except pgerrors.LockNotAvailable as again:
         raise DatabaseUnavailable(
-            f"the connection dropped during {base['action']} of {base['step']} and the database is still "
-            f"unreachable, so the outcome of run {base['run_id']} is unknown; run `gcos status {base['step']}` "
-            "when it is back (never re-apply blindly)."
+            f"the connection dropped during {action} of {step} and its transaction has not ended yet (the plan "
+            f"lock is still held after {settings.lock_timeout}), so the outcome of run {run_id} is unknown; run "
+            f"`gcos status {step}` in a minute (never re-apply blindly)."
+        ) from again
+    except (GcosError, psycopg.Error) as again:
+        raise DatabaseUnavailable(
+            f"the connection dropped during {action} of {step} and the database is still unreachable, so the "
+            f"outcome of run {run_id} is unknown; run `gcos status {step}` when it is back (never re-apply blindly)."
         ) from again
     if found:
         return ApplyResult(
             **base,
             outcome="in_doubt_applied",
             ledger_seq=int(found[0]),
-            message=f"the connection dropped at COMMIT, but the ledger holds run {base['run_id']} "
-            f"(seq {found[0]}): {base['step']} was applied.",
+            message=f"the connection dropped at COMMIT, but the ledger holds run {run_id} "
+            f"(seq {found[0]}): {step} was applied.",
         )
+    why = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     raise DatabaseUnavailable(
-        f"the connection dropped during {base['action']} of {base['step']} ({str(exc).strip().splitlines()[0]}); "
-        f"the ledger has no record of run {base['run_id']}, so nothing was applied; retry when the database is back."
+        f"the connection dropped during {action} of {step} ({why}); "
+        f"the ledger has no record of run {run_id}, so nothing was applied; retry when the database is back."
     ) from exc
