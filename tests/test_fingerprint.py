@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import pq, sql
+from psycopg.conninfo import make_conninfo
 
 from gcos.canonical import content_hash
 from gcos.fingerprint import (
@@ -396,12 +397,13 @@ def test_a_column_named_like_the_row_alias_does_not_hide_the_row(conn: Conn) -> 
 
 
 def test_missing_watched_table_is_reported_then_seen_when_created(conn: Conn) -> None:
-    before = take(conn, watch=["later", "public.later", "no_such_schema.x"])
+    watch = ["later", "public.later", "no_such_schema.x", "a.b.c.d", "otherdb.public.later"]
+    before = take(conn, watch=watch)
     assert before.tables == {}
-    assert before.missing == ("later", "public.later", "no_such_schema.x")
+    assert before.missing == tuple(watch)
     conn.execute("CREATE TABLE later (a int)")
-    after = take(conn, watch=["later", "public.later", "no_such_schema.x"])
-    assert after.missing == ("no_such_schema.x",)
+    after = take(conn, watch=watch)
+    assert after.missing == ("no_such_schema.x", "a.b.c.d", "otherdb.public.later")
     assert list(after.tables) == ["public.later"]  # both spellings resolve to one table
     assert (TABLE_CATEGORY, "public.later", "added") in _named(diff(before, after))
 
@@ -540,7 +542,8 @@ def test_inside_a_transaction_begun_with_sql(conn: Conn) -> None:
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     try:
         conn.execute("CREATE INDEX t_a_idx ON t (a)")
-        inside = take(conn)
+        inside = take(conn, watch=["a.b.c.d"])  # a malformed name fails in a savepoint of its own
+        assert inside.missing == ("a.b.c.d",)
         assert conn.info.transaction_status == pq.TransactionStatus.INTRANS
         assert "public.t_a_idx" in inside.schema["index"]
     finally:
@@ -569,6 +572,25 @@ def test_a_locked_watched_table_fails_within_lock_timeout_and_leaves_the_connect
         assert _status(conn) == pq.TransactionStatus.IDLE
         other.execute("ROLLBACK")
     assert take(conn, watch=["t"]).tables["public.t"].rows == 0
+
+
+def test_an_unprivileged_role_sees_the_same_schema(conn: Conn, dsn: str) -> None:
+    conn.execute("CREATE TABLE t (id serial, a int); CREATE VIEW v AS SELECT a FROM t; SELECT nextval('t_id_seq')")
+    conn.execute("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    role, password = f"gcos_fp_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    try:
+        as_owner = take(conn)
+        with psycopg.connect(make_conninfo(dsn, user=role, password=password), autocommit=True) as other:
+            as_role = take(other)
+            assert as_role.schema_hash == as_owner.schema_hash
+            assert as_role.sequences == {}  # it may not read the sequence: not reported at all
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                take(other, watch=["t"])
+            assert _status(other) == pq.TransactionStatus.IDLE
+    finally:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_failed_transaction_is_refused(conn: Conn) -> None:

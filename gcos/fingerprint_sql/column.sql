@@ -5,7 +5,7 @@
 -- not_null_constraint: the named NOT NULL constraint of PostgreSQL 18 (name, validated, NO INHERIT,
 -- local, inherited count, comment).
 -- position: the column's rank among the live columns of its relation (1, 2, ...: dropped columns leave
--- no gap, so a table rebuilt without them is the same).
+-- no gap, so a table rebuilt without them is the same; counted only for relations that have some).
 -- fields: position, type, not_null, not_null_constraint, default, storage, comment, more
 -- "more" is NULL for the common column and otherwise the record (generated, identity, collation,
 -- compression, statistics_target, options, fdw_options, acl, local, inherited, not_null_validated,
@@ -16,7 +16,8 @@ WITH nsp AS (
      WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
        AND n.nspname <> ALL (%(exclude)s::text[])
 ), rel AS (
-    SELECT c.oid, nsp.qname || '.' || quote_ident(c.relname) AS qname
+    SELECT c.oid, nsp.qname || '.' || quote_ident(c.relname) AS qname,
+           EXISTS (SELECT FROM pg_attribute AS x WHERE x.attrelid = c.oid AND x.attisdropped) AS has_dropped
       FROM pg_class AS c
       JOIN nsp ON nsp.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -25,7 +26,10 @@ WITH nsp AS (
 )
 SELECT rel.qname || '.' || quote_ident(a.attname) AS identity,
        ROW(
-           row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum),
+           CASE WHEN rel.has_dropped
+                THEN a.attnum - (SELECT count(*) FROM pg_attribute AS x
+                                  WHERE x.attrelid = a.attrelid AND x.attisdropped AND x.attnum < a.attnum)
+                ELSE a.attnum END,
            format_type(a.atttypid, a.atttypmod),
            a.attnotnull,
            nn.conname,
