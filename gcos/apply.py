@@ -80,11 +80,11 @@ class _Refused(Exception):
         self.kind, self.message, self.error, self.payload = kind, message, error, payload
 
 
-def _plan_lock_key(plan_id: str) -> str:
+def plan_lock_key(plan_id: str) -> str:
     return f"gcos:plan:{plan_id}"
 
 
-def _set_local_timeouts(conn: psycopg.Connection[Any], settings: SessionSettings) -> None:
+def set_local_timeouts(conn: psycopg.Connection[Any], settings: SessionSettings) -> None:
     for name, value in (
         ("lock_timeout", settings.lock_timeout),
         ("statement_timeout", settings.statement_timeout),
@@ -116,7 +116,7 @@ def apply_step(
         statements = sqlcheck.split(step.rollback_sql)
     run_id = uuid.uuid4().hex
     trace_id = ledger.new_trace_id()
-    lock_key = _plan_lock_key(plan.id if plan else step.id)
+    lock_key = plan_lock_key(plan.id if plan else step.id)
     started = time.perf_counter_ns()
     base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
 
@@ -212,7 +212,7 @@ def _apply_in_transaction(
     refusal: _Refused | None = None
     try:
         with conn.transaction():
-            _set_local_timeouts(conn, settings)
+            set_local_timeouts(conn, settings)
             try:
                 with conn.transaction():  # a savepoint: a lock timeout here is told apart from one on a table
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))

@@ -17,11 +17,12 @@ from typing import Annotated, Any, TypeVar
 import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.tree import Tree
 
-from gcos import __version__, apply, commands, ledger, rehearsal
+from gcos import __version__, apply, batched, commands, ledger, rehearsal
+from gcos import drift as drift_mod
 from gcos import install as install_mod
 from gcos.embedded import ServerStatus
 from gcos.errors import DatabaseUnavailable, ExitCode, GcosError
@@ -420,13 +421,13 @@ def status_cmd(
     _run(as_json, lambda: commands.status(_target(dsn), _project(project), step), _render_status)
 
 
-def _render_apply(result: apply.ApplyResult) -> None:
+def _render_apply(result: apply.ApplyResult | batched.BatchedResult) -> None:
     colour = "green" if result.ok else "red"
     out.print(f"[{colour}]{result.message}[/]", soft_wrap=True)
     if result.decision:
         for g in result.decision.gates:
             out.print(f"    {_gate_mark(g)} {g.number} {g.title}: [dim]{g.reason}[/]", soft_wrap=True)
-    if result.fingerprint_after:
+    if isinstance(result, apply.ApplyResult) and result.fingerprint_after:
         out.print(
             f"[dim]fingerprint before {result.fingerprint_before.get('hash', '-')[:16]}… after "
             f"{result.fingerprint_after.get('hash', '-')[:16]}…[/]"
@@ -446,13 +447,33 @@ def commit_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."
 
     Refused (exit 3) without a passing rehearsal on this schema, enough unexpired approvals by other named
     humans, the required decisions, committed dependencies; stop or success failure (4); re-verify (6).
+    A batched step (mode: batched) runs in resumable keyset batches, each its own transaction, with a
+    progress bar; if it is killed, the same command resumes it after the last committed batch.
     """
-    _run(
-        as_json,
-        lambda: commands.commit(_target(dsn), _project(project), step),
-        _render_apply,
-        render_details=_render_apply_details,
-    )
+
+    def action() -> apply.ApplyResult | batched.BatchedResult:
+        target, root = _target(dsn), _project(project)
+        if as_json:
+            return commands.commit(target, root, step)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=False) as bar:
+            task: list[TaskID] = []
+
+            def progress(p: batched.BatchProgress) -> None:
+                if not task:
+                    task.append(bar.add_task(f"{step} batches", total=p.total_rows, rate=""))
+                bar.update(task[0], completed=p.done_rows, total=p.total_rows, rate=f"{p.rate_rows_s:,} rows/s")
+
+            return commands.commit(target, root, step, progress=progress)
+
+    _run(as_json, action, _render_apply, render_details=_render_apply_details)
 
 
 @app.command("rollback", epilog="Example: gcos rollback SB-11   (after: gcos approve SB-11 --rollback ...)")
@@ -466,6 +487,66 @@ def rollback_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("
         lambda: commands.rollback(_target(dsn), _project(project), step),
         _render_apply,
         render_details=_render_apply_details,
+    )
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def _render_drift(result: drift_mod.DriftResult) -> None:
+    if result.baseline_seq is None:
+        out.print("nothing committed yet: there is no recorded fingerprint to drift from")
+    elif result.ok:
+        out.print(
+            f"[green]no drift[/]: the live world matches the fingerprint recorded after ledger seq "
+            f"{result.baseline_seq} ({result.baseline_step})"
+        )
+    for d in result.differences[:50]:
+        out.print(f"  [red]drift:[/] {d}", soft_wrap=True)
+
+
+@app.command("drift", epilog="Example: gcos drift --json")
+def drift_cmd(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
+    """Compare the live world with the fingerprint recorded after the last commit or rollback.
+
+    Any difference is appended to the ledger as a drift record and shown as a diff (exit 6).
+    """
+    _run(
+        as_json,
+        lambda: commands.drift(_target(dsn)),
+        _render_drift,
+        render_details=lambda d: _render_drift(d) if isinstance(d, drift_mod.DriftResult) else None,
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+@app.command(
+    "report", epilog="Example: gcos report --format html --out evidence/   (or: gcos report SB-12 --format md)"
+)
+def report_cmd(
+    step: Annotated[str | None, typer.Argument(help="One step (id or step-N); the whole plan if omitted.")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="md, html (one self-contained file) or json (an evidence pack with a manifest)."),
+    ] = "html",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.", file_okay=False)] = Path(
+        "gcos-report"
+    ),
+    dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write evidence reports an auditor can check: specs and hashes, rehearsals, approvals, policy decisions,
+    ledger records and how to verify them. A json pack verifies offline with gcos ledger verify --pack DIR."""
+    _run(
+        as_json,
+        lambda: commands.report(_target(dsn), _project(project), step, fmt, out_dir),
+        lambda r: out.print(
+            f"[green]{len(r.files)} file(s) written[/] to {r.out_dir} ({r.format}; ledger head seq "
+            f"{r.ledger_head_seq}): " + ", ".join(str(f.name) for f in r.files[:6]) + (" …" if len(r.files) > 6 else "")
+        ),
     )
 
 
@@ -492,8 +573,10 @@ def demo_cmd(
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Build seed 002's reference world (on the embedded PostgreSQL unless --dsn says otherwise), then print
-    the build order and a live re-verify of step 1. Re-running it on a built world says so and goes on."""
+    """Build seed 002's reference world (on the embedded PostgreSQL unless --dsn says otherwise) and tell the
+    whole gated story on it: install gcos, create demo principals as real database roles, rehearse every step,
+    show refusals, record decisions and approvals as the approvers' own connections, commit all nine steps,
+    verify the ledger and write the reports (gcos-report/). Re-running it says what is already done."""
 
     def action() -> commands.DemoResult:
         target = _target(dsn)
@@ -504,6 +587,7 @@ def demo_cmd(
             BarColumn(),
             TextColumn("{task.completed:,}/{task.total:,}"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
         )
         with Progress(*columns, console=err, transient=False) as progress:
             return commands.demo(target, _project(project), rows, _Bar(progress))
@@ -513,8 +597,21 @@ def demo_cmd(
         verb = "built" if w.built else "already built (left as it is)"
         out.print(f"[bold]reference world of seed 002 {verb}[/] on {w.target}")
         out.print("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(w.counts.items())))
-        _render_plan(result.plan)
-        _render_verify(result.verify)
+        if result.verify:
+            _render_verify(result.verify)
+            _render_plan(result.plan)
+        table = Table(title="the gated story of seed 002", title_justify="left")
+        for column in ("step", "action", "", "what happened"):
+            table.add_column(column)
+        marks = {"ok": "[green]✔[/]", "done": "[green]✔[/]", "refused": "[yellow]✘[/]", "failed": "[red]✘[/]"}
+        for e in result.story.events:
+            table.add_row(e.step, e.action, marks.get(e.outcome, e.outcome), e.detail)
+        out.print(table)
+        story = result.story
+        out.print(
+            f"[bold green]{len(story.committed)} steps committed[/], ledger of {story.ledger_records} records "
+            f"verified" + (f"; reports in {story.report_dir}" if story.report_dir else "")
+        )
 
     _run(as_json, action, render)
 
@@ -616,13 +713,28 @@ def ledger_verify(
             "--anchor", help="An anchor exported earlier with `gcos ledger anchor`; detects truncation and rewrites."
         ),
     ] = None,
+    pack: Annotated[
+        Path | None,
+        typer.Option(
+            "--pack",
+            help="Verify a JSON evidence pack (gcos report --format json) offline, with no "
+            "database: file hashes, the hash chain, the anchor.",
+            file_okay=False,
+        ),
+    ] = None,
     dsn: DsnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every hash of the ledger from genesis and name the first bad record (exit 7)."""
+
+    def action() -> ledger.VerifyReport:
+        if pack is not None:
+            return commands.verify_pack(pack, anchor)
+        return commands.ledger_verify(_target(dsn), anchor)
+
     _run(
         as_json,
-        lambda: commands.ledger_verify(_target(dsn), anchor),
+        action,
         _render_ledger_report,
         render_details=lambda d: _render_ledger_report(d) if isinstance(d, ledger.VerifyReport) else None,
     )

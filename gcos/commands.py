@@ -13,9 +13,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gcos import apply, approvals, fingerprint, gates, ledger, reference_world, rehearsal, state
+from gcos import apply, approvals, batched, fingerprint, gates, ledger, reference_world, rehearsal, state
+from gcos import demo as demo_mod
+from gcos import drift as drift_mod
 from gcos import install as install_mod
 from gcos import principals as principals_mod
+from gcos import report as report_mod
 from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
@@ -244,15 +247,28 @@ def _world_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
 @dataclass(frozen=True)
 class DemoResult:
     world: WorldResult
+    verify: VerifyResult | None  # step 1's live re-verify on a freshly built world
+    story: demo_mod.StoryResult
     plan: PlanReport
-    verify: VerifyResult
 
 
-def demo(target: Target, project_dir: Path, rows: int, progress: Progress | None = None) -> DemoResult:
-    """Build the reference world, then show the build order and a live re-verify of step 1."""
-    world = build_world(target, rows, progress)
-    report = plan(project_dir)
-    return DemoResult(world, report, verify(target, project_dir, "step-1"))
+def demo(
+    target: Target,
+    project_dir: Path,
+    rows: int,
+    progress: Progress | None = None,
+    report_dir: Path | None = None,
+    settings: SessionSettings | None = None,
+) -> DemoResult:
+    """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py)."""
+    settings = settings or SessionSettings.from_env()
+    world = build_world(target, rows, progress, settings)
+    checked = verify(target, project_dir, "step-1", settings) if world.built else None
+    project = load_project(project_dir)
+    story = demo_mod.tell(
+        target, project, settings=settings, report_dir=report_dir or project.root / "gcos-report", progress=progress
+    )
+    return DemoResult(world, checked, story, plan(project_dir))
 
 
 def load(project_dir: Path) -> Project:
@@ -439,8 +455,15 @@ def status(
         for step in chosen:
             ok, reason, schema_hash, held = _read_only_world_facts(conn, project, step)
             facts = approvals.gather_facts(
-                conn, project, step, action="commit", reverify_ok=ok, reverify_reason=reason,
-                current_schema_hash=schema_hash, global_stops_held=held, as_actor=False,
+                conn,
+                project,
+                step,
+                action="commit",
+                reverify_ok=ok,
+                reverify_reason=reason,
+                current_schema_hash=schema_hash,
+                global_stops_held=held,
+                as_actor=False,
             )
             decision = gates.evaluate(facts, trace_id=ledger.new_trace_id())
             current = states[step.id]
@@ -454,13 +477,15 @@ def commit(
     step_ref: str,
     settings: SessionSettings | None = None,
     hooks: apply.ApplyHooks | None = None,
-) -> apply.ApplyResult:
+    progress: Callable[[batched.BatchProgress], None] | None = None,
+) -> apply.ApplyResult | batched.BatchedResult:
     """Apply a step atomically with its ledger record, refusing unless every gate holds inside the transaction."""
     project = load_project(project_dir)
     step = project.step(step_ref)
-    return apply.apply_step(
-        target, project, step, action="commit", settings=settings or SessionSettings.from_env(), hooks=hooks
-    )
+    settings = settings or SessionSettings.from_env()
+    if step.mode == "batched":
+        return batched.apply_batched(target, project, step, settings=settings, progress=progress)
+    return apply.apply_step(target, project, step, action="commit", settings=settings, hooks=hooks)
 
 
 def rollback(
@@ -476,3 +501,36 @@ def rollback(
     return apply.apply_step(
         target, project, step, action="rollback", settings=settings or SessionSettings.from_env(), hooks=hooks
     )
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def drift(target: Target, settings: SessionSettings | None = None) -> drift_mod.DriftResult:
+    """Live world vs the fingerprint after the last commit; drift becomes a ledger record (exit 6)."""
+    with connect(target, settings) as conn:
+        if install_mod.installed_version(conn) is None:
+            raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+        return drift_mod.detect(conn)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def report(
+    target: Target,
+    project_dir: Path,
+    step_ref: str | None,
+    fmt: str,
+    out_dir: Path,
+    settings: SessionSettings | None = None,
+) -> report_mod.ReportResult:
+    """Evidence reports (md, one self-contained html, or a json evidence pack with a manifest) from the ledger."""
+    project = load_project(project_dir)
+    with connect(target, settings) as conn:
+        return report_mod.build_report(conn, project, step_id=step_ref, fmt=fmt, out_dir=out_dir)
+
+
+def verify_pack(pack_dir: Path, anchor_file: Path | None = None) -> ledger.VerifyReport:
+    """Check an evidence pack offline: file hashes against its manifest, the hash chain, the anchor."""
+    return report_mod.verify_pack(pack_dir, anchor=ledger.Anchor.load(anchor_file) if anchor_file else None)

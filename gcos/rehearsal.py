@@ -176,10 +176,11 @@ def footprint_of(
     """New and dropped tables (from the fingerprints) and row deltas per table inside this transaction."""
     before = set(entry.schema.get("relation", {}))
     after = set(inside.schema.get("relation", {}))
-    tables_now = _table_identities(conn)
+    tables_now = table_identities(conn)
     with conn.transaction():
         rows = conn.execute(
-            "SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_xact_user_tables "
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(relname), n_tup_ins, n_tup_upd, n_tup_del "
+            "FROM pg_stat_xact_user_tables "
             "WHERE (n_tup_ins + n_tup_upd + n_tup_del) > 0 AND schemaname <> 'gcos' ORDER BY 1"
         ).fetchall()
     deltas = {str(r[0]): {"inserted": int(r[1]), "updated": int(r[2]), "deleted": int(r[3])} for r in rows}
@@ -190,10 +191,11 @@ def footprint_of(
     )
 
 
-def _table_identities(conn: psycopg.Connection[Any]) -> set[str]:
+def table_identities(conn: psycopg.Connection[Any]) -> set[str]:
     with conn.transaction():
         rows = conn.execute(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             f"WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS}"
         ).fetchall()
     return {str(r[0]) for r in rows}

@@ -652,7 +652,7 @@ def test_settling_in_doubt_waits_for_the_dropped_transaction_and_finds_an_applie
     world.approve("alice")
     result = world.commit()
     base = {"action": "commit", "step": "SB-12", "ref": result.ref, "spec_hash": result.spec_hash}
-    key = apply._plan_lock_key("build")
+    key = apply.plan_lock_key("build")
     settled = apply._settle_in_doubt(
         world.target(), SessionSettings(), {**base, "run_id": result.run_id}, key, OSError("EOF")
     )
@@ -670,7 +670,7 @@ def test_settling_in_doubt_waits_for_the_dropped_transaction_and_finds_an_applie
 def test_a_commit_waiting_too_long_for_the_plan_lock_says_who_holds_it(world: World) -> None:
     world.rehearse()
     world.approve("alice")
-    key = apply._plan_lock_key("build")
+    key = apply.plan_lock_key("build")
     with psycopg.connect(world.dsn, autocommit=True) as holder, holder.transaction():
         holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         with pytest.raises(DatabaseUnavailable) as info:

@@ -1,35 +1,68 @@
-"""gcos demo on a real server: builds the reference world, prints the plan and a passing verify of step 1."""
+"""gcos demo on a real server: the reference world, then seed 002's whole gated story on it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psycopg
 from typer.testing import CliRunner
 
+from gcos import ledger
 from gcos.cli import app
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def test_demo_builds_the_world_then_says_it_is_already_built(dsn: str) -> None:
+def test_demo_tells_the_whole_story_then_says_what_is_already_done(world_dsn: str, project_dir: Path) -> None:
     runner = CliRunner()
-    first = runner.invoke(app, ["demo", "--rows", "5000", "--dsn", dsn, "-C", str(REPO)], terminal_width=200)
+    first = runner.invoke(app, ["demo", "--dsn", world_dsn, "-C", str(project_dir), "--json"])
     assert first.exit_code == 0, first.output
-    assert "reference world of seed 002 built" in first.stdout
-    assert "plan build" in first.stdout and "plan sb-1-2" in first.stdout
-    assert "all 5 re-verify checks of SB-12 hold" in first.stdout
+    result = json.loads(first.stdout)["result"]
+    assert result["world"]["built"] is False  # the world was cloned in: "already built"
+    events = result["story"]["events"]
+    refusals = [e["detail"] for e in events if e["outcome"] == "refused"]
+    assert any(d.startswith("commit before any approval: No approval for SB-12") for d in refusals), refusals
+    assert any(d.startswith("the agent tried to approve") for d in refusals), refusals
+    assert len(result["story"]["committed"]) == 9
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        entries = ledger.read_all(conn)
+        assert ledger.verify(conn).ok
+        row = conn.execute("SELECT count(*) FROM governance_candidate_state").fetchone()
+    commits = {e.record["step_id"] for e in entries if e.kind == "commit"}
+    assert commits == {
+        "SB-12",
+        "SB-13",
+        "SB-10",
+        "SB-11",
+        "VERIFY-1-4",
+        "T6-T7",
+        "SB-1-2",
+        "ACTIVATION",
+        "BACKFILL-SEED",
+    }
+    assert row is not None and row[0] > 0
+    assert (project_dir / "gcos-report" / "html" / "report.html").is_file()
+    assert (project_dir / "gcos-report" / "json" / "manifest.json").is_file()
+
+    again = runner.invoke(app, ["demo", "--dsn", world_dsn, "-C", str(project_dir)], terminal_width=250)
+    assert again.exit_code == 0, again.output
+    assert " ".join(again.stdout.split()).count("already committed") == 9
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        assert [e for e in ledger.read_all(conn) if e.kind == "commit"] == [e for e in entries if e.kind == "commit"]
+
+
+def test_demo_on_a_small_world_builds_it_and_stops_where_the_seed_needs_a_full_one(dsn: str, project_dir: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["demo", "--rows", "5000", "--dsn", dsn, "-C", str(project_dir)], terminal_width=250
+    )
+    assert result.exit_code == 6, result.output
+    assert "birth_registry" in " ".join(result.stderr.split())
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT count(*) FROM birth_registry").fetchone()
     assert row == (5000,)
 
-    again = runner.invoke(app, ["demo", "--rows", "5000", "--dsn", dsn, "-C", str(REPO)], terminal_width=200)
-    assert again.exit_code == 0, again.output
-    assert "already built (left as it is)" in again.stdout
-
 
 def test_demo_rejects_a_nonsense_row_count(dsn: str) -> None:
-    result = CliRunner().invoke(app, ["demo", "--rows", "0", "--dsn", dsn, "-C", str(REPO)])
+    result = CliRunner().invoke(app, ["demo", "--rows", "0", "--dsn", dsn])
     assert result.exit_code == 2
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
