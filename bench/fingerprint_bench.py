@@ -44,8 +44,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import fingerprint, reference_world
+from gcos import commands, fingerprint, reference_world
 from gcos.embedded import EmbeddedServer
+from gcos.install import install
+from gcos.spec import load_project
+from gcos.target import Target
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,67 @@ def measure_pg_dump_schema(bench: Bench) -> float:
     return time.perf_counter() - start
 
 
+REPO = Path(__file__).resolve().parent.parent
+REHEARSED_STEP = "SB-12"  # step 1 of seed 002
+
+
+def measure_rehearse(bench: Bench) -> float:
+    """One full `gcos rehearse step-1`: static checks, re-verify, entry/inside/rollback/exit fingerprints,
+    stop and success checks, rollback evidence, the ledger record and the evidence files."""
+    with tempfile.TemporaryDirectory(prefix="gcos-bench-project-") as scratch:
+        project = Path(scratch)
+        for name in ("steps", "plans", "rollback"):
+            shutil.copytree(REPO / name, project / name)
+        start = time.perf_counter()
+        commands.rehearse(Target(bench.dsn, "--dsn"), project, REHEARSED_STEP)
+        return time.perf_counter() - start
+
+
+def measure_bare_procedure(bench: Bench) -> float:
+    """What a rehearsal replaces, by hand: pg_dump -s, psql BEGIN / the step's mutation / ROLLBACK,
+    pg_dump -s again, diff the two dumps."""
+    mutation = load_project(REPO).step(REHEARSED_STEP).mutation
+    assert mutation is not None
+    with tempfile.TemporaryDirectory(prefix="gcos-bench-bare-") as scratch:
+        before, after, script = (Path(scratch) / n for n in ("before.sql", "after.sql", "step.sql"))
+        script.write_text("\\set ON_ERROR_STOP 1\nBEGIN;\n" + mutation.sql + "\nROLLBACK;\n")
+        # a fixed restrict key: pg_dump 17.6+ otherwise writes a random one into every dump
+        dump = [
+            str(bench.pg_bin / "pg_dump"),
+            "--schema-only",
+            "--no-password",
+            "--restrict-key=gcosbench",
+            "-d",
+            bench.dsn,
+            "-f",
+        ]
+        start = time.perf_counter()
+        subprocess.run([*dump, str(before)], check=True)
+        subprocess.run(
+            [str(bench.pg_bin / "psql"), "-X", "-q", "-d", bench.dsn, "-f", str(script)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run([*dump, str(after)], check=True)
+        same = subprocess.run(["diff", "-q", str(before), str(after)], stdout=subprocess.DEVNULL).returncode == 0
+        elapsed = time.perf_counter() - start
+    if not same:
+        raise RuntimeError("the bare procedure left the schema changed")
+    return elapsed
+
+
 def comparisons() -> list[Comparison]:
-    """Every comparison this script prints; add the rehearsal one here."""
+    """Every comparison this script prints."""
     return [
         Comparison("schema fingerprint", "fingerprint", measure_fingerprint, "pg_dump -s", measure_pg_dump_schema, 0.7),
+        Comparison(
+            "rehearsal of step 1",
+            "gcos rehearse",
+            measure_rehearse,
+            "pg_dump/psql/pg_dump/diff",
+            measure_bare_procedure,
+            1.0,
+        ),
     ]
 
 
@@ -221,6 +281,7 @@ def build(dsn: str, rows: int, tables: int) -> None:
         with conn.transaction():
             for statement in extra_tables_sql(tables):
                 conn.execute(statement)
+        install(conn)  # rehearsals are ledger records
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # so that writing out the build does not run during the measurements
 

@@ -431,7 +431,11 @@ def _read_only_world_facts(
         )
         schema_hash = fingerprint.take(conn).schema_hash
     failed = [r for r in results if not r.ok]
-    reason = mismatch_sentence(step, results) if failed else "all re-verify checks hold"
+    reason = (
+        f"re-verify check {failed[0].name!r} expected {failed[0].expected}, got {failed[0].shown_actual}"
+        if failed
+        else "all re-verify checks hold"
+    )
     return not failed, reason, schema_hash, held
 
 

@@ -33,7 +33,11 @@ STEP_REF = re.compile(r"^step-(\d+)$", re.IGNORECASE)
 # --------------------------------------------------------------------------- YAML with line numbers
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's C parser when PyYAML was built with it (the PyPI wheels are): ten times faster than pure Python.
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeBase):  # type: ignore[valid-type,misc]
     """SafeLoader that refuses duplicate keys: YAML would silently keep the last one."""
 
 
@@ -44,7 +48,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
+    return mapping
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
