@@ -165,14 +165,7 @@ def apply_step(
                 f"{action} of {step.id} could not get a lock within lock_timeout {settings.lock_timeout}: "
                 f"{who}; nothing was applied, retry when they are done."
             )
-            ledger.append(
-                conn,
-                "stop",
-                {"run_id": run_id, "action": action, "reason": message},
-                step_id=step.id,
-                spec_hash=step.hash,
-                trace_id=trace_id,
-            )
+            _record_stop(conn, step, action, run_id, trace_id, message)
             raise DatabaseUnavailable(message) from exc
         except psycopg.OperationalError as exc:
             if not conn.broken:
@@ -184,12 +177,32 @@ def apply_step(
                 ) from exc
             return _settle_in_doubt(target, settings, base, lock_key, exc)
         except DatabaseUnavailable as exc:
-            if not conn.broken:
-                raise
-            return _settle_in_doubt(target, settings, base, lock_key, exc)
+            if conn.broken:
+                return _settle_in_doubt(target, settings, base, lock_key, exc)
+            _record_stop(conn, step, action, run_id, trace_id, exc.message)
+            raise
+        except SpecError as exc:
+            # A check that cannot run inside the transaction (it errored, or is not one value): rolled back,
+            # recorded, and reported as the step's evidence failing (exit 4), never as bad input after the fact.
+            _record_stop(conn, step, action, run_id, trace_id, exc.message)
+            raise StopHeld(f"{exc.message.rstrip('.')}; the {action} of {step.id} was rolled back.") from exc
         return result
     finally:
         conn.close()
+
+
+def _record_stop(
+    conn: psycopg.Connection[Any], step: StepSpec, action: str, run_id: str, trace_id: str, reason: str
+) -> None:
+    """Record why an attempt stopped, in its own transaction after the failed one rolled back."""
+    ledger.append(
+        conn,
+        "stop",
+        {"run_id": run_id, "action": action, "reason": reason},
+        step_id=step.id,
+        spec_hash=step.hash,
+        trace_id=trace_id,
+    )
 
 
 def _apply_in_transaction(

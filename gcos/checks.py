@@ -66,10 +66,11 @@ def repr_value(value: Any) -> str:
 def evaluate(conn: psycopg.Connection[Any], check: Check, *, section: str = "check") -> CheckResult:
     """Run one check inside the caller's transaction, in a savepoint so one failure spoils nothing else."""
     try:
-        with conn.transaction(), conn.cursor() as cur:
+        with conn.transaction() as savepoint, conn.cursor() as cur:
             cur.execute(check.sql)  # spec SQL, parsed and validated as one SELECT at load time
             rows = cur.fetchall()
             width = len(cur.description or ())
+            raise psycopg.Rollback(savepoint)  # a check never keeps anything it might have written
     except WORLD_MISMATCH_STATES as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         return CheckResult(check.name, check.sql, check.expect.describe(), None, False, error=message)

@@ -566,9 +566,17 @@ class _Bar:
         self.progress.update(self.task, description=label, completed=done, total=total)
 
 
-@app.command("demo", epilog="Example: gcos demo            (or: gcos demo --rows 10000 for a small world)")
+@app.command("demo", epilog="Example: gcos demo      (or: gcos demo --dsn postgresql://postgres@localhost/scratch)")
 def demo_cmd(
-    rows: Annotated[int, typer.Option("--rows", min=1, help="birth_registry rows to build.")] = 1_043_000,
+    rows: Annotated[
+        int,
+        typer.Option(
+            "--rows",
+            min=1,
+            help="birth_registry rows to build; seed 002's step 3 re-verifies at least "
+            "1,000,000, so a smaller world stops there (exit 6).",
+        ),
+    ] = 1_043_000,
     dsn: DsnOpt = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,

@@ -342,6 +342,23 @@ def _call_refusal(stmt: Any) -> str | None:
     return None
 
 
+# Functions a read-only check must not call: they write, and some (setval, nextval) even outside the
+# transaction. Checks also run inside the commit's read-write transaction.
+CHECK_WRITE_CALLS = frozenset(
+    _words(
+        "nextval setval lo_create lo_creat lo_unlink lo_put lo_from_bytea lo_truncate lo_truncate64 lowrite "
+        "pg_file_write pg_file_rename pg_file_unlink pg_file_sync pg_logical_emit_message"
+    )
+)
+
+
+def _check_write_call(node: Any) -> str | None:
+    for n in _walk(node):
+        if isinstance(n, ast.FuncCall) and n.funcname[-1].sval.lower() in CHECK_WRITE_CALLS:
+            return f"a check must not call {n.funcname[-1].sval}(), which writes"
+    return None
+
+
 def _parse(sql: str, where: str, *, original: str | None = None) -> list[tuple[Statement, _Info, Any]]:
     shown = original if original is not None else sql
     try:
@@ -494,4 +511,6 @@ def check_query(sql: str, *, label: str) -> None:
         if any(isinstance(n, ast.SelectStmt) and n.lockingClause for n in _walk(node)):
             _refuse(label, st, "a check must not lock rows (FOR UPDATE/SHARE)")
         if reason := _call_refusal(node):
+            _refuse(label, st, reason)
+        if reason := _check_write_call(node):
             _refuse(label, st, reason)

@@ -157,6 +157,7 @@ def read_ledger(
     roles, superuser). `current_spec_hashes` (step id -> spec hash on disk) lets a rollback approval of the
     current spec be recognised even before anything about that spec was recorded."""
     entries = sorted(entries, key=lambda e: e.seq)
+    allowing: dict[int, tuple[str | None, str | None]] = {}  # policy decision seq -> (step, trace) that allowed
     recorded: dict[int, PrincipalNow] = {}
     steps: dict[str, StepHistory] = {}
     known_specs: dict[str, set[str]] = {k: {v} for k, v in (current_spec_hashes or {}).items()}
@@ -194,6 +195,13 @@ def read_ledger(
             continue
         if step_id is None:
             continue
+        if kind == "policy_decision" and payload.get("allow") is True:
+            allowing[e.seq] = (step_id, _str(e.record.get("trace_id")))
+        if kind in ("commit", "rollback") and allowing.get(_int(payload.get("policy_decision_seq")) or 0) != (
+            step_id,
+            _str(e.record.get("trace_id")),
+        ):
+            continue  # an outcome without the allowing policy decision of its own trace never counts
         history = steps.setdefault(step_id, StepHistory())
         if kind in ("rehearsal", "commit") and spec_hash:
             known_specs.setdefault(step_id, set()).add(spec_hash)

@@ -407,3 +407,16 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "WHERE c.relnamespace = 'gcos'::regnamespace AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'"
     ).fetchall()
     assert writable == []
+
+
+def test_only_a_human_operator_appends_outcome_records(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
+    """Review finding: an agent with the operator role must not forge a commit (or policy decision) record."""
+    agent = make_role("agent", kind="agent", roles=("operator",), grant=("operator",))
+    human = make_role("operator", kind="human", roles=("operator",), grant=("operator",))
+    with agent.connect() as c:
+        for kind in ("commit", "rollback", "policy_decision", "batch_started"):
+            with pytest.raises(GateRefused, match="only by a human operator"):
+                ledger.append(c, kind, {"outcome": "applied"}, step_id="SB-12", spec_hash=SPEC)
+        assert ledger.append(c, "rehearsal", {"outcome": "passed"}, step_id="SB-12", spec_hash=SPEC).seq > 0
+    with human.connect() as c:
+        assert ledger.append(c, "policy_decision", {"allow": True}, step_id="SB-12", spec_hash=SPEC).seq > 0

@@ -502,3 +502,10 @@ def test_checks_are_read_only_queries(sql: str, reason: str) -> None:
 def test_read_only_checks_pass() -> None:
     sqlcheck.check_query("SELECT current_setting('search_path'), set_config('application_name', 'x', true)", label="x")
     sqlcheck.check_query("-- COMMIT\nSELECT 'SET ROLE admin; VACUUM' AS s", label="x")
+
+
+@pytest.mark.parametrize("call", ["nextval('s')", "setval('s', 1)", "lo_unlink(1)", "lo_create(0)"])
+def test_a_check_may_not_call_a_function_that_writes(call: str) -> None:
+    """Review finding: checks also run inside the commit's read-write transaction."""
+    with pytest.raises(SpecError, match="a check must not call"):
+        sqlcheck.check_query(f"SELECT {call}", label="success check 'x'")

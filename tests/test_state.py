@@ -149,14 +149,21 @@ class Ledger:
             "approval_revocation", {"revocation_id": approval_id, "approval_id": approval_id, "reason": None}, actor=by
         )
 
-    def commit(self, step: str, *, outcome: str = "applied") -> int:
+    def allow(self, step: str) -> int:
+        """The allowing policy decision an applied commit or rollback must name (same step, same trace)."""
         s = self.project.step(step)
+        return self.add("policy_decision", {"allow": True}, actor=OPAL, step_id=s.id, spec_hash=s.hash)
+
+    def commit(self, step: str, *, outcome: str = "applied", allowed: bool = True) -> int:
+        s = self.project.step(step)
+        decision = self.allow(step) if allowed else None
         return self.add(
             "commit",
             {
                 "run_id": uuid.uuid4().hex,
                 "outcome": outcome,
                 "fingerprint_after": {"hash": "a" * 64, "schema_hash": "b" * 64},
+                "policy_decision_seq": decision,
             },
             actor=OPAL,
             step_id=s.id,
@@ -165,9 +172,10 @@ class Ledger:
 
     def rollback(self, step: str, of: int) -> int:
         s = self.project.step(step)
+        decision = self.allow(step)
         return self.add(
             "rollback",
-            {"run_id": uuid.uuid4().hex, "outcome": "applied", "of_commit_seq": of},
+            {"run_id": uuid.uuid4().hex, "outcome": "applied", "of_commit_seq": of, "policy_decision_seq": decision},
             actor=OPAL,
             step_id=s.id,
             spec_hash=s.hash,
@@ -376,12 +384,30 @@ def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: Mak
         assert states()["SB-12"] == "rehearsed"
         approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
         assert states()["SB-12"] == "approved"
+        trace = ledger.new_trace_id()
+        decision = ledger.append(
+            r, "policy_decision", {"allow": True}, step_id=step.id, spec_hash=step.hash, trace_id=trace
+        )
         ledger.append(
             r,
             "commit",
-            {"run_id": uuid.uuid4().hex, "outcome": "applied", "plan_hash": plan.hash},
+            {
+                "run_id": uuid.uuid4().hex,
+                "outcome": "applied",
+                "plan_hash": plan.hash,
+                "policy_decision_seq": decision.seq,
+            },
             step_id=step.id,
             spec_hash=step.hash,
+            trace_id=trace,
         )
         assert states() == {**{s: "planned" for s in project.steps}, "SB-12": "committed"}
     assert ledger.verify(conn).ok
+
+
+def test_a_commit_record_without_its_allowing_policy_decision_never_counts(book: Ledger) -> None:
+    """Review finding: a forged "commit" record must not make a step look committed."""
+    book.commit("SB-12", allowed=False)
+    assert project_states(book.entries, book.project, db_now=NOW)["SB-12"].state != "committed"
+    book.commit("SB-12")
+    assert project_states(book.entries, book.project, db_now=NOW)["SB-12"].state == "committed"
