@@ -115,6 +115,10 @@ def rehearsal(
 def commit_record(conn: psycopg.Connection[Any], project: Project, step: StepSpec, *, after: str = "af" * 32) -> int:
     plan = project.plan_of(step.id)
     assert plan is not None
+    trace = ledger.new_trace_id()  # a commit counts only with the allowing policy decision of its own trace
+    decision = ledger.append(
+        conn, "policy_decision", {"allow": True}, step_id=step.id, spec_hash=step.hash, trace_id=trace
+    )
     entry = ledger.append(
         conn,
         "commit",
@@ -124,10 +128,11 @@ def commit_record(conn: psycopg.Connection[Any], project: Project, step: StepSpe
             "plan_hash": plan.hash,
             "fingerprint_before": {"hash": "0e" * 32, "schema_hash": SCHEMA},
             "fingerprint_after": {"hash": "1e" * 32, "schema_hash": after},
-            "policy_decision_seq": 1,
+            "policy_decision_seq": decision.seq,
         },
         step_id=step.id,
         spec_hash=step.hash,
+        trace_id=trace,
     )
     return entry.seq
 

@@ -104,9 +104,14 @@ def commit_directly(conn: psycopg.Connection[Any], project: Project, step_id: st
         "plan_hash": plan.hash,
         "fingerprint_before": rehearsal.fingerprint_summary(before),
         "fingerprint_after": rehearsal.fingerprint_summary(after),
-        "policy_decision_seq": 0,
     }
-    ledger.append(conn, "commit", rehearsal.ledger_safe(payload), step_id=step_id, spec_hash=step.hash)
+    # a commit counts only with the allowing policy decision of its own trace (what gcos commit writes)
+    trace = ledger.new_trace_id()
+    decision = ledger.append(
+        conn, "policy_decision", {"allow": True}, step_id=step_id, spec_hash=step.hash, trace_id=trace
+    )
+    payload["policy_decision_seq"] = decision.seq
+    ledger.append(conn, "commit", rehearsal.ledger_safe(payload), step_id=step_id, spec_hash=step.hash, trace_id=trace)
 
 
 def prepare(dsn: str, project_dir: Path, sovereign: Sovereign, *, approve: bool = True) -> World:
