@@ -37,7 +37,7 @@ from gcos.errors import (
     StopHeld,
 )
 from gcos.install import installed_version
-from gcos.spec import Project, StepSpec
+from gcos.spec import PlanSpec, Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
 
 FORMAT_VERSION = 1
@@ -191,6 +191,42 @@ def apply_step(
         conn.close()
 
 
+@dataclass(frozen=True)
+class WorldNow:
+    """What the gates need to know about the live world, read in the caller's transaction."""
+
+    fingerprint: fingerprint.Fingerprint
+    reverify: tuple[CheckResult, ...]
+    global_stops_held: tuple[str, ...]
+
+    @property
+    def reverify_ok(self) -> bool:
+        return all(c.ok for c in self.reverify)
+
+    @property
+    def reverify_reason(self) -> str:
+        failed = [c for c in self.reverify if not c.ok]
+        if not failed:
+            return "all re-verify checks hold"
+        return f"re-verify check {failed[0].name!r} expected {failed[0].expected}, got {failed[0].shown_actual}"
+
+
+def read_world_now(
+    conn: psycopg.Connection[Any], step: StepSpec, plan: PlanSpec | None, *, watch: bool = True
+) -> WorldNow:
+    """The fingerprint (with the step's watched tables unless `watch` is False), re-verify, and the plan's
+    global stop conditions that can be judged before any mutation (all but the new-table footprint)."""
+    taken = fingerprint.take(conn, watch=step.watch if watch else ())
+    reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
+    no_footprint = rehearsal.Footprint((), (), {})
+    held = tuple(
+        s.name
+        for s in rehearsal.plan_stops(plan)
+        if s.kind != "max_new_tables" and rehearsal.evaluate_stop(conn, s, no_footprint).held
+    )
+    return WorldNow(taken, reverify, held)
+
+
 def _record_stop(
     conn: psycopg.Connection[Any], step: StepSpec, action: str, run_id: str, trace_id: str, reason: str
 ) -> None:
@@ -232,29 +268,17 @@ def _apply_in_transaction(
             except pgerrors.LockNotAvailable:
                 raise _PlanBusy(plan.id if plan else step.id, _plan_lock_holders(conn, lock_key)) from None
             approvals.lock_approvals(conn, step.id, step.decisions)
-            before = fingerprint.take(conn, watch=step.watch)
-            reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
-            failed = [c for c in reverify if not c.ok]
-            reverify_reason = (
-                f"re-verify check {failed[0].name!r} expected {failed[0].expected}, got {failed[0].shown_actual}"
-                if failed
-                else "all re-verify checks hold"
-            )
-            no_footprint = rehearsal.Footprint((), (), {})
-            pre_stops = tuple(
-                rehearsal.evaluate_stop(conn, s, no_footprint)
-                for s in rehearsal.plan_stops(plan)
-                if s.kind != "max_new_tables"
-            )
+            now = read_world_now(conn, step, plan)
+            before, reverify = now.fingerprint, now.reverify
             facts = approvals.gather_facts(
                 conn,
                 project,
                 step,
                 action=action,
-                reverify_ok=not failed,
-                reverify_reason=reverify_reason,
+                reverify_ok=now.reverify_ok,
+                reverify_reason=now.reverify_reason,
                 current_schema_hash=before.schema_hash,
-                global_stops_held=tuple(s.name for s in pre_stops if s.held),
+                global_stops_held=now.global_stops_held,
             )
             decision = gates.evaluate(facts, trace_id=trace_id)
             if not decision.allow:

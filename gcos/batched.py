@@ -66,7 +66,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from gcos import approvals, fingerprint, gates, ledger, rehearsal, sqlcheck
-from gcos.apply import plan_lock_key, set_local_timeouts
+from gcos.apply import plan_lock_key, read_world_now, set_local_timeouts
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
 from gcos.install import installed_version
@@ -310,20 +310,9 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
         run.run_id = str(run.resumed_of.payload.get("run_id")) if run.resumed_of else uuid.uuid4().hex
         if run.resumed_of is not None:
             run.watermark = run.started_from = _peek_watermark(conn, run)
-        before = fingerprint.take(conn, watch=step.watch)
-        reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
-        failed = [c for c in reverify if not c.ok]
-        reverify_reason = (
-            f"re-verify check {failed[0].name!r} expected {failed[0].expected}, got {failed[0].shown_actual}"
-            if failed
-            else "all re-verify checks hold"
-        )
+        now = read_world_now(conn, step, plan)
+        before = now.fingerprint
         no_footprint = rehearsal.Footprint((), (), {})
-        pre_stops = tuple(
-            rehearsal.evaluate_stop(conn, s, no_footprint)
-            for s in rehearsal.plan_stops(plan)
-            if s.kind != "max_new_tables"
-        )
         stops_now: tuple[rehearsal.StopResult, ...] = ()
         if run.resumed_of is not None:
             stops_now = tuple(rehearsal.evaluate_stop(conn, s, no_footprint) for s in step.stop)
@@ -332,10 +321,10 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
             run.project,
             step,
             action="commit",
-            reverify_ok=not failed,
-            reverify_reason=reverify_reason,
+            reverify_ok=now.reverify_ok,
+            reverify_reason=now.reverify_reason,
             current_schema_hash=before.schema_hash,
-            global_stops_held=tuple(s.name for s in pre_stops if s.held),
+            global_stops_held=now.global_stops_held,
         )
 
         def decide(at: Any = None) -> gates.PolicyDecisionRecord:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gcos import apply, approvals, batched, fingerprint, gates, ledger, reference_world, rehearsal, state
+from gcos import apply, approvals, batched, gates, ledger, reference_world, rehearsal, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -415,28 +415,11 @@ class StatusReport:
     steps: tuple[StepStatus, ...]
 
 
-def _read_only_world_facts(
-    conn: psycopg.Connection[Any], project: Project, step: StepSpec
-) -> tuple[bool, str, str, tuple[str, ...]]:
+def _read_only_world_facts(conn: psycopg.Connection[Any], project: Project, step: StepSpec) -> apply.WorldNow:
     """Re-verify, the schema hash and the global stops, read in one READ ONLY snapshot."""
-    plan = project.plan_of(step.id)
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        results = evaluate_all(conn, step.reverify, section="re-verify check")
-        no_footprint = rehearsal.Footprint((), (), {})
-        held = tuple(
-            s.name
-            for s in rehearsal.plan_stops(plan)
-            if s.kind != "max_new_tables" and rehearsal.evaluate_stop(conn, s, no_footprint).held
-        )
-        schema_hash = fingerprint.take(conn).schema_hash
-    failed = [r for r in results if not r.ok]
-    reason = (
-        f"re-verify check {failed[0].name!r} expected {failed[0].expected}, got {failed[0].shown_actual}"
-        if failed
-        else "all re-verify checks hold"
-    )
-    return not failed, reason, schema_hash, held
+        return apply.read_world_now(conn, step, project.plan_of(step.id), watch=False)
 
 
 def status(
@@ -457,16 +440,16 @@ def status(
         states = state.project_states(entries, project, db_now=row[2], target=(row[0], row[1]))
         out: list[StepStatus] = []
         for step in chosen:
-            ok, reason, schema_hash, held = _read_only_world_facts(conn, project, step)
+            now = _read_only_world_facts(conn, project, step)
             facts = approvals.gather_facts(
                 conn,
                 project,
                 step,
                 action="commit",
-                reverify_ok=ok,
-                reverify_reason=reason,
-                current_schema_hash=schema_hash,
-                global_stops_held=held,
+                reverify_ok=now.reverify_ok,
+                reverify_reason=now.reverify_reason,
+                current_schema_hash=now.fingerprint.schema_hash,
+                global_stops_held=now.global_stops_held,
                 as_actor=False,
             )
             decision = gates.evaluate(facts, trace_id=ledger.new_trace_id())
