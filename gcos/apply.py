@@ -36,7 +36,7 @@ from gcos.errors import (
     SpecError,
     StopHeld,
 )
-from gcos.install import installed_version
+from gcos.install import require_installed
 from gcos.spec import PlanSpec, Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
 
@@ -122,8 +122,7 @@ def apply_step(
 
     conn = connect(target, settings)
     try:
-        if installed_version(conn) is None:
-            raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+        require_installed(conn)
         try:
             result = _apply_in_transaction(
                 conn,

@@ -69,7 +69,7 @@ from gcos import approvals, fingerprint, gates, ledger, rehearsal, sqlcheck
 from gcos.apply import plan_lock_key, read_world_now, set_local_timeouts
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
-from gcos.install import installed_version
+from gcos.install import require_installed
 from gcos.spec import Batch, PlanSpec, Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
 
@@ -203,8 +203,7 @@ def apply_batched(
     run = _Run(step, plan, project, settings, ledger.new_trace_id(), size=size)
     conn = connect(target, settings)
     try:
-        if installed_version(conn) is None:
-            raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+        require_installed(conn)
         _lock_step(conn, run)
         try:
             _start(conn, run)

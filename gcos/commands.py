@@ -429,8 +429,7 @@ def status(
     project = load_project(project_dir)
     chosen = [project.step(step_ref)] if step_ref else list(project.steps.values())
     with connect(target, settings) as conn:
-        if install_mod.installed_version(conn) is None:
-            raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+        install_mod.require_installed(conn)
         entries = ledger.read_all(conn)
         row = conn.execute(
             "SELECT s.system_identifier::text, current_database()::text, clock_timestamp() "
@@ -496,8 +495,7 @@ def rollback(
 def drift(target: Target, settings: SessionSettings | None = None) -> drift_mod.DriftResult:
     """Live world vs the fingerprint after the last commit; drift becomes a ledger record (exit 6)."""
     with connect(target, settings) as conn:
-        if install_mod.installed_version(conn) is None:
-            raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+        install_mod.require_installed(conn)
         return drift_mod.detect(conn)
 
 

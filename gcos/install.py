@@ -81,6 +81,21 @@ def installed_version(conn: psycopg.Connection[Any]) -> int | None:
     return None if row is None else row[0]
 
 
+def require_installed(conn: psycopg.Connection[Any]) -> int:
+    """The installed version, refusing (exit 2) a database without gcos or with an older gcos schema than
+    this package ships: its missing migrations may be the guards a command relies on."""
+    version = installed_version(conn)
+    latest = migrations()[-1].version
+    if version is None:
+        raise SpecError("gcos is not installed in this database; run `gcos install` first.")
+    if version < latest:
+        raise SpecError(
+            f"this database has gcos schema version {version}, older than this gcos ({latest}); "
+            "run `gcos install` to upgrade it in place first."
+        )
+    return version
+
+
 def install(
     conn: psycopg.Connection[Any], *, upto: int | None = None, files: Sequence[Migration] | None = None
 ) -> InstallResult:

@@ -29,7 +29,7 @@ from psycopg import sql
 from gcos import fingerprint, ledger, sqlcheck
 from gcos.checks import CheckResult, evaluate, evaluate_all, mismatch_sentence, plain_value
 from gcos.errors import DatabaseUnavailable, GcosError, ResidueFound, ReverifyMismatch, SpecError, StopHeld
-from gcos.install import installed_version
+from gcos.install import require_installed
 from gcos.spec import Check, Expectation, PlanSpec, Project, StepSpec, StopCondition
 from gcos.target import SessionSettings
 
@@ -337,8 +337,7 @@ def rehearse(
             "a rehearsal must start on an idle connection (a transaction() inside another would "
             "silently become a savepoint)."
         )
-    if installed_version(conn) is None:
-        raise SpecError("gcos is not installed in this database (rehearsals are ledger records); run `gcos install`.")
+    require_installed(conn)  # rehearsals are ledger records
     started = time.perf_counter_ns()
     run_id = uuid.uuid4().hex
     base: dict[str, Any] = {

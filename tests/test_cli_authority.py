@@ -102,3 +102,17 @@ def test_ledger_verify_on_a_database_without_gcos_says_to_install(dsn: str) -> N
     result = run("ledger", "verify", "--dsn", dsn)
     assert result.exit_code == 2
     assert "gcos install" in result.stderr
+
+
+def test_commands_refuse_a_database_with_an_older_gcos_schema(dsn: str) -> None:
+    """Missing migrations may be guards (e.g. 004's outcome-record rule): upgrade before acting."""
+    from gcos.install import install, migrations
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        install(conn, upto=migrations()[-1].version - 1)
+    repo = str(Path(__file__).resolve().parent.parent)
+    result = run("status", "SB-12", "--dsn", dsn, "-C", repo)
+    assert result.exit_code == 2
+    assert "older than this gcos" in " ".join(result.stderr.split())
+    assert run("install", "--dsn", dsn).exit_code == 0
+    assert "older than this gcos" not in run("drift", "--dsn", dsn).stderr
