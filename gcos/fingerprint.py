@@ -231,6 +231,13 @@ def _query(name: str, server_version: int = 180000) -> str:
     return text
 
 
+def query(name: str, server_version: int) -> str:
+    """The catalog query ``name`` (a category, ``sequence_state`` or ``sequence_state_legacy``) exactly as
+    ``take`` runs it on a server of ``server_version``: ``gcos install`` loads the same texts for
+    ``gcos.fingerprint``."""
+    return _query(name, server_version)
+
+
 @cache
 def _fields(category: str) -> tuple[str, ...]:
     """The field names a category's definition record holds, from the ``-- fields:`` line of its query."""

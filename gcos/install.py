@@ -8,6 +8,10 @@ installed version (upgrade in place); an install that actually applies files app
 record to the ledger. The cluster-wide roles (``gcos_owner`` and the NOLOGIN group roles) are created
 idempotently, so installing into several databases of one cluster, even concurrently, is safe.
 
+Install also loads the fingerprint's catalog queries (``gcos/fingerprint_sql``, adapted to the server) into
+``gcos.fingerprint_queries`` for the server-side ``gcos.fingerprint``, and reloads them when this package's
+differ (a gcos or PostgreSQL upgrade); ``require_installed`` refuses a database whose loaded queries differ.
+
 Install needs a superuser session (it creates roles and hands the schema to ``gcos_owner``).
 """
 
@@ -24,10 +28,16 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
+from gcos import fingerprint
+from gcos.canonical import content_hash
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, SpecError
 
 LOCK_KEY = 0x67636F73_696E7374  # "gcosinst": the advisory lock every install takes (per database)
 _FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+SEQUENCE_QUERIES = ("sequence_state", "sequence_state_legacy")
+"""The fingerprint queries loaded beside the schema categories (``fingerprint.CATEGORIES``)."""
+_PARAMETERS = (("%(exclude)s", "$1"), ("%(no_extensions)s", "$2"))
+_HAS_QUERIES = "SELECT pg_catalog.to_regclass('gcos.fingerprint_queries') IS NOT NULL"
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,12 @@ class InstallResult:
     version_before: int | None
     version_after: int
     applied: list[str]
+    queries_reloaded: bool = False
+    """The fingerprint queries were (re)loaded (a fresh install, or this package's differ)."""
 
     @property
     def changed(self) -> bool:
-        return bool(self.applied)
+        return bool(self.applied) or self.queries_reloaded
 
 
 def migrations() -> list[Migration]:
@@ -93,7 +105,56 @@ def require_installed(conn: psycopg.Connection[Any]) -> int:
             f"this database has gcos schema version {version}, older than this gcos ({latest}); "
             "run `gcos install` to upgrade it in place first."
         )
+    if _loaded_queries(conn) != _query_digests(fingerprint_queries(conn.info.server_version)):
+        raise SpecError(
+            "the fingerprint queries loaded in this database differ from this gcos's (gcos or PostgreSQL "
+            "was upgraded); run `gcos install` to reload them first."
+        )
     return version
+
+
+def fingerprint_queries(server_version: int) -> dict[str, str]:
+    """The fingerprint's catalog queries by name as ``gcos.fingerprint`` runs them on a server of
+    ``server_version``: the very texts ``fingerprint.take`` runs, its named placeholders turned into $1
+    (exclude) and $2 (no_extensions)."""
+    texts: dict[str, str] = {}
+    for name in (*fingerprint.CATEGORIES, *SEQUENCE_QUERIES):
+        text = fingerprint.query(name, server_version)
+        for placeholder, parameter in _PARAMETERS:
+            text = text.replace(placeholder, parameter)
+        if "%" in text:
+            raise GcosError(f"fingerprint query {name} holds a % that is not a known placeholder; fix the query.")
+        texts[name] = text
+    return texts
+
+
+def _query_digests(texts: dict[str, str]) -> dict[str, str]:
+    return {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in texts.items()}
+
+
+def _loaded_queries(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """The loaded fingerprint queries' sha256 by name (empty when the table is missing)."""
+    if conn.execute(_HAS_QUERIES).fetchone() != (True,):
+        return {}
+    return {str(n): str(h) for n, h in conn.execute("SELECT name, sha256 FROM gcos.fingerprint_queries")}
+
+
+def _load_queries(conn: psycopg.Connection[Any]) -> bool:
+    """Load this package's fingerprint queries when they differ from the loaded ones (install only, under
+    its lock); True when they were (re)loaded."""
+    if conn.execute(_HAS_QUERIES).fetchone() != (True,):
+        return False
+    texts = fingerprint_queries(conn.info.server_version)
+    digests = _query_digests(texts)
+    if _loaded_queries(conn) == digests:
+        return False
+    conn.execute("DELETE FROM gcos.fingerprint_queries")
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO gcos.fingerprint_queries (name, category, query, sha256) VALUES (%s, %s, %s, %s)",
+            [(name, name in fingerprint.CATEGORIES, text, digests[name]) for name, text in texts.items()],
+        )
+    return True
 
 
 def install(
@@ -134,6 +195,7 @@ def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int)
             f"This database has gcos schema version {before}, newer than this gcos knows ({len(files)}); "
             "upgrade gcos and retry."
         )
+    had_queries = conn.execute(_HAS_QUERIES).fetchone() == (True,)
     applied: list[str] = []
     for migration in files[(before or 0) : target]:
         conn.execute(migration.sql.encode("utf-8"))
@@ -144,9 +206,10 @@ def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int)
         )
         applied.append(migration.name)
     after = max(before or 0, target)
-    if applied:
-        conn.execute(
-            "SELECT * FROM gcos._ledger_write('install', NULL, NULL, NULL, NULL, %s)",
-            (Jsonb({"version_before": before, "version_after": after, "applied": applied}),),
-        )
-    return InstallResult(version_before=before, version_after=after, applied=applied)
+    reloaded = _load_queries(conn)
+    if applied or reloaded:
+        payload: dict[str, Any] = {"version_before": before, "version_after": after, "applied": applied}
+        if reloaded and had_queries:  # a reload of changed queries is recorded as such
+            payload["fingerprint_queries"] = content_hash(_loaded_queries(conn))
+        conn.execute("SELECT * FROM gcos._ledger_write('install', NULL, NULL, NULL, NULL, %s)", (Jsonb(payload),))
+    return InstallResult(version_before=before, version_after=after, applied=applied, queries_reloaded=reloaded)
