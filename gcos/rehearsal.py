@@ -6,7 +6,10 @@ statement at a time, checking after each that the transaction is open and the ro
 fingerprint and footprint → stop conditions (step and plan) and success evidence → the rollback evidence,
 whose fingerprint must equal the entry one (the rollback is proven, not trusted) → ROLLBACK → exit
 fingerprint, which must equal the entry one. Sequences advanced by nextval are non-transactional: they are
-reported by name as residue, never as a failure, and never hide any other difference.
+reported by name as residue, never as a failure, and never hide any other difference. Session state is
+residue too (issue 9 item 9): a setting changed by anything but a top-level SET LOCAL (checked inside the
+transaction, since ROLLBACK undoes SET and SET LOCAL alike) and a session advisory lock still held after
+ROLLBACK fail the rehearsal with exit 5, and the connection is reset.
 
 Every rehearsal, whatever its outcome, becomes a ledger record and evidence files under rehearsals/.
 """
@@ -36,6 +39,16 @@ from gcos.target import SessionSettings
 FORMAT_VERSION = 1
 BATCHES_REHEARSED = 2  # a batched step rehearses its mutation and its first batches
 SEQUENCE_RESIDUE = "sequence_state"
+# Settings that belong to one transaction (BEGIN ISOLATION LEVEL ...) and end with it.
+PER_TRANSACTION = frozenset({"transaction_isolation", "transaction_read_only", "transaction_deferrable"})
+# This backend's advisory locks as the key the caller passed: one bigint, or two integers (oids hold them
+# unsigned, so values from 2^31 up are negative integers) — then the lock mode.
+_ADVISORY_LOCKS = (
+    "SELECT CASE l.objsubid WHEN 1 THEN ((l.classid::bigint << 32) | l.objid::bigint)::text "
+    "ELSE (l.classid::bigint - (l.classid::bigint >> 31) * 4294967296)::text || ',' "
+    "|| (l.objid::bigint - (l.objid::bigint >> 31) * 4294967296)::text END || ' (' || l.mode || ')' "
+    "FROM pg_catalog.pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()"
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,14 @@ class RehearsalResult:
     @property
     def ok(self) -> bool:
         return self.outcome == "passed"
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What outlives a transaction in a session: advisory locks (key and mode) and session-level settings."""
+
+    advisory_locks: frozenset[str]
+    settings: dict[str, str]
 
 
 class Outcome(Exception):
@@ -301,6 +322,82 @@ def run_batches(conn: psycopg.Connection[Any], step: StepSpec, run_id: str, iden
     return done
 
 
+# --------------------------------------------------------------------------- session residue
+
+
+def session_state(conn: psycopg.Connection[Any]) -> SessionState:
+    """This backend's advisory locks and the settings whose source is the session (SET, set_config)."""
+    locks = conn.execute(_ADVISORY_LOCKS).fetchall()
+    settings = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'").fetchall()
+    return SessionState(frozenset(str(r[0]) for r in locks), {str(r[0]): str(r[1]) for r in settings})
+
+
+def changed_settings(before: dict[str, str], after: dict[str, str], ignore: frozenset[str]) -> list[str]:
+    """Each setting whose session value differs, as 'session setting NAME BEFORE -> AFTER'."""
+    names = sorted((set(before) | set(after)) - ignore - PER_TRANSACTION)
+    return [
+        f"session setting {n} {before.get(n, '(default)')} -> {after.get(n, '(default)')}"
+        for n in names
+        if before.get(n) != after.get(n)
+    ]
+
+
+def set_locally(statements: Sequence[sqlcheck.Statement]) -> frozenset[str]:
+    """The settings the step itself changes with a top-level SET LOCAL (sqlcheck allows nothing else)."""
+    return frozenset(t for s in statements if s.kind == "set_local" for t in s.targets)
+
+
+def check_settings(
+    conn: psycopg.Connection[Any], step: StepSpec, section: str, baseline: dict[str, str], local: frozenset[str]
+) -> None:
+    """Inside the transaction: a setting changed other than by a top-level SET LOCAL is residue (exit 5).
+
+    PostgreSQL cannot tell SET from SET LOCAL before the transaction ends and ROLLBACK undoes both, so the
+    rehearsal judges here what the commit would keep: a function the step created can call
+    set_config(..., false) or SET where the static check cannot see it."""
+    changed = changed_settings(baseline, session_state(conn).settings, local)
+    if changed:
+        raise Outcome(
+            "residue",
+            f"the {section} of {step.id} changed {'; '.join(changed)}, not by a top-level SET LOCAL: a session-level "
+            "change would outlive the commit; remove the SET or set_config(..., false) (also in functions the "
+            "step creates) and rehearse again.",
+            ResidueFound,
+        )
+
+
+def clear_session_residue(conn: psycopg.Connection[Any], before: SessionState) -> tuple[str, ...]:
+    """After the transaction: name the advisory locks and settings the step left, and undo them, so nothing
+    leaks into the next command on this connection. New locks are released with pg_advisory_unlock_all(),
+    which drops every session advisory lock of the connection (gcos holds none between commands)."""
+    after = session_state(conn)
+    locks = sorted(after.advisory_locks - before.advisory_locks)
+    settings = changed_settings(before.settings, after.settings, frozenset())
+    if locks:
+        conn.execute("SELECT pg_catalog.pg_advisory_unlock_all()")
+    for name in sorted((set(before.settings) | set(after.settings)) - PER_TRANSACTION):
+        if name in before.settings and before.settings[name] != after.settings.get(name):
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, before.settings[name]))
+        elif name not in before.settings:
+            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(*name.split("."))))
+    return (*(f"session advisory lock {key} still held" for key in locks), *settings)
+
+
+def with_session_residue(
+    step: StepSpec, left: Sequence[str], outcome: str, message: str, error: type[GcosError] | None
+) -> tuple[str, str, type[GcosError] | None]:
+    """The outcome once session residue is known: residue (exit 5) naming it, whatever happened before."""
+    if not left:
+        return outcome, message, error
+    kept = f" (after: {message})" if message else ""
+    return (
+        "residue",
+        f"rehearsing {step.id} left {'; '.join(left)} in the session after ROLLBACK{kept}; gcos released it — "
+        "use pg_advisory_xact_lock and SET LOCAL in the step (and in functions it creates), then rehearse again.",
+        ResidueFound,
+    )
+
+
 # --------------------------------------------------------------------------- the rehearsal
 
 
@@ -373,6 +470,7 @@ def rehearse(
     inside: fingerprint.Fingerprint | None = None
     after_rollback: fingerprint.Fingerprint | None = None
     outcome, message, error = "passed", "", None
+    before, local = session_state(conn), set_locally([*mutation, *rollback])
     previous_isolation = conn.isolation_level
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
@@ -383,13 +481,14 @@ def rehearse(
                 ("idle_in_transaction_session_timeout", settings.idle_in_transaction_session_timeout),
             ):
                 conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            identity = session_identity(conn)
+            identity, baseline = session_identity(conn), session_state(conn).settings
             try:
                 run_statements(conn, step, "mutation", mutation, identity)
                 if step.batch:
                     run_batches(conn, step, run_id, identity)
                 if hooks.inside:
                     hooks.inside(conn)
+                check_settings(conn, step, "mutation", baseline, local)
                 inside = fingerprint.take(conn, watch=step.watch)
                 footprint = footprint_of(conn, entry, inside)
                 stops = tuple(evaluate_stop(conn, s, footprint) for s in (*step.stop, *plan_stops(plan)))
@@ -412,6 +511,7 @@ def rehearse(
                     )
                 if not hooks.force_commit:
                     run_statements(conn, step, "rollback", rollback, identity)
+                    check_settings(conn, step, "rollback", baseline, local)
                     after_rollback = fingerprint.take(conn, watch=step.watch)
                     unproven = real_differences(fingerprint.diff(entry, after_rollback))
                     if unproven:
@@ -439,6 +539,7 @@ def rehearse(
     finally:
         conn.isolation_level = previous_isolation
 
+    left = clear_session_residue(conn, before)
     exit_fp = fingerprint.take(conn, watch=step.watch)
     all_diffs = fingerprint.diff(entry, exit_fp)
     residue = tuple(sorted({d.identity for d in all_diffs if d.category == SEQUENCE_RESIDUE}))
@@ -450,6 +551,7 @@ def rehearse(
             f"entry != exit after rehearsing {step.id}: {fingerprint.describe(differences)}{kept}; "
             "the database was changed outside the rolled-back transaction — investigate before going on."
         )
+    outcome, message, error = with_session_residue(step, left, outcome, message, error)
     if outcome == "passed":
         extra = f" (sequences advanced, non-transactional: {', '.join(residue)})" if residue else ""
         message = f"rehearsal of {step.id} passed: entry == exit{extra}."
@@ -466,7 +568,7 @@ def rehearse(
         inside=fingerprint_summary(inside),
         after_rollback=fingerprint_summary(after_rollback),
         exit=fingerprint_summary(exit_fp),
-        differences=tuple(f"{d.category} {d.identity} {d.change}" for d in differences),
+        differences=(*(f"{d.category} {d.identity} {d.change}" for d in differences), *left),
         residue=residue,
         duration_us=micros_since(started),
     )

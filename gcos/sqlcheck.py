@@ -69,8 +69,15 @@ REFUSED: dict[str, str] = {
     "load": "LOAD loads a shared library into the session",
     "select_into": "SELECT ... INTO creates a table hidden in a query; write CREATE TABLE and INSERT",
 }
-# Functions refused anywhere in any statement (set_config is checked by its setting name).
+# Functions that write outside the transaction: no ROLLBACK undoes them, so no rehearsal can prove them.
+# Refused in every statement of a step and in every check (CHECK_WRITE_CALLS below includes them).
+NON_TRANSACTIONAL_CALLS: dict[str, str] = {
+    "setval": "setval() sets a sequence outside the transaction, so no ROLLBACK undoes it and no rehearsal can "
+    "prove it; a step may only advance sequences with nextval()",
+}
+# Functions refused anywhere in any statement (set_config is checked by its setting name and scope).
 UNSAFE_CALLS: dict[str, str] = {
+    **NON_TRANSACTIONAL_CALLS,
     "pg_notify": f"pg_notify() {BUS}",
     **{
         f: f"{f}() takes a session-level lock that outlives the transaction"
@@ -220,7 +227,7 @@ def _set(stmt: Any) -> _Info:
     elif not local:
         info.refusal = f"{verb} {name} outlives the step's transaction; use SET LOCAL"
     else:
-        info.kind = "set_local"
+        info.kind, info.targets = "set_local", [name]  # the setting: the rehearsal lets it differ inside
     return info
 
 
@@ -323,6 +330,17 @@ def _classify(stmt: Any) -> _Info:
     return info
 
 
+def _is_true(args: Sequence[Any]) -> bool:
+    """Whether the one argument in `args` is the constant true (set_config's is_local); fail closed."""
+    arg = args[0] if args else None
+    while isinstance(arg, ast.TypeCast):
+        arg = arg.arg
+    value = getattr(arg, "val", None) if isinstance(arg, ast.A_Const) else None
+    if isinstance(value, ast.Boolean):
+        return bool(value.boolval)
+    return isinstance(value, ast.String) and value.sval.strip().lower() in ("t", "true", "on", "y", "yes", "1")
+
+
 def _call_refusal(stmt: Any) -> str | None:
     """A reason to refuse a session-changing function call anywhere in the statement, or None."""
     for n in _walk(stmt):
@@ -337,6 +355,9 @@ def _call_refusal(stmt: Any) -> str | None:
                 return "set_config() with a computed setting name could change gcos's session guards"
             if arg.val.sval.lower() in GUARDED:
                 return f"set_config('{arg.val.sval}') changes gcos's session guard {arg.val.sval}"
+            if not _is_true((n.args or ())[2:3]):
+                name = arg.val.sval
+                return f"set_config('{name}', ..., false) outlives the step's transaction; pass true (SET LOCAL)"
         elif func in UNSAFE_CALLS or func.startswith("dblink"):
             return UNSAFE_CALLS.get(func, f"{func}() works on another connection, outside gcos's transaction")
     return None
@@ -344,9 +365,9 @@ def _call_refusal(stmt: Any) -> str | None:
 
 # Functions a read-only check must not call: they write, and some (setval, nextval) even outside the
 # transaction. Checks also run inside the commit's read-write transaction.
-CHECK_WRITE_CALLS = frozenset(
+CHECK_WRITE_CALLS = frozenset(NON_TRANSACTIONAL_CALLS) | frozenset(
     _words(
-        "nextval setval lo_create lo_creat lo_unlink lo_put lo_from_bytea lo_truncate lo_truncate64 lowrite "
+        "nextval lo_create lo_creat lo_unlink lo_put lo_from_bytea lo_truncate lo_truncate64 lowrite "
         "pg_file_write pg_file_rename pg_file_unlink pg_file_sync pg_logical_emit_message"
     )
 )
@@ -510,7 +531,5 @@ def check_query(sql: str, *, label: str) -> None:
             _refuse(label, st, f"a check must not write ({info.writes[0][0]} {info.writes[0][1]})")
         if any(isinstance(n, ast.SelectStmt) and n.lockingClause for n in _walk(node)):
             _refuse(label, st, "a check must not lock rows (FOR UPDATE/SHARE)")
-        if reason := _call_refusal(node):
-            _refuse(label, st, reason)
-        if reason := _check_write_call(node):
+        if reason := _check_write_call(node) or _call_refusal(node):
             _refuse(label, st, reason)
