@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from gcos import adopt as adopt_mod
 from gcos import apply, approvals, batched, gates, ledger, reference_world, rehearsal, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
@@ -282,6 +283,18 @@ def install(target: Target, settings: SessionSettings | None = None) -> install_
     """Create or upgrade the gcos schema in the target (idempotent; needs a superuser)."""
     with connect(target, settings) as conn:
         return install_mod.install(conn)
+
+
+def adopt(target: Target, schemas: list[str], settings: SessionSettings | None = None) -> adopt_mod.AdoptResult:
+    """Put schemas under gcos: owned by gcos_kernel, others' write privileges revoked, recorded (superuser or admin)."""
+    with connect(target, settings) as conn:
+        return adopt_mod.adopt(conn, schemas)
+
+
+def release(target: Target, schemas: list[str], settings: SessionSettings | None = None) -> adopt_mod.AdoptResult:
+    """Hand adopted schemas back: previous owners, the revoked privileges re-granted, recorded."""
+    with connect(target, settings) as conn:
+        return adopt_mod.release(conn, schemas)
 
 
 def principals_add(
