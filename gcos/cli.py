@@ -22,11 +22,12 @@ from rich.table import Table
 from rich.tree import Tree
 
 from gcos import __version__, apply, batched, commands, ledger, rehearsal
+from gcos import adopt as adopt_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
 from gcos.embedded import ServerStatus
 from gcos.errors import DatabaseUnavailable, ExitCode, GcosError
-from gcos.principals import Principal
+from gcos.principals import OVERLAP_TEXT, Principal
 from gcos.target import Target, resolve_target
 
 T = TypeVar("T")
@@ -646,6 +647,84 @@ def install_cmd(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
     _run(as_json, lambda: commands.install(_target(dsn)), _render_install)
 
 
+def _privilege_lines(privileges: tuple[adopt_mod.Privilege, ...], limit: int = 12) -> list[str]:
+    """Privileges grouped per grantee and object: 'op: INSERT, UPDATE on table app.t'."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for p in privileges:
+        where = f"{p.type} {p.object}"
+        grouped.setdefault((p.grantee, where), []).append(p.privilege + (" WITH GRANT OPTION" if p.grantable else ""))
+    lines = [f"{grantee}: {', '.join(privs)} on {where}" for (grantee, where), privs in grouped.items()]
+    return lines[:limit] + ([f"… and {len(lines) - limit} more (--json lists them all)"] if len(lines) > limit else [])
+
+
+def _render_adopt(result: adopt_mod.AdoptResult) -> None:
+    for s in result.schemas:
+        if s.status is adopt_mod.Status.ALREADY_ADOPTED:
+            out.print(f"schema {s.schema} is already adopted (ledger seq {s.ledger_seq}): nothing to do")
+            for v in s.violations:
+                out.print(f"  [red]no longer holds:[/] {v}", soft_wrap=True)
+            continue
+        before: dict[str, int] = {}
+        for o in s.owners:
+            name = o.previous_owner if s.status is adopt_mod.Status.ADOPTED else o.owner
+            before[name] = before.get(name, 0) + 1
+        owners = ", ".join(f"{name} {count}" for name, count in sorted(before.items()))
+        if s.status is adopt_mod.Status.ADOPTED:
+            out.print(
+                f"[green]adopted schema {s.schema}[/] (ledger seq {s.ledger_seq}): {len(s.owners)} object(s) now "
+                f"owned by {adopt_mod.KERNEL_ROLE} (were: {owners or 'none'})"
+            )
+            out.print(f"  revoked {len(s.revoked)} privilege(s)")
+        else:
+            out.print(
+                f"[green]released schema {s.schema}[/] (ledger seq {s.ledger_seq}): {len(s.owners)} object(s) "
+                f"handed back ({owners or 'none'})"
+            )
+            out.print(f"  re-granted {len(s.granted)} privilege(s), took back {len(s.revoked)} the adoption gave")
+        for line in _privilege_lines(s.granted if s.status is adopt_mod.Status.RELEASED else s.revoked):
+            out.print(f"    {line}", soft_wrap=True)
+        if s.revoked_execute:
+            routines = sorted({f"{p.object} from {p.grantee}" for p in s.revoked_execute})
+            out.print(f"  revoked EXECUTE of SECURITY DEFINER routines: {', '.join(routines)}", soft_wrap=True)
+        defaults: dict[tuple[str, str], list[str]] = {}
+        for d in s.default_privileges:
+            defaults.setdefault((d.on.lower(), d.privilege), []).append(d.grantee)
+        verb = "readable" if s.status is adopt_mod.Status.ADOPTED else "no longer readable by default"
+        for (on, privilege), grantees in defaults.items():
+            line = f"  {on} the kernel creates later are {verb}: {privilege} to {', '.join(grantees)}"
+            out.print(line, soft_wrap=True)
+        if s.extension_members:
+            out.print(f"  left alone (extension members): {', '.join(s.extension_members)}", soft_wrap=True)
+        if s.kernel_admins:
+            out.print(f"  [yellow]could make themselves gcos_kernel:[/] {', '.join(s.kernel_admins)}", soft_wrap=True)
+
+
+@app.command(
+    "adopt",
+    epilog="Example: gcos adopt public --dsn postgresql://admin@db.example/prod   (undo: gcos adopt --release public)",
+)
+def adopt_cmd(
+    schemas: Annotated[list[str], typer.Argument(help="Schemas to adopt (or release), spelled exactly.")],
+    release: Annotated[
+        bool, typer.Option("--release", help="Hand the schemas back: previous owners, revoked privileges re-granted.")
+    ] = False,
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put schemas under gcos: gcos_kernel owns them and everything in them; other roles keep what they could
+    read and lose every write, DDL and grant privilege (and EXECUTE of SECURITY DEFINER routines).
+
+    Run it after gcos install, as a superuser (or, on a managed service, as the database owner holding ADMIN
+    OPTION on gcos_kernel and membership in the objects' owners). Every revoked privilege and previous owner
+    is listed and recorded in the ledger; adopting an adopted schema does nothing; releasing one that is not
+    adopted is exit 2. All in one transaction: a refusal changes nothing.
+    """
+    if release:
+        _run(as_json, lambda: commands.release(_target(dsn), schemas), _render_adopt)
+    else:
+        _run(as_json, lambda: commands.adopt(_target(dsn), schemas), _render_adopt)
+
+
 def _render_principal(p: Principal | None) -> None:
     if p is None:
         out.print("this database role is not a gcos principal; ask a gcos admin to run: gcos principals add ROLE ...")
@@ -655,10 +734,13 @@ def _render_principal(p: Principal | None) -> None:
 
 def _render_principals(rows: list[Principal]) -> None:
     table = Table(title="gcos principals", title_justify="left")
-    for column in ("role", "name", "kind", "gcos roles"):
+    for column in ("role", "name", "kind", "gcos roles", "separation of duties"):
         table.add_column(column)
     for p in rows:
-        table.add_row(p.role, p.name, p.kind, ", ".join(p.roles))
+        flags = "; ".join(OVERLAP_TEXT.get(code, code) for code in p.overlaps)
+        if p.conflicts:
+            flags = f"[red]may not approve or decide:[/red] {flags}"
+        table.add_row(p.role, p.name, p.kind, ", ".join(p.roles), flags or "[green]clear[/green]")
     out.print(table)
 
 

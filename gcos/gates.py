@@ -9,12 +9,17 @@ commit or rollback attempt, allowed or refused (seed 001: PolicyDecisionRecord; 
 The rules of gate 5 (seed 002 §70.0 M-1, seed 004 §§3-5, seed 000 P4):
 
 * only the verdict ``approve`` opens it (``reject``, ``defer``, ``approve_with_conditions`` never do);
-* the approval is bound to this spec hash, this plan hash and this target (system identifier + database),
-  and to the subject of the action: approvals of a step's commit and of its rollback never stand in for
-  each other (a rollback approval is recorded with ``spec_hash = rollback_subject_hash(spec hash)``);
+* the approval is bound to this spec hash, this plan hash and this target (system identifier, database
+  name and, when the facts know it, database OID: a same-cluster clone renamed to the original's name has
+  another OID; an approval recorded before OIDs were bound never counts then), and to the subject of the
+  action: approvals of a step's commit and of its rollback never stand in for each other (a rollback
+  approval is recorded with ``spec_hash = rollback_subject_hash(spec hash)``);
 * it is unexpired by the database clock, knife-edge inclusive (``expires_at <= db_now`` is expired), and
   unrevoked; an approval recorded before the step's last commit or rollback is spent;
-* the approver is a human principal, not a superuser, holding one of the step's signer roles;
+* the approver is a human principal, not a superuser, holding one of the step's signer roles, and with no
+  separation-of-duties conflict NOW (``conflicts``: member of gcos_kernel, gcos_owner or gcos_admin, a gcos
+  admin, or CREATEROLE before PostgreSQL 16 - read at commit time, so a membership granted after approving
+  still drops the approval);
 * the approver is neither the principal who ran the rehearsal being relied on nor the one committing
   (no self-approval);
 * each principal's latest word counts (a later ``reject`` by the same principal supersedes an ``approve``);
@@ -39,6 +44,14 @@ SUBJECT_ROLLBACK = "rollback"
 HUMAN = "human"
 COMMITTED = "committed"
 DEFAULT_EXPIRY = "24h"  # what remedies suggest for --expires-in
+CONFLICT_TEXT = {  # gcos.principal_conflicts codes, as words after "who is"
+    "superuser": "a superuser",
+    "createrole": "a CREATEROLE role (before PostgreSQL 16 it can grant itself gcos_owner)",
+    "gcos_kernel": "a member of gcos_kernel",
+    "gcos_owner": "a member of gcos_owner",
+    "gcos_admin": "a member of gcos_admin",
+    "admin": "a gcos admin",
+}
 MAX_LISTED = 5  # approvals named one by one in a reason
 
 GATE_TITLES = {
@@ -58,6 +71,11 @@ def rollback_subject_hash(spec_hash: str) -> str:
     ``gcos.record_approval`` has no subject column, so an approval of the rollback of a step is recorded
     with this hash in ``spec_hash``; it can never be mistaken for (or count as) an approval of the commit."""
     return content_hash({"rollback_of": spec_hash})
+
+
+def conflicts_text(codes: Iterable[str]) -> str:
+    """Separation-of-duties conflicts (``gcos.principal_conflicts`` codes) as words: "a member of gcos_owner"."""
+    return ", ".join(CONFLICT_TEXT.get(c, f"in conflict ({c})") for c in codes)
 
 
 def short(value: str | None) -> str:
@@ -82,7 +100,9 @@ class ApprovalFact:
     ``spec_hash`` is the step spec hash the approval is about (for a rollback approval: the spec whose
     rollback it approves, decoded from its recorded subject hash). ``kind``, ``roles`` and ``is_superuser``
     describe the approver NOW (a principal reclassified as an agent, or a role made superuser, stops
-    counting); ``kind`` is None when the role is no longer a principal or no longer exists."""
+    counting); ``kind`` is None when the role is no longer a principal or no longer exists. ``database_oid``
+    is None for approvals recorded before gcos bound the OID; ``conflicts`` are the approver's
+    separation-of-duties conflicts now (``gcos.principal_conflicts``; ``approvals.gather_facts`` fills them)."""
 
     id: int
     step_id: str
@@ -101,6 +121,8 @@ class ApprovalFact:
     subject: str = SUBJECT_STEP
     ledger_seq: int = 0
     role: str | None = None  # the database role name at approval time
+    database_oid: int | None = None
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,10 @@ class DecisionFact:
     expires_at: datetime
     revoked: bool
     ledger_seq: int = 0
+    system_identifier: str | None = None  # the incarnation it was recorded in (None: before gcos schema 8)
+    database: str | None = None
+    database_oid: int | None = None
+    conflicts: tuple[str, ...] = ()  # the decider's separation-of-duties conflicts now
 
 
 @dataclass(frozen=True)
@@ -162,6 +188,7 @@ class Facts:
     commit_seq: int | None = None  # the commit in force (rollback)
     committed_spec_hash: str | None = None
     commit_schema_hash: str | None = None  # schema fingerprint recorded right after that commit
+    target_database_oid: int | None = None  # None: the incarnation is unknown, OIDs are not compared
 
 
 @dataclass(frozen=True)
@@ -292,14 +319,17 @@ def count_approvals(
     rehearser: tuple[int | None, str | None] | None = None,
     actor: tuple[int | None, str | None] | None = None,
     epoch_seq: int = 0,
+    database_oid: int | None = None,
 ) -> ApprovalCount:
-    """Apply the gate-5 rules. `system_identifier`/`database` None skips the target check (a projection
-    that does not know the target); `actor` None skips the committer check (status before anyone commits)."""
+    """Apply the gate-5 rules. `system_identifier`/`database`/`database_oid` None skips that part of the
+    target check (a projection that does not know the target); `actor` None skips the committer check
+    (status before anyone commits)."""
     mine = sorted((a for a in approvals if a.step_id == step_id), key=lambda a: (a.ledger_seq, a.id))
     discounted: list[tuple[ApprovalFact, str]] = []
     bound: list[ApprovalFact] = []
     for a in mine:
-        why = _binding_problem(a, spec_hash, plan_hash, subject, system_identifier, database, db_now, epoch_seq)
+        target = (system_identifier, database, database_oid)
+        why = _binding_problem(a, spec_hash, plan_hash, subject, target, db_now, epoch_seq)
         if why:
             discounted.append((a, why))
         else:
@@ -344,11 +374,11 @@ def _binding_problem(
     spec_hash: str,
     plan_hash: str | None,
     subject: str,
-    system_identifier: str | None,
-    database: str | None,
+    target: tuple[str | None, str | None, int | None],
     db_now: datetime,
     epoch_seq: int,
 ) -> str | None:
+    system_identifier, database, database_oid = target
     if a.subject != subject:
         what = "the rollback" if a.subject == SUBJECT_ROLLBACK else "the commit"
         wanted = "the rollback" if subject == SUBJECT_ROLLBACK else "the commit"
@@ -361,6 +391,8 @@ def _binding_problem(
         return f"is from another database system ({a.system_identifier}, this is {system_identifier})"
     if database is not None and a.database != database:
         return f"is from another database ({a.database}, this is {database})"
+    if database_oid is not None and a.database_oid != database_oid:
+        return _incarnation_problem(a.database, a.database_oid, database_oid)
     if a.revoked:
         return "was revoked"
     if a.expires_at <= db_now:
@@ -368,6 +400,22 @@ def _binding_problem(
     if a.ledger_seq and a.ledger_seq <= epoch_seq:
         return f"was recorded before {a.step_id}'s last commit or rollback (seq {epoch_seq}) and is spent"
     return None
+
+
+def _incarnation_problem(name: str | None, recorded: int | None, current: int) -> str:
+    if recorded is None:
+        return "was recorded before gcos bound approvals to the database OID, so it never counts; record it again"
+    return (
+        f"is from another incarnation of database {name} (OID {recorded}, this is OID {current}): "
+        "a copy made with CREATE DATABASE … TEMPLATE refuses it"
+    )
+
+
+def _conflict_problem(who: str, conflicts: Sequence[str]) -> str:
+    return (
+        f"is by {who}, who is {conflicts_text(conflicts)}: separation of duties keeps whoever can change gcos "
+        "from approving (revoke that from their role, or ask another approver)"
+    )
 
 
 def _approver_problem(
@@ -386,6 +434,8 @@ def _approver_problem(
         return f"is by {who}, {article} {a.kind} principal (only humans approve)"
     if a.is_superuser:
         return f"is by {who}, whose role is a superuser (a superuser's approval proves nothing)"
+    if a.conflicts:
+        return _conflict_problem(who, a.conflicts)
     if not set(a.roles) & set(signer_roles):
         held = ", ".join(a.roles) or "no gcos role"
         return f"is by {who}, who holds {held}, not {_roles_text(signer_roles)}"
@@ -687,6 +737,7 @@ def approvals_for(facts: Facts, *, with_actor: bool = True) -> ApprovalCount:
         rehearser=rehearser,
         actor=(facts.actor_role_oid, facts.actor_principal) if with_actor else None,
         epoch_seq=facts.epoch_seq,
+        database_oid=facts.target_database_oid,
     )
 
 
@@ -700,7 +751,8 @@ def gate_approvals(facts: Facts) -> GateResult:
     if count.holds:
         names = ", ".join(f"{_who(a)} (approval {a.id}, expires {utc_text(a.expires_at)})" for a in count.counted)
         return _result(5, "approvals", True, f"{what} is approved by {names}", "", "nothing to do", evidence=ids)
-    excluded = [_who(a) for a in (*count.self_approvals, *count.counted)]
+    conflicted = (a for a, _ in count.discounted if a.conflicts)
+    excluded = [_who(a) for a in (*count.self_approvals, *conflicted, *count.counted)]
     other = f" other than {', '.join(dict.fromkeys(excluded))}" if excluded else ""
     lead = f"ask {_roles_text(facts.signer_roles, article=True)}{other} to run"
     if not count.counted and not count.discounted:
@@ -729,9 +781,11 @@ def gate_approvals(facts: Facts) -> GateResult:
     return _result(5, "approvals", False, reason, _approve_command(facts), lead, evidence=ids)
 
 
-def _decision_word(records: Sequence[DecisionFact], db_now: datetime) -> tuple[DecisionFact | None, str]:
-    """The decision's current word (its latest in-force record by a human non-superuser) and, when it is
-    not an approve, why not."""
+def _decision_word(
+    records: Sequence[DecisionFact], db_now: datetime, target: tuple[str, str, int] | None = None
+) -> tuple[DecisionFact | None, str]:
+    """The decision's current word (its latest in-force record by a human non-superuser without conflicts,
+    recorded in the `target` incarnation when that is known) and, when it is not an approve, why not."""
     if not records:
         return None, "has never been recorded"
     valid: list[DecisionFact] = []
@@ -741,10 +795,14 @@ def _decision_word(records: Sequence[DecisionFact], db_now: datetime) -> tuple[D
             problems.append(f"record {d.id} was revoked")
         elif d.expires_at <= db_now:
             problems.append(f"record {d.id} expired at {utc_text(d.expires_at)}")
+        elif target is not None and (d.system_identifier, d.database, d.database_oid) != target:
+            problems.append(f"record {d.id} {_decision_target_problem(d, target)}")
         elif d.kind != HUMAN:
             problems.append(f"record {d.id} is by {_who(d)}, not a human principal")
         elif d.is_superuser:
             problems.append(f"record {d.id} is by {_who(d)}, a superuser")
+        elif d.conflicts:
+            problems.append(f"record {d.id} {_conflict_problem(_who(d), d.conflicts)}")
         else:
             valid.append(d)
     if valid:
@@ -755,8 +813,17 @@ def _decision_word(records: Sequence[DecisionFact], db_now: datetime) -> tuple[D
     return None, "has no approve in force: " + ", ".join(problems[-3:])
 
 
+def _decision_target_problem(d: DecisionFact, target: tuple[str, str, int]) -> str:
+    if d.database_oid is None:
+        return "was recorded before gcos bound decisions to the database, so it never counts; record it again"
+    if (d.system_identifier, d.database) != target[:2]:
+        return f"is from another database ({d.database} on system {d.system_identifier})"
+    return _incarnation_problem(d.database, d.database_oid, target[2])
+
+
 def gate_decisions(facts: Facts) -> GateResult:
-    """Gate 6: every required decision holds an unexpired, unrevoked approve by a human non-superuser."""
+    """Gate 6: every required decision holds an unexpired, unrevoked approve by a human non-superuser with no
+    separation-of-duties conflict, recorded in this database incarnation (when the facts know its OID)."""
     if facts.action == "rollback":
         return _result(
             6, "decisions", True, "decisions gate a commit; a rollback needs its own approval only", "", "nothing to do"
@@ -765,8 +832,10 @@ def gate_decisions(facts: Facts) -> GateResult:
         return _result(6, "decisions", True, "no decisions required", "", "nothing to do")
     held: list[DecisionFact] = []
     missing: list[tuple[str, str]] = []
+    oid = facts.target_database_oid
+    target = (facts.target_system_identifier, facts.target_database, oid) if oid is not None else None
     for name in facts.decisions_required:
-        word, why = _decision_word([d for d in facts.decisions if d.decision == name], facts.db_now)
+        word, why = _decision_word([d for d in facts.decisions if d.decision == name], facts.db_now, target)
         if word is None:
             missing.append((name, why))
         else:

@@ -10,9 +10,16 @@ NOLOGIN group roles ``gcos_<role>`` are the database privileges that let it call
 ``grant=True`` (the default) ``add_principal`` also grants those group roles, in the same transaction,
 which needs a superuser (or a role holding ADMIN OPTION on them).
 
-Superusers are outside this model: one can ``SET SESSION AUTHORIZATION`` to any role and so act as
-anyone. gcos therefore refuses superusers as approvers and deciders, and approvals are only as
-trustworthy as the people holding superuser on the cluster.
+Superusers are outside this model: one can reset anyone's password and log in as them. gcos refuses
+superusers as approvers and deciders, refuses a session that ``SET SESSION AUTHORIZATION`` turned into
+someone else (the login role, from ``pg_stat_activity``, must be the session role), and keeps anyone who
+can change gcos itself from approving (separation of duties, ``gcos.principal_conflicts``); approvals are
+still only as trustworthy as the people holding superuser on the cluster.
+
+``Principal.overlaps`` names what a listing should flag: the conflicts that bar approving and deciding
+(``superuser``, ``createrole`` before PostgreSQL 16, membership of ``gcos_kernel``, ``gcos_owner`` or
+``gcos_admin``, the gcos ``admin`` role) and ``operator_approver``, a note for a human who may both commit
+and approve (allowed; the gates never let them approve their own commit).
 """
 
 from __future__ import annotations
@@ -31,6 +38,16 @@ from gcos.ledger import map_db_errors
 KINDS = ("human", "agent", "service")
 ROLES = ("sovereign", "council", "operator", "auditor", "admin")
 APPROVER_ROLES = frozenset({"sovereign", "council"})
+OPERATOR_APPROVER = "operator_approver"  # a note, not a conflict
+OVERLAP_TEXT = {
+    "superuser": "superuser",
+    "createrole": "CREATEROLE (can grant itself gcos_owner before PostgreSQL 16)",
+    "gcos_kernel": "member of gcos_kernel",
+    "gcos_owner": "member of gcos_owner",
+    "gcos_admin": "member of gcos_admin",
+    "admin": "gcos admin",
+    OPERATOR_APPROVER: "both operator and approver (allowed; never for their own commit)",
+}
 
 
 @dataclass(frozen=True)
@@ -42,21 +59,32 @@ class Principal:
     roles: tuple[str, ...]
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    overlaps: tuple[str, ...] = ()  # codes, see OVERLAP_TEXT; empty from whoami() for a role without gcos roles
+
+    @property
+    def conflicts(self) -> tuple[str, ...]:
+        """The overlaps that bar approving and deciding (separation of duties)."""
+        return tuple(o for o in self.overlaps if o != OPERATOR_APPROVER)
 
     @property
     def may_approve(self) -> bool:
         """Whether gcos.record_approval would accept this principal (superusers are refused there too)."""
-        return self.kind == "human" and bool(APPROVER_ROLES & set(self.roles))
+        return self.kind == "human" and bool(APPROVER_ROLES & set(self.roles)) and not self.conflicts
 
 
 _COLUMNS = sql.SQL(
     "SELECT p.role_oid::bigint, COALESCE(r.rolname, p.role_name)::text, p.display_name, p.kind, p.roles, "
-    "p.created_at, p.updated_at FROM gcos.principals AS p LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = p.role_oid"
+    "p.created_at, p.updated_at, gcos.principal_conflicts(p.role_oid) "
+    "FROM gcos.principals AS p LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = p.role_oid"
 )
 
 
 def _principal(row: tuple[Any, ...]) -> Principal:
-    return Principal(int(row[0]), row[1], row[2], row[3], tuple(row[4]), row[5], row[6])
+    roles = tuple(row[4])
+    overlaps = tuple(row[7]) if len(row) > 7 and row[7] is not None else ()
+    if row[3] == "human" and "operator" in roles and APPROVER_ROLES & set(roles):
+        overlaps += (OPERATOR_APPROVER,)
+    return Principal(int(row[0]), row[1], row[2], row[3], roles, row[5], row[6], overlaps)
 
 
 def add_principal(
@@ -99,8 +127,14 @@ def add_principal(
 def whoami(conn: psycopg.Connection[Any]) -> Principal | None:
     """The principal of this session's role (session_user), or None if the role is not one."""
     with map_db_errors():
+        # gcos.principal_conflicts is for gcos roles only (a role without one cannot approve anyway).
+        may = conn.execute("SELECT pg_catalog.has_function_privilege('gcos.principal_conflicts(oid)', 'EXECUTE')")
+        extra = sql.SQL(", gcos.principal_conflicts(role_oid)" if may.fetchone() == (True,) else "")
         row = conn.execute(
-            "SELECT role_oid::bigint, role_name, display_name, kind, roles, created_at, updated_at FROM gcos.whoami()"
+            sql.SQL(
+                "SELECT role_oid::bigint, role_name, display_name, kind, roles, created_at, updated_at{} "
+                "FROM gcos.whoami()"
+            ).format(extra)
         ).fetchone()
     if row is None or row[2] is None:
         return None

@@ -194,7 +194,14 @@ def test_append_read_verify(db: psycopg.Connection[Any]) -> None:
     assert UTC_MICROS.fullmatch(record["recorded_at"])
     user = db.execute("SELECT session_user::text, (SELECT oid::bigint FROM pg_roles WHERE rolname = session_user)")
     name, oid = user.fetchone() or ("", 0)
-    assert record["actor"] == {"principal": None, "role": name, "role_oid": oid, "kind": None}
+    assert record["actor"] == {
+        "principal": None,
+        "role": name,
+        "role_oid": oid,
+        "kind": None,
+        "login_role": name,  # gcos 8: who really logged in, and (16+) the authenticated identity
+        "system_user": record["actor"]["system_user"],
+    }
     assert entry.hash == hashlib.sha256(entry.canonical.encode()).hexdigest() == record_hash(record)
     generated = ledger.append(db, "drift", {"tables": 3})
     assert re.fullmatch(r"[0-9a-f]{32}", generated.record["trace_id"])

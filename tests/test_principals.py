@@ -3,14 +3,17 @@ or service, written only through gcos.add_principal, by a superuser (bootstrap) 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
 import pytest
 from conftest import MakeRole
 from psycopg import sql
+from typer.testing import CliRunner
 
 from gcos import ledger
+from gcos.cli import app
 from gcos.errors import GateRefused, SpecError
 from gcos.principals import add_principal, list_principals, whoami
 
@@ -38,7 +41,7 @@ def test_superuser_bootstraps_a_principal_with_history_ledger_and_grants(
         "human",
         ("admin", "sovereign"),
     )
-    assert principal.may_approve
+    assert not principal.may_approve and principal.overlaps == ("gcos_admin", "admin")  # an admin never approves
     assert is_member(conn, ana.name, "gcos_sovereign") and is_member(conn, ana.name, "gcos_admin")
     assert not is_member(conn, ana.name, "gcos_operator")
     history = conn.execute("SELECT role_oid, display_name, kind, roles, changed_by FROM gcos.principals_history")
@@ -156,3 +159,20 @@ def test_principals_are_never_deleted(conn: psycopg.Connection[Any], make_role: 
         with pytest.raises(psycopg.DatabaseError, match="append-only") as info:
             conn.execute(statement)
         assert info.value.sqlstate == "GC001"
+
+
+def test_principals_list_flags_who_may_not_approve(
+    dsn: str, conn: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """Issue 9 item 6: an overlap of approver and gcos administration is shown, in --json and in the table."""
+    ana = make_role("ana", kind="human", roles=("sovereign", "admin"), grant=("sovereign", "admin"))
+    bob = make_role("bob", kind="human", roles=("council",), grant=("council",))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["principals", "list", "--dsn", dsn, "--json"])
+    assert listed.exit_code == 0, listed.output
+    overlaps = {row["role"]: row["overlaps"] for row in json.loads(listed.stdout)["result"]}
+    assert overlaps[ana.name] == ["gcos_admin", "admin"] and overlaps[bob.name] == []
+    table = runner.invoke(app, ["principals", "list", "--dsn", dsn], env={"COLUMNS": "300"})
+    assert table.exit_code == 0, table.output
+    lines = {line.split()[1]: line for line in table.stdout.splitlines() if "gcos_t_" in line}
+    assert "may not approve or decide" in lines[ana.name] and "clear" in lines[bob.name]
