@@ -208,10 +208,19 @@ def test_an_approval_is_bound_to_its_target_and_its_ledger_record(
     assert (row[4], row[5]) == (row[8], row[9]) and row[6] == rehearsal.seq and row[7] == expires
     entry = ledger.read_all(conn)[seq - 1]
     assert entry.hash == digest and entry.kind == "approval"
-    assert entry.record["actor"] == {"principal": "Alice", "role": alice.name, "role_oid": alice.oid, "kind": "human"}
+    assert entry.record["actor"] == {
+        "principal": "Alice",
+        "role": alice.name,
+        "role_oid": alice.oid,
+        "kind": "human",
+        "login_role": alice.name,  # gcos 8: who really logged in, and (16+) the authenticated identity
+        "system_user": entry.record["actor"]["system_user"],
+    }
     assert entry.payload["approval_id"] == approval_id and entry.payload["rehearsal_seq"] == rehearsal.seq
     assert entry.payload["expires_at"] == expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert entry.payload["target"] == {"system_identifier": row[8], "database": row[9]}
+    oid = conn.execute("SELECT oid::bigint FROM pg_database WHERE datname = current_database()").fetchone()
+    assert oid is not None  # gcos 8 binds the database OID too
+    assert entry.payload["target"] == {"system_identifier": row[8], "database": row[9], "database_oid": oid[0]}
     orphans = conn.execute(
         "SELECT count(*) FROM gcos.os_proposal_approvals a LEFT JOIN gcos.ledger l ON l.seq = a.ledger_seq "
         "AND l.kind = 'approval' AND (l.record #>> '{payload,approval_id}')::bigint = a.id "
@@ -365,6 +374,22 @@ def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[A
 # --------------------------------------------------------------------------- the aperture in the catalog
 
 
+# Functions that run spec SQL (checks, stop conditions) or resolve watched names keep the CALLER's search_path,
+# by design (009_kernel_checks.sql, 005_fingerprint.sql): they are SECURITY INVOKER, and the kernel pins the path
+# before it calls them. Every other gcos function pins pg_catalog, pg_temp.
+CALLER_PATH = {"check_value", "evaluate_check", "stop_holds", "fingerprint"}
+ALL_GCOS = ["gcos_admin", "gcos_auditor", "gcos_council", "gcos_operator", "gcos_sovereign"]
+READERS = ["gcos_admin", "gcos_auditor", "gcos_operator"]
+ADOPTION_HELPERS = {
+    "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
+    "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_check_routines", "_adopt_check_views",
+    "_adopt_exec", "_adopt_lockdown", "_adopt_no_members", "_adopt_schemas", "_adopt_state", "_adopt_take",
+    "_adopt_violations", "_alter_keyword", "_bypass_writers", "_grantee_sql", "_kernel_admins", "_kernel_members",
+    "_kernel_oid", "_kernel_session_begin", "_kernel_session_end", "_object_owner", "_release_acls",
+    "_release_check_owners", "_release_owners", "_role_label", "_schema_objects",
+}  # fmt: skip
+
+
 def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.Connection[Any]) -> None:
     install(conn)
     rows = conn.execute(
@@ -374,7 +399,10 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1) "
         "FROM pg_proc p WHERE p.pronamespace = 'gcos'::regnamespace"
     ).fetchall()
-    assert rows and all(r[2] == ["search_path=pg_catalog, pg_temp"] and r[3] == "gcos_owner" for r in rows)
+    assert rows and all(r[3] == "gcos_owner" for r in rows)
+    pinned = {r[0] for r in rows if r[2] and r[2][0] == "search_path=pg_catalog, pg_temp"}
+    assert {r[0] for r in rows} - pinned == CALLER_PATH
+    assert all(not r[1] for r in rows if r[0] in CALLER_PATH)  # caller's path only where the caller's rights apply
     definer = {r[0] for r in rows if r[1]}
     assert definer == {
         "installed_version",
@@ -386,6 +414,10 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "revoke_approval",
         "revoke_decision",
         "lock_approvals",
+        "register_spec",
+        "register_plan",
+        "_adopt_begin",
+        "_adopt_record",
     }
     approvers = ["gcos_council", "gcos_sovereign"]
     expected = {
@@ -393,6 +425,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "whoami": ["PUBLIC"],
         "jcs": ["PUBLIC"],
         "_jcs_string": ["PUBLIC"],
+        "database_incarnation": ["PUBLIC"],
         "ledger_append": ["gcos_admin", "gcos_council", "gcos_operator", "gcos_sovereign"],
         "add_principal": ["gcos_admin"],
         "record_approval": approvers,
@@ -400,6 +433,23 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "revoke_approval": approvers,
         "revoke_decision": approvers,
         "lock_approvals": ["gcos_operator"],
+        "register_spec": ["gcos_admin", "gcos_operator"],
+        "register_plan": ["gcos_admin", "gcos_operator"],
+        "principal_conflicts": ALL_GCOS,
+        "adopt": ["gcos_admin"],
+        "release": ["gcos_admin"],
+        "_adopt_begin": ["gcos_admin"],
+        "_adopt_record": ["gcos_admin"],
+        **{name: ["gcos_admin"] for name in ADOPTION_HELPERS},
+        **dict.fromkeys(
+            ["fingerprint", "fingerprint_at", "_fp_json_sql", "_fp_order_sql", "_fp_query", "_fp_resolve"], READERS
+        ),
+        **dict.fromkeys(["_fp_schema", "_fp_schema_head", "_fp_schema_text", "_fp_sequences", "_fp_tables"], READERS),
+        **dict.fromkeys(
+            ["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds", "footprint_probe", "footprint"],
+            ALL_GCOS,
+        ),
+        **dict.fromkeys(["allow_violations", "_ident_parts", "_named", "_names", "_user_schema"], ALL_GCOS),
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(
