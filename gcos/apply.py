@@ -1,15 +1,16 @@
 """Commit and rollback: one transaction, every gate re-checked inside it, the step and its record together.
 
 Commit (issue 5, CONTRACT.md "Gates"): on a fresh idle connection, BEGIN (READ COMMITTED, so that
-every read after a lock sees what committed before it) → SET LOCAL timeouts → a transaction-scoped
-advisory lock for the plan (two operators committing the same step serialize here) → the approval rows
+every read after a lock sees what committed before it) → SET LOCAL timeouts → the database's one
+transaction-scoped commit lock (every commit, rollback and batched start or close of any plan serializes
+here, so gate 4's fingerprint, read after it, sees every commit that went before) → the approval rows
 locked FOR SHARE (a revocation must wait for us, or we see it) → the schema fingerprint, re-verify and
 the facts the gates need, all read now → gates (pure functions) → the mutation → stop conditions (step and
 plan) and success evidence → the policy decision and commit records → a last look at the database clock
 (an approval or decision that expired meanwhile refuses it) → COMMIT with synchronous_commit on.
 Any failure rolls everything back; the refusal or stop is then recorded in a separate transaction
 (a refusal exits 3, or 6 when it is about re-verify). If the connection drops around COMMIT, the outcome
-is settled from the ledger by the run id once the plan lock shows the dropped transaction has ended,
+is settled from the ledger by the run id once the commit lock shows the dropped transaction has ended,
 never by re-applying.
 """
 
@@ -80,8 +81,10 @@ class _Refused(Exception):
         self.kind, self.message, self.error, self.payload = kind, message, error, payload
 
 
-def plan_lock_key(plan_id: str) -> str:
-    return f"gcos:plan:{plan_id}"
+COMMIT_LOCK_KEY = "gcos:commit"
+"""The advisory lock (hashtextextended of this text) every commit, rollback and batched start or close
+holds for its whole transaction: one per database, not per plan, so commits of steps in different plans
+never both read the fingerprint before the other applied (issue 9, item 3)."""
 
 
 def set_local_timeouts(conn: psycopg.Connection[Any], settings: SessionSettings) -> None:
@@ -116,7 +119,7 @@ def apply_step(
         statements = sqlcheck.split(step.rollback_sql)
     run_id = uuid.uuid4().hex
     trace_id = ledger.new_trace_id()
-    lock_key = plan_lock_key(plan.id if plan else step.id)
+    lock_key = COMMIT_LOCK_KEY
     started = time.perf_counter_ns()
     base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
 
@@ -152,9 +155,9 @@ def apply_step(
                     "decision": decision,
                 },
             ) from None
-        except _PlanBusy as busy:
+        except _CommitBusy as busy:
             raise DatabaseUnavailable(
-                f"another commit or rollback of plan {busy.plan} is in progress ({busy.holders}), and it did not "
+                f"another commit or rollback is in progress in this database ({busy.holders}), and it did not "
                 f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
                 f"{step.id}` when it is done."
             ) from None
@@ -265,7 +268,7 @@ def _apply_in_transaction(
                 with conn.transaction():  # a savepoint: a lock timeout here is told apart from one on a table
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
             except pgerrors.LockNotAvailable:
-                raise _PlanBusy(plan.id if plan else step.id, _plan_lock_holders(conn, lock_key)) from None
+                raise _CommitBusy(_commit_lock_holders(conn, lock_key)) from None
             approvals.lock_approvals(conn, step.id, step.decisions)
             now = read_world_now(conn, step, plan)
             before, reverify = now.fingerprint, now.reverify
@@ -364,14 +367,14 @@ class _RollbackTransaction(Exception):
     """Raised inside the transaction block to roll it back; the recorded reason travels separately."""
 
 
-class _PlanBusy(Exception):
-    def __init__(self, plan: str, holders: str) -> None:
-        super().__init__(plan)
-        self.plan, self.holders = plan, holders
+class _CommitBusy(Exception):
+    def __init__(self, holders: str) -> None:
+        super().__init__(holders)
+        self.holders = holders
 
 
-def _plan_lock_holders(conn: psycopg.Connection[Any], lock_key: str) -> str:
-    """Who holds the plan's advisory lock (asked inside the still-open transaction, after the savepoint)."""
+def _commit_lock_holders(conn: psycopg.Connection[Any], lock_key: str) -> str:
+    """Who holds the commit lock (asked inside the still-open transaction, after the savepoint)."""
     rows = conn.execute(
         "SELECT a.pid, a.usename::text, a.state FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a "
         "ON a.pid = l.pid, (SELECT pg_catalog.hashtextextended(%s, 0) AS k) AS key "
@@ -452,7 +455,7 @@ def _settle_in_doubt(
 ) -> ApplyResult:
     """The connection dropped around COMMIT: ask the ledger whether this run's record exists.
 
-    The ledger is read only once the plan's advisory lock is ours: the dropped transaction held it until it
+    The ledger is read only once the commit lock is ours: the dropped transaction held it until it
     ended, so a COMMIT that reached the server but was still being processed cannot be misread as "not
     applied". If the lock is not granted within lock_timeout, the outcome is reported as unknown."""
     step, action, run_id = base["step"], base["action"], base["run_id"]

@@ -5,7 +5,7 @@ idempotency key collection_name:entity_code) ... 5s statement limit ... Birth un
 advances") and issue 6 item 3. A step with ``mode: batched`` is applied in three phases, on one connection
 that holds a session advisory lock for the step (a second runner waits lock_timeout, then exit 8):
 
-1. **Start** (one transaction, READ COMMITTED, like apply.py's gate phase): the plan's advisory lock → the
+1. **Start** (one transaction, READ COMMITTED, like apply.py's gate phase): the database's commit lock → the
    approval rows locked FOR SHARE → the schema fingerprint, re-verify and the plan's global stops, read now →
    ``approvals.gather_facts`` + ``gates.evaluate``. Refused: nothing runs, a ``commit_refused`` record, exit 3
    (exit 6 when the first reason is re-verify). Allowed: the spec's mutation (which marks the sweep started),
@@ -21,7 +21,7 @@ that holds a session advisory lock for the step (a second runner waits lock_time
    of ``gov_worker_cursor`` (``batch.cursor``) advances to ``upto`` - compare-and-set on the watermark it had
    - IN THE SAME transaction. A killed run therefore resumes exactly after its last committed batch; the
    spec's ON CONFLICT DO NOTHING on its idempotency keys is a second guard, never the first.
-3. **Close** (one transaction): the plan lock, gates 5 and 6 again, the step's and plan's stop conditions
+3. **Close** (one transaction): the commit lock, gates 5 and 6 again, the step's and plan's stop conditions
    and the success evidence (as apply.py does). Pass: the ``commit`` record (same payload keys as apply.py's,
    outcome ``applied``, so ``state.py`` projects the step as committed), with ``fingerprint_before`` = the
    fingerprint taken when the run started. Fail: a ``stop`` record and exit 4; the rows already written stay
@@ -66,7 +66,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from gcos import approvals, fingerprint, gates, ledger, rehearsal, sqlcheck
-from gcos.apply import plan_lock_key, read_world_now, set_local_timeouts
+from gcos.apply import COMMIT_LOCK_KEY, read_world_now, set_local_timeouts
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
 from gcos.install import require_installed
@@ -303,7 +303,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
     with conn.transaction():
         set_local_timeouts(conn, run.settings)
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_plan_key(run),))
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (COMMIT_LOCK_KEY,))
         approvals.lock_approvals(conn, step.id, step.decisions)
         run.resumed_of = _open_run(ledger.read_all(conn), step.id)
         run.run_id = str(run.resumed_of.payload.get("run_id")) if run.resumed_of else uuid.uuid4().hex
@@ -491,10 +491,6 @@ def _clock(conn: psycopg.Connection[Any]) -> Any:
     row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
     assert row is not None
     return row[0]
-
-
-def _plan_key(run: _Run) -> str:
-    return plan_lock_key(run.plan.id if run.plan else run.step.id)
 
 
 def _batch(run: _Run) -> Batch:
@@ -751,7 +747,7 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
     step, plan = run.step, run.plan
     with conn.transaction():
         set_local_timeouts(conn, run.settings)
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_plan_key(run),))
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (COMMIT_LOCK_KEY,))
         facts = _check_authority(conn, run, at="close")
         after = fingerprint.take(conn, watch=step.watch)
         relations_now = set(after.schema.get("relation", {}))

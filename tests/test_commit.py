@@ -550,7 +550,7 @@ def test_two_commits_of_the_same_step_at_once_apply_it_once(world: World) -> Non
         thread = threading.Thread(target=second)
         thread.start()
         seen["thread"] = thread
-        wait_for_lock_wait(world, "pid <> %s", (conn.info.backend_pid,))  # the second waits for the plan lock
+        wait_for_lock_wait(world, "pid <> %s", (conn.info.backend_pid,))  # the second waits for the commit lock
 
     first = world.commit(hooks=ApplyHooks(before_commit=while_the_first_holds_its_lock))
     seen["thread"].join(WAIT)
@@ -652,13 +652,13 @@ def test_settling_in_doubt_waits_for_the_dropped_transaction_and_finds_an_applie
     world.approve("alice")
     result = world.commit()
     base = {"action": "commit", "step": "SB-12", "ref": result.ref, "spec_hash": result.spec_hash}
-    key = apply.plan_lock_key("build")
+    key = apply.COMMIT_LOCK_KEY
     settled = apply._settle_in_doubt(
         world.target(), SessionSettings(), {**base, "run_id": result.run_id}, key, OSError("EOF")
     )
     assert settled.outcome == "in_doubt_applied" and settled.ok and settled.ledger_seq == result.ledger_seq
     assert "was applied" in settled.message
-    # while the plan lock is held (the dropped transaction has not ended), the outcome is unknown, never "not applied"
+    # while the commit lock is held (the dropped transaction has not ended), the outcome is unknown, never "not applied"
     with psycopg.connect(world.dsn, autocommit=True) as holder, holder.transaction():
         holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         with pytest.raises(DatabaseUnavailable, match=r"its transaction has not ended yet .* is unknown"):
@@ -667,19 +667,82 @@ def test_settling_in_doubt_waits_for_the_dropped_transaction_and_finds_an_applie
             )
 
 
-def test_a_commit_waiting_too_long_for_the_plan_lock_says_who_holds_it(world: World) -> None:
+def test_a_commit_waiting_too_long_for_the_commit_lock_says_who_holds_it(world: World) -> None:
     world.rehearse()
     world.approve("alice")
-    key = apply.plan_lock_key("build")
+    key = apply.COMMIT_LOCK_KEY
     with psycopg.connect(world.dsn, autocommit=True) as holder, holder.transaction():
         holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         with pytest.raises(DatabaseUnavailable) as info:
             commands.commit(world.target(), world.project_dir, "SB-12", settings=SessionSettings(lock_timeout="100ms"))
         assert info.value.exit_code == 8
-        assert f"another commit or rollback of plan build is in progress (pid {holder.info.backend_pid}" in (
+        assert f"another commit or rollback is in progress in this database (pid {holder.info.backend_pid}" in (
             info.value.message
         )
     assert not world.exists("governance_ruleset") and world.records("commit") == []
+
+
+SIDE_STEP = """\
+id: SIDE-1
+order: 10
+title: A side table, in a plan of its own
+source: "issue 9 item 3: commits of steps in different plans serialize"
+approvals: {signers: 1, roles: [sovereign]}
+reverify:
+  - name: side_note absent
+    sql: SELECT to_regclass('public.side_note') IS NULL
+    expect: true
+mutation:
+  sql: CREATE TABLE side_note (id integer PRIMARY KEY);
+  allow:
+    - {create_table: side_note}
+success:
+  - name: side_note exists
+    sql: SELECT to_regclass('public.side_note') IS NOT NULL
+    expect: true
+rollback:
+  sql: DROP TABLE side_note;
+mode: transactional
+"""
+SIDE_PLAN = """\
+id: side
+title: A plan of one step
+source: "issue 9 item 3"
+steps: [SIDE-1]
+fold_ins: {}
+global_stop: []
+"""
+
+
+def test_commits_of_steps_in_different_plans_never_both_apply_on_a_stale_fingerprint(world: World) -> None:
+    (world.project_dir / "steps" / "side-1.yaml").write_text(SIDE_STEP)
+    (world.project_dir / "plans" / "side.yaml").write_text(SIDE_PLAN)
+    for step in ("SB-12", "SIDE-1"):  # both rehearsed on the same schema, both approved
+        world.rehearse(step)
+        world.approve("alice", step)
+    seen: dict[str, Any] = {}
+
+    def second() -> None:
+        try:
+            seen["second"] = world.commit("SIDE-1")
+        except Exception as exc:
+            seen["error"] = exc
+
+    def while_the_first_holds_its_lock(conn: psycopg.Connection[Any]) -> None:
+        thread = threading.Thread(target=second)
+        thread.start()
+        seen["thread"] = thread
+        wait_for_lock_wait(world, "pid <> %s", (conn.info.backend_pid,))
+
+    first = world.commit("SB-12", hooks=ApplyHooks(before_commit=while_the_first_holds_its_lock))
+    seen["thread"].join(WAIT)
+    assert first.ok and "second" not in seen
+    exc = seen["error"]
+    assert isinstance(exc, GateRefused) and exc.exit_code == ExitCode.GATE_REFUSED
+    failed = [g["number"] for g in exc.details["decision"]["gates"] if not g["allow"]]
+    assert failed == [4]  # its rehearsal was on the schema before SB-12: rehearse again
+    assert world.exists("governance_ruleset") and not world.exists("side_note")
+    assert [e.record["step_id"] for e in world.records("commit")] == ["SB-12"]
 
 
 # --------------------------------------------------------------------------- the main chain and its rollback
