@@ -1,10 +1,13 @@
 """`gcos adopt`: put schemas under gcos, the single write aperture (issue 9 item 1).
 
 After ``gcos adopt SCHEMA``, the schema and every object in it are owned by the NOLOGIN role
-``gcos_kernel``; every other role keeps its read privileges (SELECT, USAGE, EXECUTE of ordinary routines)
-and loses its write and DDL privileges, its grant options and EXECUTE of SECURITY DEFINER routines, so an
-operator, sovereign, council member or agent (or the schema's previous owner) who writes to it directly
-gets *permission denied*. ``gcos adopt --release SCHEMA`` hands everything back.
+``gcos_kernel``; every other role keeps its read privileges (SELECT, USAGE, EXECUTE of ordinary routines;
+the previous owner is granted those it held as owner) and loses its write and DDL privileges, its grant
+options and EXECUTE of SECURITY DEFINER routines, so an operator, sovereign, council member or agent (or
+the schema's previous owner) who writes to it directly gets *permission denied*. A schema linked to what
+others control outside it (a partition, inheritance or foreign key across the edge; a type, relation,
+routine... owned by a role that is not a superuser) is refused: adopt the linked schemas together.
+``gcos adopt --release SCHEMA`` hands everything back.
 
 The work is done by ``gcos.adopt`` / ``gcos.release`` (gcos/sql/007_adopt.sql) with the CALLER's rights,
 so PostgreSQL itself authorizes every ownership change: run it as a superuser, or as a member of the
@@ -82,6 +85,7 @@ class SchemaChange:
     default_privileges: tuple[DefaultPrivilege, ...] = ()
     extension_members: tuple[str, ...] = ()  # left alone
     kernel_admins: tuple[str, ...] = ()  # roles that could make themselves gcos_kernel (ADMIN OPTION, CREATEROLE < 16)
+    database_creators: tuple[str, ...] = ()  # CREATE on the database: could create schemas, extensions elsewhere
     violations: tuple[str, ...] = ()  # already_adopted: what no longer holds (a superuser's change, drift)
 
     @property
@@ -104,8 +108,9 @@ def adopt(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> AdoptResult:
 
     GateRefused (exit 3) when the session may not (not a superuser nor a human gcos admin, not a member of
     the objects' owners, cannot become gcos_kernel, someone is a member of gcos_kernel); SpecError (exit 2)
-    for a schema that does not exist, belongs to PostgreSQL or gcos, holds objects gcos cannot adopt, or
-    has views the kernel could not read through. Nothing changes then."""
+    for a schema that does not exist, belongs to PostgreSQL or gcos, holds objects gcos cannot adopt, has
+    views the kernel could not read through, or is linked to what others control outside the schemas named
+    (each link listed). Nothing changes then."""
     return AdoptResult("adopt", _run(conn, "adopt", schemas))
 
 
@@ -180,6 +185,7 @@ def _schema_change(row: tuple[Any, ...]) -> SchemaChange:
             f"{m['type']} {m['object']} ({m['extension']})" for m in payload.get("extension_members", [])
         ),
         kernel_admins=tuple(str(r) for r in payload.get("kernel_admins", [])),
+        database_creators=tuple(str(r) for r in payload.get("database_creators", [])),
         violations=tuple(str(v) for v in payload.get("violations", [])),
     )
 

@@ -238,10 +238,9 @@ def test_grant_by_a_reader_changes_nothing(
         "GRANT SELECT ON app.t TO PUBLIC",
         "GRANT CREATE ON SCHEMA app TO PUBLIC",
     ]
-    for role in [*world.people.values(), world.owner]:
+    for role in [*world.people.values(), world.owner]:  # the previous owner is a reader now, like the others
         outcome = sqlstate_of(role, attempts)
         assert set(outcome.values()) <= {None, "42501"}
-    assert sqlstate_of(world.owner, attempts) == dict.fromkeys(attempts, "42501")
     assert state(conn) == before
 
 
@@ -273,11 +272,12 @@ def test_the_ledger_lists_what_was_taken(
         p["privilege"] == "SELECT" and not p["grantable"] and p["grantor"] != council for p in payload["revoked"]
     )  # every read stays (the agent's, granted by the kernel now)
     granted = {(p["grantee"], p["privilege"], p["object"], p["grantable"]) for p in payload["granted"]}
-    assert granted == {(council, "SELECT", "app.t", False)}  # the read stays, without the grant option
+    assert {g for g in granted if g[0] != world.owner.name} == {(council, "SELECT", "app.t", False)}  # no grant option
     assert [(p["grantee"], p["object"]) for p in payload["revoked_execute"]] == [("PUBLIC", "app.secret()")]
+    readers = (op, agent, sov, council, world.owner.name)  # the previous owner could read every table too
     assert {(d["on"], d["grantee"]) for d in payload["default_privileges"]} == {
-        ("TABLES", name) for name in (op, agent, sov, council)
-    } | {("SEQUENCES", name) for name in (op, agent, sov, council)}
+        (on, name) for on in ("TABLES", "SEQUENCES") for name in readers
+    }
     assert len(change.revoked) == len(payload["revoked"]) and change.revoked_execute[0].grantee == "PUBLIC"
     assert conn.execute("SELECT schema_name, ledger_seq, released_at FROM gcos.adopted_schemas").fetchall() == [
         ("app", change.ledger_seq, None)
@@ -513,3 +513,136 @@ def test_cli_adopt_and_release(dsn: str, world: World) -> None:
     assert again.exit_code == 2 and json.loads(again.stdout)["exit_code"] == 2
     missing = runner.invoke(app, ["adopt", "nope", "--dsn", dsn])
     assert missing.exit_code == 2
+
+
+# Review findings (PostgreSQL 15 and 18), as (setup, attack, the outside object named): each setup links
+# schema app to an object outside it that the operator ({op}) owns; {owner} owns the end in app. The attack
+# is what the operator did to the kernel's objects through that link once app alone was adopted.
+LINKS = {
+    "partition": (
+        "CREATE TABLE public.pp (id integer, v text) PARTITION BY RANGE (id); ALTER TABLE public.pp OWNER TO {op};"
+        "CREATE TABLE app.part1 PARTITION OF public.pp FOR VALUES FROM (0) TO (10);"
+        "ALTER TABLE app.part1 OWNER TO {owner}",
+        "INSERT INTO public.pp VALUES (1, 'x')",
+        "public.pp",
+    ),
+    "inheritance": (
+        "CREATE TABLE public.ip (a integer); ALTER TABLE public.ip OWNER TO {op};"
+        "CREATE TABLE app.ic (b integer) INHERITS (public.ip); ALTER TABLE app.ic OWNER TO {owner}",
+        "UPDATE public.ip SET a = 2",
+        "public.ip",
+    ),
+    "foreign key": (
+        "CREATE TABLE public.fkp (id integer PRIMARY KEY); ALTER TABLE public.fkp OWNER TO {op};"
+        "CREATE TABLE app.acc (id integer REFERENCES public.fkp ON DELETE CASCADE);"
+        "ALTER TABLE app.acc OWNER TO {owner}",
+        "DELETE FROM public.fkp",
+        "public.fkp",
+    ),
+    "enum": (
+        "CREATE TYPE public.mood AS ENUM ('ok'); ALTER TYPE public.mood OWNER TO {op};"
+        "CREATE TABLE app.u (m public.mood); ALTER TABLE app.u OWNER TO {owner}",
+        "ALTER TYPE public.mood RENAME VALUE 'ok' TO 'ko'",
+        "public.mood",
+    ),
+    "domain": (
+        "CREATE DOMAIN public.money_d AS numeric CHECK (VALUE > 0); ALTER DOMAIN public.money_d OWNER TO {op};"
+        "CREATE TABLE app.w (d public.money_d); ALTER TABLE app.w OWNER TO {owner}",
+        "DROP DOMAIN public.money_d CASCADE",
+        "public.money_d",
+    ),
+    "view": (
+        "CREATE TABLE public.base (a integer); ALTER TABLE public.base OWNER TO {op};"
+        "GRANT SELECT ON public.base TO PUBLIC;"
+        "CREATE VIEW app.bv AS SELECT a FROM public.base; ALTER VIEW app.bv OWNER TO {owner}",
+        "DROP TABLE public.base CASCADE",
+        "public.base",
+    ),
+    "partition into": (
+        "CREATE TABLE app.ledger (id integer, v text) PARTITION BY RANGE (id); ALTER TABLE app.ledger OWNER TO {owner};"
+        "GRANT SELECT ON app.ledger TO PUBLIC;"
+        "CREATE TABLE public.ledger_p1 PARTITION OF app.ledger FOR VALUES FROM (0) TO (10);"
+        "ALTER TABLE public.ledger_p1 OWNER TO {op}",
+        "INSERT INTO public.ledger_p1 VALUES (1, 'forged')",
+        "public.ledger_p1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LINKS)
+def test_a_link_to_what_others_control_is_refused_until_adopted_together(
+    conn: psycopg.Connection[Any], world: World, case: str
+) -> None:
+    setup, attack, outside = LINKS[case]
+    operator = world.people["operator"]
+    ids = {"op": sql.Identifier(operator.name), "owner": sql.Identifier(world.owner.name)}
+    conn.execute(sql.SQL(setup).format(**ids))  # type: ignore[arg-type]
+    before, kinds = state(conn), ledger_kinds(conn)
+    with pytest.raises(SpecError) as refused:
+        adopt.adopt(conn, ["app"])
+    assert outside in refused.value.message
+    assert state(conn) == before and ledger_kinds(conn) == kinds
+    both = adopt.adopt(conn, ["app", "public"])  # the set is closed now
+    assert [s.status for s in both.schemas] == [adopt.Status.ADOPTED] * 2
+    assert sqlstate_of(operator, [attack]) == {attack: "42501"}
+
+
+RECHECKS = {  # what a superuser does to an adopted schema afterwards, and what the re-check names
+    "link": ("CREATE TYPE public.later AS ENUM ('a'); ALTER TYPE public.later OWNER TO {op};"
+             "ALTER TABLE app.t ADD COLUMN later public.later", "public.later"),
+    "partition": ("CREATE TABLE public.pl (a integer) PARTITION BY LIST (a); ALTER TABLE public.pl OWNER TO {op};"
+                  "CREATE TABLE app.pl1 PARTITION OF public.pl FOR VALUES IN (1);"
+                  "ALTER TABLE app.pl1 OWNER TO gcos_kernel",
+                  "public.pl"),
+    "dropped": ("DROP MATERIALIZED VIEW app.mv", "app.mv"),
+    "extension": ("CREATE EXTENSION hstore SCHEMA app", "hstore"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", RECHECKS)
+def test_the_recheck_names_links_missing_objects_and_extensions(
+    conn: psycopg.Connection[Any], world: World, adopted: adopt.AdoptResult, case: str
+) -> None:
+    change, named = RECHECKS[case]
+    conn.execute(sql.SQL(change).format(op=sql.Identifier(world.people["operator"].name)))
+    (again,) = adopt.adopt(conn, ["app"]).schemas
+    assert again.status is adopt.Status.ALREADY_ADOPTED
+    assert [v for v in again.violations if named in v] != [], again.violations
+    conn.execute("CREATE SCHEMA other")  # what holds no longer in app does not stop another adoption
+    assert adopt.adopt(conn, ["other"]).schemas[0].status is adopt.Status.ADOPTED
+
+
+def test_nobody_but_a_superuser_puts_an_extension_in_an_adopted_schema(
+    conn: psycopg.Connection[Any], world: World, adopted: adopt.AdoptResult, make_role: MakeRole
+) -> None:
+    """A trusted extension skips the schema's CREATE check; its owner could later DROP EXTENSION ... CASCADE
+    into adopted columns. The database owner (not a superuser) may still create one elsewhere."""
+    assert world.owner.name in adopted.schemas[0].database_creators  # CREATE on the database: named
+    dbo = make_role("dbo")
+    database = sql.Identifier(conn.info.dbname)
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, sql.Identifier(dbo.name)))
+    try:
+        attempt = "CREATE EXTENSION hstore SCHEMA app"
+        assert sqlstate_of(dbo, [attempt]) == {attempt: "42501"}
+        with dbo.connect() as c:
+            c.execute("CREATE SCHEMA mine; CREATE EXTENSION hstore SCHEMA mine")
+        moved = "ALTER EXTENSION hstore SET SCHEMA app"
+        assert sqlstate_of(dbo, [moved]) == {moved: "42501"}
+        in_app = "SELECT count(*) FROM pg_extension WHERE extnamespace = 'app'::regnamespace"
+        assert conn.execute(in_app).fetchone() == (0,)
+    finally:
+        conn.execute("DROP SCHEMA IF EXISTS mine CASCADE")
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, sql.Identifier(conn.info.user)))
+
+
+def test_the_previous_owner_keeps_its_reads_until_release(conn: psycopg.Connection[Any], world: World) -> None:
+    before = state(conn)
+    (change,) = adopt.adopt(conn, ["app"]).schemas
+    assert sqlstate_of(world.owner, READS) == dict.fromkeys(READS)
+    mine = {(p.object, p.privilege, p.grantable) for p in change.granted if p.grantee == world.owner.name}
+    assert {("app", "USAGE", False), ("app.t", "SELECT", False), ("app.seq", "SELECT", False),
+            ("app.f()", "EXECUTE", False), ("app.mood", "USAGE", False)} <= mine  # fmt: skip
+    assert {p for _, p, _ in mine} <= {"USAGE", "SELECT", "EXECUTE"} and ("app.seq", "USAGE", False) not in mine
+    assert ("app.secret()", "EXECUTE", False) not in mine  # SECURITY DEFINER: it would run as the kernel
+    adopt.release(conn, ["app"])
+    assert state(conn) == before

@@ -20,7 +20,9 @@
 --       columns; USAGE and UPDATE on sequences; EXECUTE on SECURITY DEFINER routines (they would run as
 --       the kernel); and every GRANT OPTION (a reader could otherwise grant on). Read privileges stay:
 --       SELECT, USAGE on the schema and on types, EXECUTE on other routines; a read privilege that a
---       grant-option holder had granted is re-granted by gcos_kernel so that it survives the cascade.
+--       grant-option holder had granted is re-granted by gcos_kernel so that it survives the cascade; the
+--       previous owners (superusers aside) are granted the read privileges they held as owners (listed
+--       under "granted" like the others, taken back on release).
 --       Default privileges: ALTER DEFAULT PRIVILEGES FOR ROLE gcos_kernel IN SCHEMA s GRANT SELECT ON
 --       TABLES (resp. SEQUENCES) TO each role (or PUBLIC) that held SELECT on EVERY table (resp. sequence,
 --       those of serial and identity columns aside) of the schema, so that what the kernel creates later is
@@ -29,15 +31,21 @@
 --       below) until a step grants EXECUTE: a new SECURITY DEFINER routine must not open an aperture.
 --       Refused (22023), changing nothing: a schema that does not exist or belongs to PostgreSQL or gcos;
 --       objects of a kind gcos does not handle (listed); a view or materialized view that reads a relation
---       (or calls a routine) gcos_kernel could not read after the adoption; a trigger, default, constraint,
---       index expression, policy, rule or statistics object that calls a routine outside the adopted
---       schemas whose owner (not a superuser) could replace it and so run code as gcos_kernel. Refused
+--       (or calls a routine) gcos_kernel could not read after the adoption; every link through which others
+--       could change the schemas (_adopt_links, each listed): an object (or a column, default, trigger,
+--       constraint, index, rule...) of the schemas that depends on an object outside the adopted set (these
+--       schemas and those adopted) whose owner, or whose extension's owner, is neither a superuser nor
+--       gcos_kernel (a type, domain, enum, relation, sequence, routine, operator, text search configuration,
+--       foreign server... that they could ALTER, replace or DROP ... CASCADE), and, whoever owns the other
+--       end, every partition, inheritance or foreign key across the set's edge. Adopt them together. Refused
 --       (42501): a lasting member of gcos_kernel; a role (not a superuser) in pg_write_all_data or
 --       pg_maintain, which write around every ACL. Extension members, and the extension objects themselves,
 --       are left alone and listed. A schema already adopted is a no-op (status already_adopted, the seq of
---       its adopt record, payload {"violations": [...]}: what no longer holds, e.g. a superuser's GRANT
---       since). Status adopted: one `adopt` record each; its payload also names the roles that could make
---       themselves gcos_kernel ("kernel_admins": ADMIN OPTION on it; before PostgreSQL 16, CREATEROLE).
+--       its adopt record, payload {"violations": [...]}: what no longer holds, e.g. a superuser's GRANT,
+--       a link, an object the adoption took that is gone, an extension put in the schema since). Status
+--       adopted: one `adopt` record each; its payload also names the roles that could make themselves
+--       gcos_kernel ("kernel_admins": ADMIN OPTION on it; before PostgreSQL 16, CREATEROLE) and those
+--       holding CREATE on the database ("database_creators").
 --   gcos.release(p_schemas text[]) -> same columns, status released
 --       Hands everything back: each object the adoption took to its previous owner (objects the kernel
 --       created since then to the schema's previous owner), the revoked privileges and grant options
@@ -50,9 +58,10 @@
 --       catalog into gcos.adopt_staging for this transaction. _adopt_record verifies the present from the
 --       catalog (adopt: the schema and every object it handles ARE owned by gcos_kernel, no other role holds
 --       a write privilege or a grant option, no SECURITY DEFINER routine is executable by anyone else, no
---       role is a member of gcos_kernel nor (superusers aside) of pg_write_all_data or pg_maintain, the set
---       of objects is the snapshot's; release: nothing in the schema
---       is owned by gcos_kernel, it holds no default privileges there) and writes the record from the two
+--       role is a member of gcos_kernel nor (superusers aside) of pg_write_all_data or pg_maintain, no link
+--       crosses the edge of the adopted set (with the schemas this transaction adopts once they are locked
+--       down too), the set of objects is the snapshot's; release: nothing in the schema is owned by
+--       gcos_kernel, it holds no default privileges there) and writes the record from the two
 --       catalog readings alone: previous owners, every revoked privilege (grantee, privilege, object,
 --       grantor) and every privilege granted instead. Called without a snapshot of this transaction, or
 --       when a fact does not hold, it refuses (42501): no call can make the ledger claim an adoption (or a
@@ -60,13 +69,19 @@
 --   gcos.adopted_schemas: one row per adoption (schema oid and name, adopted_at, ledger_seq, released_at,
 --       release_seq), written only by _adopt_record; SELECT for the gcos group roles.
 --   Ledger kinds `adopt` and `release` are reserved (gcos.ledger_append refuses them).
+--   Event trigger gcos_adopted_extensions (ENABLE ALWAYS): CREATE EXTENSION and ALTER EXTENSION whose
+--       extension is (or lands) in a schema gcos_kernel owns are refused (42501) unless run by a superuser
+--       or the kernel: a trusted extension skips the schema's CREATE check, and its owner could DROP it
+--       ... CASCADE into adopted objects. This also stops the owner (not a superuser) of an extension that
+--       was in the schema when it was adopted from updating it.
 --
 -- Not handled here: changes a superuser makes to an adopted schema afterwards (that is drift); GRANT by a
 -- role that still holds a read privilege is, as PostgreSQL specifies, a no-op with a WARNING ("no
 -- privileges were granted"), not an error; routines the kernel's own routines call by name (function
 -- bodies are not in pg_depend) and operators' functions reached through other schemas; an object created
 -- concurrently, by a role that still held CREATE when the adoption began, and committed after it (re-run
--- gcos adopt: it names what no longer holds).
+-- gcos adopt: it names what no longer holds); dependencies PostgreSQL does not record (function bodies,
+-- casts, which have no owner); releasing one schema of a linked set (the others' re-check names the links).
 
 -- ----------------------------------------------------------------------------------- the kernel role
 
@@ -348,9 +363,91 @@ AS $$
             OR (r.rolcreaterole AND pg_catalog.current_setting('server_version_num')::integer < 160000))
 $$;
 
+-- Objects that are parts of another, and that object: the table of a trigger, default, rule, policy,
+-- index or table constraint, the domain of a domain constraint, the family of an operator family member,
+-- the table of a row type, the type of a composite type's relation, the element's of an array type, the
+-- range of a multirange.
+CREATE FUNCTION gcos._object_parts() RETURNS TABLE (classid oid, objid oid, top_class oid, top_obj oid)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass::oid, x.oid, 'pg_catalog.pg_class'::pg_catalog.regclass::oid, x.tgrelid FROM pg_catalog.pg_trigger AS x
+    UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_class'::pg_catalog.regclass, x.adrelid FROM pg_catalog.pg_attrdef AS x
+    UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_class'::pg_catalog.regclass, x.ev_class FROM pg_catalog.pg_rewrite AS x
+    UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_class'::pg_catalog.regclass, x.polrelid FROM pg_catalog.pg_policy AS x
+    UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, 'pg_catalog.pg_class'::pg_catalog.regclass, x.indrelid FROM pg_catalog.pg_index AS x
+    UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, x.oid,
+                     (CASE WHEN x.conrelid <> 0 THEN 'pg_catalog.pg_class' ELSE 'pg_catalog.pg_type' END)::pg_catalog.regclass,
+                     CASE WHEN x.conrelid <> 0 THEN x.conrelid ELSE x.contypid END FROM pg_catalog.pg_constraint AS x
+    UNION ALL SELECT 'pg_catalog.pg_amop'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, x.amopfamily FROM pg_catalog.pg_amop AS x
+    UNION ALL SELECT 'pg_catalog.pg_amproc'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, x.amprocfamily FROM pg_catalog.pg_amproc AS x
+    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid
+                FROM pg_catalog.pg_type AS x JOIN pg_catalog.pg_class AS c ON c.oid = x.typrelid AND c.relkind <> 'c'
+    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, x.oid,
+                     (CASE WHEN c.relkind <> 'c' THEN 'pg_catalog.pg_class' ELSE 'pg_catalog.pg_type' END)::pg_catalog.regclass,
+                     CASE WHEN c.relkind <> 'c' THEN c.oid ELSE e.oid END
+                FROM pg_catalog.pg_type AS x JOIN pg_catalog.pg_type AS e ON e.typarray = x.oid LEFT JOIN pg_catalog.pg_class AS c ON c.oid = e.typrelid
+    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, x.rngmultitypid, 'pg_catalog.pg_type'::pg_catalog.regclass, x.rngtypid FROM pg_catalog.pg_range AS x
+    UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.oid, 'pg_catalog.pg_type'::pg_catalog.regclass, x.reltype
+                FROM pg_catalog.pg_class AS x WHERE x.relkind = 'c'
+$$;
+
+-- Links through which others could change the set of schemas p_nsps and every adopted schema, one row per
+-- link with the schema of its end in the set: an object of the set (extension members aside) that depends,
+-- normally, automatically or on an extension, on an object outside it whose owner, or whose extension's
+-- owner, is neither a superuser nor gcos_kernel (ALTER, CREATE OR REPLACE, DROP ... CASCADE); and,
+-- whoever owns the other end, every partition, inheritance or foreign key across the set's edge (rows
+-- written through a parent, or deleted by a cascade). A sub-object (column, default, rule, trigger,
+-- policy, constraint, index, row type...) counts as the object it is part of (_object_parts).
+CREATE FUNCTION gcos._adopt_links(p_nsps oid[]) RETURNS TABLE (schema_oid oid, link text)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH sets AS (
+        SELECT n.nsp FROM pg_catalog.unnest(p_nsps) AS n(nsp)
+        UNION SELECT s.schema_oid FROM gcos.adopted_schemas AS s WHERE s.released_at IS NULL
+    ), inside AS (
+        SELECT s.nsp, d.classid, d.objid FROM sets AS s JOIN pg_catalog.pg_depend AS d ON d.refobjid = s.nsp
+         WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.deptype = 'n'
+           AND d.classid <> 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS e WHERE e.classid = d.classid AND e.objid = d.objid AND e.deptype = 'e')
+        UNION ALL SELECT s.nsp, 'pg_catalog.pg_namespace'::pg_catalog.regclass, s.nsp FROM sets AS s
+    ), parts AS (SELECT * FROM gcos._object_parts()), deps AS (
+        SELECT DISTINCT i.nsp, i.classid AS a_class, i.objid AS a_obj, COALESCE(b.top_class, d.refclassid) AS b_class,
+               COALESCE(b.top_obj, d.refobjid) AS b_obj
+          FROM pg_catalog.pg_depend AS d
+          LEFT JOIN parts AS a ON (a.classid, a.objid) = (d.classid, d.objid)
+          LEFT JOIN parts AS b ON (b.classid, b.objid) = (d.refclassid, d.refobjid)
+          JOIN inside AS i ON (i.classid, i.objid) = (COALESCE(a.top_class, d.classid), COALESCE(a.top_obj, d.objid))
+         WHERE d.deptype IN ('n', 'a', 'x')
+    ), rels AS (SELECT i.nsp, i.objid FROM inside AS i WHERE i.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+    SELECT x.nsp, pg_catalog.format('%s %s depends on %s %s (owner %s)', a.type, a.identity, b.type, b.identity, w.rolname)
+      FROM deps AS x, pg_catalog.pg_identify_object(x.a_class, x.a_obj, 0) AS a, pg_catalog.pg_identify_object(x.b_class, x.b_obj, 0) AS b,
+           LATERAL (SELECT r.rolname FROM pg_catalog.pg_roles AS r
+                     WHERE NOT r.rolsuper AND r.oid <> gcos._kernel_oid()
+                       AND r.oid IN (gcos._object_owner(x.b_class, x.b_obj),
+                                     (SELECT s.refobjid FROM pg_catalog.pg_shdepend AS s JOIN pg_catalog.pg_database AS db ON db.oid = s.dbid
+                                       WHERE db.datname = pg_catalog.current_database() AND s.classid = x.b_class
+                                         AND s.objid = x.b_obj AND s.objsubid = 0 AND s.deptype = 'o'),
+                                     (SELECT e.extowner FROM pg_catalog.pg_depend AS m JOIN pg_catalog.pg_extension AS e ON e.oid = m.refobjid
+                                       WHERE m.classid = x.b_class AND m.objid = x.b_obj AND m.deptype = 'e'))
+                     ORDER BY r.rolname LIMIT 1) AS w
+     WHERE NOT EXISTS (SELECT 1 FROM inside AS o WHERE (o.classid, o.objid) = (x.b_class, x.b_obj))
+    UNION
+    SELECT r.nsp, pg_catalog.format('%s %s %s', h.inhrelid::pg_catalog.regclass,
+                                    CASE WHEN p.relkind = 'p' THEN 'is a partition of' ELSE 'inherits from' END, h.inhparent::pg_catalog.regclass)
+      FROM pg_catalog.pg_inherits AS h JOIN pg_catalog.pg_class AS p ON p.oid = h.inhparent JOIN rels AS r ON r.objid IN (h.inhrelid, h.inhparent)
+     WHERE EXISTS (SELECT 1 FROM rels AS o WHERE o.objid = h.inhrelid) <> EXISTS (SELECT 1 FROM rels AS o WHERE o.objid = h.inhparent)
+    UNION
+    SELECT r.nsp, pg_catalog.format('foreign key %I of %s references %s', c.conname, c.conrelid::pg_catalog.regclass,
+                                    c.confrelid::pg_catalog.regclass)
+      FROM pg_catalog.pg_constraint AS c JOIN rels AS r ON r.objid IN (c.conrelid, c.confrelid)
+     WHERE c.contype = 'f'
+       AND EXISTS (SELECT 1 FROM rels AS o WHERE o.objid = c.conrelid) <> EXISTS (SELECT 1 FROM rels AS o WHERE o.objid = c.confrelid)
+$$;
+
 -- What gcos reads of a schema, as JSON: its objects and owners, the ACL of everything that carries one,
--- the kernel's default privileges there, the members of gcos_kernel.
-CREATE FUNCTION gcos._adopt_state(p_nsp oid) RETURNS jsonb
+-- the kernel's default privileges there, the members of gcos_kernel, the roles (superusers aside) holding
+-- CREATE on the database and, when p_set is given (the schemas adopted with it), its links (_adopt_links).
+CREATE FUNCTION gcos._adopt_state(p_nsp oid, p_set oid[] DEFAULT NULL) RETURNS jsonb
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_build_object(
@@ -378,13 +475,22 @@ AS $$
                          WHERE d.defaclrole = gcos._kernel_oid() AND d.defaclnamespace = p_nsp),
         'kernel_members', pg_catalog.to_jsonb(gcos._kernel_members()),
         'bypass_writers', pg_catalog.to_jsonb(gcos._bypass_writers()),
-        'kernel_admins', pg_catalog.to_jsonb(gcos._kernel_admins()))
+        'kernel_admins', pg_catalog.to_jsonb(gcos._kernel_admins()),
+        'database_creators', (SELECT COALESCE(pg_catalog.jsonb_agg(r.rolname::text ORDER BY r.rolname), '[]')
+                                FROM pg_catalog.pg_roles AS r
+                               WHERE NOT r.rolsuper AND r.oid <> gcos._kernel_oid()
+                                 AND pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CREATE')))
+        || CASE WHEN p_set IS NULL THEN '{}' ELSE pg_catalog.jsonb_build_object('links', (
+               SELECT COALESCE(pg_catalog.jsonb_agg(DISTINCT l.link), '[]') FROM gcos._adopt_links(p_nsp || p_set) AS l
+                WHERE l.schema_oid = p_nsp)) END
 $$;
 
 -- ----------------------------------------------------------------------------------- verification and records
 
--- What does not hold for a schema in state p_state to count as adopted (p_action 'adopt') or released.
-CREATE FUNCTION gcos._adopt_violations(p_state jsonb, p_action text) RETURNS text[]
+-- What does not hold for a schema in state p_state to count as adopted (p_action 'adopt') or released;
+-- given p_record, the payload of its adopt record, also what the adoption took that is gone now and the
+-- extensions put in the schema since.
+CREATE FUNCTION gcos._adopt_violations(p_state jsonb, p_action text, p_record jsonb DEFAULT NULL) RETURNS text[]
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     WITH objects AS (
@@ -418,6 +524,19 @@ AS $$
         UNION ALL
         SELECT pg_catalog.format('role %s writes to every table whatever its privileges', m.value #>> '{}')
           FROM pg_catalog.jsonb_array_elements(p_state -> 'bypass_writers') AS m(value) WHERE p_action = 'adopt'
+        UNION ALL
+        SELECT l.value FROM pg_catalog.jsonb_array_elements_text(COALESCE(p_state -> 'links', '[]')) AS l(value)
+         WHERE p_action = 'adopt'
+        UNION ALL
+        SELECT pg_catalog.format('%s %s, adopted from %s, no longer exists', r.type, r.object, r.previous_owner)
+          FROM pg_catalog.jsonb_to_recordset(p_record -> 'owners') AS r(classid text, objid bigint, type text, object text, previous_owner text)
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_to_recordset(p_state -> 'objects') AS o(classid text, objid bigint)
+                            WHERE (o.classid, o.objid) = (r.classid, r.objid))
+        UNION ALL
+        SELECT DISTINCT pg_catalog.format('extension %s was put in schema %s after its adoption', o.extension, p_state ->> 'schema')
+          FROM pg_catalog.jsonb_to_recordset(p_state -> 'objects') AS o(extension text)
+         WHERE p_record IS NOT NULL AND o.extension IS NOT NULL
+           AND NOT (COALESCE(p_record -> 'extension_members', '[]') @> pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('extension', o.extension)))
     ) AS v
 $$;
 
@@ -499,7 +618,8 @@ AS $$
         'ownerless', (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('object', a.object, 'type', a.type)
                                                           ORDER BY a.classid, a.objid), '[]')
                         FROM a WHERE a.keyword = '-' AND a.extension IS NULL),
-        'kernel_admins', p_after -> 'kernel_admins')
+        'kernel_admins', p_after -> 'kernel_admins',
+        'database_creators', p_after -> 'database_creators')
         || gcos._adopt_acl_change(p_before, p_after)
 $$;
 
@@ -570,7 +690,11 @@ BEGIN
             'gcos: no %s of schema oid %s was begun in this transaction; use gcos.%s (gcos adopt%s)', p_action,
             p_nsp, p_action, CASE WHEN p_action = 'release' THEN ' --release' ELSE '' END));
     END IF;
-    v_after := gcos._adopt_state(p_nsp);
+    -- links may end in the other schemas this transaction adopts, once they are locked down as well
+    v_after := gcos._adopt_state(p_nsp, CASE WHEN p_action = 'adopt' THEN ARRAY(
+        SELECT s.schema_oid FROM gcos.adopt_staging AS s
+         WHERE s.xact = pg_catalog.pg_current_xact_id() AND s.action = 'adopt' AND s.schema_oid <> p_nsp
+           AND pg_catalog.cardinality(gcos._adopt_violations(gcos._adopt_state(s.schema_oid), 'adopt')) = 0) END);
     IF (SELECT pg_catalog.array_agg(o.value - 'owner' ORDER BY o.value ->> 'classid', o.value ->> 'objid')
           FROM pg_catalog.jsonb_array_elements(v_before -> 'objects') AS o(value))
        IS DISTINCT FROM (SELECT pg_catalog.array_agg(o.value - 'owner' ORDER BY o.value ->> 'classid', o.value ->> 'objid')
@@ -792,8 +916,9 @@ BEGIN
 END
 $$;
 
--- Refuses what cannot be adopted: objects of kinds gcos does not handle (22023), and, for a session that is
--- not a superuser, objects whose owner it is not a member of (42501), so PostgreSQL would refuse anyway.
+-- Refuses what cannot be adopted: objects of kinds gcos does not handle and links through which others
+-- could change the schemas (_adopt_links) (22023), and, for a session that is not a superuser, objects
+-- whose owner it is not a member of (42501), so PostgreSQL would refuse anyway.
 CREATE FUNCTION gcos._adopt_check_objects(p_nsps oid[]) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -806,6 +931,11 @@ BEGIN
     IF v_bad IS NOT NULL THEN
         RAISE EXCEPTION 'gcos: gcos does not know how to adopt %; move them out of the schema or drop them, then retry',
             pg_catalog.array_to_string(v_bad, ', ') USING ERRCODE = '22023';
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT l.link) INTO v_bad FROM gcos._adopt_links(p_nsps) AS l WHERE l.schema_oid = ANY (p_nsps);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'gcos: others could change these schemas through what lies outside them: %; adopt those schemas too, or give those objects to a superuser (a partition, inheritance or foreign key must stay inside), then retry',
+            pg_catalog.array_to_string(v_bad, '; ') USING ERRCODE = '22023';
     END IF;
     IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
         RETURN;
@@ -880,19 +1010,29 @@ END
 $$;
 
 -- Every object of the schema that is not the kernel's yet becomes the kernel's: the schema first, then
--- what does not depend on another object, then what did not follow its owner already.
-CREATE FUNCTION gcos._adopt_take(p_nsp oid) RETURNS void
+-- what does not depend on another object, then what did not follow its owner already. Returns the read
+-- privileges the previous owners (superusers aside) held as owners, for _adopt_lockdown to grant back.
+CREATE FUNCTION gcos._adopt_take(p_nsp oid) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_reads jsonb;
     r record;
 BEGIN
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'classid', a.classid, 'objid', a.objid, 'subid', a.subid, 'grantor', gcos._kernel_oid()::bigint,
+               'grantee', i.grantee, 'privilege', i.privilege, 'grantable', false)), '[]') INTO v_reads
+      FROM gcos._acl_objects(p_nsp) AS a
+      JOIN pg_catalog.pg_roles AS o ON o.oid = a.owner AND NOT o.rolsuper AND o.oid <> gcos._kernel_oid(),
+           pg_catalog.jsonb_to_recordset(gcos._acl_items(a.classid, a.objid, a.subid)) AS i(grantee bigint, privilege text)
+     WHERE i.grantee = a.owner AND NOT i.privilege = ANY (a.write_privs);
     FOR r IN SELECT o.* FROM gcos._schema_objects(p_nsp) AS o
               WHERE o.extension IS NULL AND o.keyword <> '-'
               ORDER BY o.classid <> 'pg_catalog.pg_namespace'::pg_catalog.regclass, o.follows, o.classid, o.objid LOOP
         CONTINUE WHEN gcos._object_owner(r.classid, r.objid) = gcos._kernel_oid();
         EXECUTE pg_catalog.format('ALTER %s %s OWNER TO gcos_kernel', r.keyword, r.identity);
     END LOOP;
+    RETURN v_reads;
 END
 $$;
 
@@ -913,10 +1053,10 @@ BEGIN
 END
 $$;
 
--- Every role but the kernel keeps only its read privileges, without grant option; then the kernel's
--- default privileges give what it creates later to whom could read every table (every sequence but those
--- of serial and identity columns) of the schema.
-CREATE FUNCTION gcos._adopt_lockdown(p_nsp oid) RETURNS void
+-- Every role but the kernel keeps only its read privileges, without grant option, and the previous owners
+-- get theirs (p_reads, from _adopt_take); then the kernel's default privileges give what it creates later
+-- to whom could read every table (every sequence but those of serial and identity columns) of the schema.
+CREATE FUNCTION gcos._adopt_lockdown(p_nsp oid, p_reads jsonb) RETURNS void
     LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -927,7 +1067,11 @@ BEGIN
     -- every wanted ACL first: a table-level REVOKE takes column privileges too, their entries restore them
     SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                'classid', a.classid, 'objid', a.objid, 'subid', a.subid, 'grant_on', a.grant_on, 'col', a.col,
-               'want', gcos._acl_lockdown(gcos._acl_items(a.classid, a.objid, a.subid), v_kernel, pg_catalog.to_jsonb(a.write_privs)))
+               'want', gcos._acl_lockdown(gcos._acl_items(a.classid, a.objid, a.subid), v_kernel, pg_catalog.to_jsonb(a.write_privs))
+                       || COALESCE((SELECT pg_catalog.jsonb_agg(x.value - 'classid' - 'objid' - 'subid')
+                                      FROM pg_catalog.jsonb_array_elements(p_reads) AS x(value)
+                                     WHERE ((x.value ->> 'classid')::oid, (x.value ->> 'objid')::oid, (x.value ->> 'subid')::integer)
+                                         = (a.classid, a.objid, a.subid)), '[]'))
                ORDER BY a.classid, a.objid, a.subid) INTO v_plan
       FROM gcos._acl_objects(p_nsp) AS a;
     PERFORM gcos._acl_apply(v_plan);
@@ -981,47 +1125,6 @@ BEGIN
 END
 $$;
 
--- Refuses (22023) routines outside the schemas that the kernel would run when it writes to them (triggers,
--- defaults, constraints, index expressions, policies, rules, statistics) and whose owner, not a superuser
--- nor the kernel, could replace them (CREATE OR REPLACE) and so act as gcos_kernel.
-CREATE FUNCTION gcos._adopt_check_routines(p_nsps oid[]) RETURNS void
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_bad text[];
-BEGIN
-    SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format('%s %s calls %s (owner %s)', o.type, o.identity,
-                                                           p.oid::pg_catalog.regprocedure, r.rolname))
-      INTO v_bad
-      FROM pg_catalog.pg_depend AS d
-      JOIN pg_catalog.pg_proc AS p ON p.oid = d.refobjid
-      JOIN pg_catalog.pg_roles AS r ON r.oid = p.proowner,
-           LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) AS o
-     WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-       AND CASE d.classid
-           WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger AS t
-                                                  JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
-           WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef AS a
-                                                  JOIN pg_catalog.pg_class AS c ON c.oid = a.adrelid WHERE a.oid = d.objid)
-           WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT x.connamespace FROM pg_catalog.pg_constraint AS x WHERE x.oid = d.objid)
-           WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy AS x
-                                                  JOIN pg_catalog.pg_class AS c ON c.oid = x.polrelid WHERE x.oid = d.objid)
-           WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_rewrite AS x
-                                                  JOIN pg_catalog.pg_class AS c ON c.oid = x.ev_class WHERE x.oid = d.objid)
-           WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN (SELECT x.relnamespace FROM pg_catalog.pg_class AS x WHERE x.oid = d.objid)
-           WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT x.typnamespace FROM pg_catalog.pg_type AS x WHERE x.oid = d.objid)
-           WHEN 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass THEN (SELECT x.stxnamespace FROM pg_catalog.pg_statistic_ext AS x WHERE x.oid = d.objid)
-           END = ANY (p_nsps)
-       AND NOT p.pronamespace = ANY (p_nsps) AND NOT r.rolsuper AND r.oid <> gcos._kernel_oid()
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS e WHERE e.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-                          AND e.objid = p.oid AND e.deptype = 'e');
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'gcos: gcos_kernel would run routines that their owners could replace: %; adopt their schemas too, or give them to a superuser, then retry',
-            pg_catalog.array_to_string(v_bad, ', ') USING ERRCODE = '22023';
-    END IF;
-END
-$$;
-
 CREATE FUNCTION gcos.adopt(p_schemas text[])
     RETURNS TABLE (schema_name text, status text, ledger_seq bigint, payload jsonb)
     LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -1032,6 +1135,7 @@ DECLARE
     v_nsp oid;
     v_seq bigint;
     v_session jsonb;
+    v_reads jsonb := '{}';
 BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(7449920749946826608);  -- 'gcosadop'
     FOREACH v_nsp IN ARRAY v_nsps LOOP
@@ -1040,9 +1144,9 @@ BEGIN
             v_todo := v_todo || v_nsp;
         ELSE
             RETURN QUERY SELECT n.nspname::text, 'already_adopted'::text, v_seq,
-                                pg_catalog.jsonb_build_object('violations', pg_catalog.to_jsonb(
-                                    gcos._adopt_violations(gcos._adopt_state(v_nsp), 'adopt')))
-                           FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_nsp;
+                                pg_catalog.jsonb_build_object('violations', pg_catalog.to_jsonb(gcos._adopt_violations(
+                                    gcos._adopt_state(v_nsp, v_nsps), 'adopt', l.record -> 'payload')))
+                           FROM pg_catalog.pg_namespace AS n, gcos.ledger AS l WHERE n.oid = v_nsp AND l.seq = v_seq;
         END IF;
     END LOOP;
     IF pg_catalog.cardinality(v_todo) = 0 THEN
@@ -1053,13 +1157,12 @@ BEGIN
         PERFORM gcos._adopt_begin(v_nsp, 'adopt');
     END LOOP;
     PERFORM gcos._adopt_check_objects(v_todo);
-    PERFORM gcos._adopt_check_routines(v_todo);
     v_session := gcos._kernel_session_begin(ARRAY[gcos._kernel_oid()]);
     FOREACH v_nsp IN ARRAY v_todo LOOP
-        PERFORM gcos._adopt_take(v_nsp);
+        v_reads := v_reads || pg_catalog.jsonb_build_object(v_nsp::text, gcos._adopt_take(v_nsp));
     END LOOP;
     FOREACH v_nsp IN ARRAY v_todo LOOP
-        PERFORM gcos._adopt_lockdown(v_nsp);
+        PERFORM gcos._adopt_lockdown(v_nsp, v_reads -> v_nsp::text);
     END LOOP;
     PERFORM gcos._adopt_check_views(v_todo);
     PERFORM gcos._kernel_session_end(v_session);
@@ -1200,6 +1303,33 @@ BEGIN
 END
 $$;
 
+-- ----------------------------------------------------------------------------------- extensions
+
+-- Refuses (42501) CREATE EXTENSION and ALTER EXTENSION by a role that is neither a superuser nor
+-- gcos_kernel when the extension is (or lands) in a schema gcos_kernel owns: a trusted extension skips the
+-- schema's CREATE check, and its owner could later DROP EXTENSION ... CASCADE into adopted objects.
+CREATE FUNCTION gcos._adopted_extension_guard() RETURNS event_trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_bad text;
+BEGIN
+    IF current_user = 'gcos_kernel' OR (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('%I in schema %I', e.extname, n.nspname), ', ') INTO v_bad
+      FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
+      JOIN pg_catalog.pg_extension AS e ON e.oid = c.objid
+      JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+      JOIN pg_catalog.pg_roles AS k ON k.oid = n.nspowner AND k.rolname = 'gcos_kernel'
+     WHERE c.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'gcos: only a superuser may create or change extension % in a schema gcos has adopted; ask one, or release the schema first',
+            v_bad USING ERRCODE = '42501';
+    END IF;
+END
+$$;
+
 -- ----------------------------------------------------------------------------------- privileges
 
 REVOKE ALL ON gcos.adopted_schemas, gcos.adopt_staging FROM PUBLIC;
@@ -1211,11 +1341,18 @@ GRANT EXECUTE ON FUNCTION
     gcos._kernel_oid(), gcos._role_label(bigint), gcos._grantee_sql(bigint), gcos._object_owner(oid, oid),
     gcos._alter_keyword(oid, oid, text), gcos._schema_objects(oid), gcos._acl_of(oid, oid, integer),
     gcos._acl_items(oid, oid, integer), gcos._acl_objects(oid), gcos._kernel_members(), gcos._bypass_writers(), gcos._kernel_admins(),
-    gcos._adopt_state(oid), gcos._adopt_violations(jsonb, text), gcos._adopt_check_routines(oid[]), gcos._adopt_exec(text, text),
+    gcos._adopt_state(oid, oid[]), gcos._adopt_violations(jsonb, text, jsonb), gcos._adopt_links(oid[]), gcos._object_parts(), gcos._adopt_exec(text, text),
     gcos._acl_delta(jsonb, jsonb, bigint), gcos._acl_grantable_by_us(jsonb, bigint),
     gcos._acl_realize(oid, oid, integer, text, name, jsonb), gcos._acl_lockdown(jsonb, bigint, jsonb),
     gcos._acl_release_want(jsonb, bigint, bigint, jsonb, jsonb), gcos._adopt_schemas(text[]), gcos._adopt_no_members(),
     gcos._adopt_check_objects(oid[]), gcos._kernel_session_begin(oid[]), gcos._kernel_session_end(jsonb),
-    gcos._adopt_take(oid), gcos._acl_apply(jsonb), gcos._adopt_lockdown(oid), gcos._adopt_check_views(oid[]),
+    gcos._adopt_take(oid), gcos._acl_apply(jsonb), gcos._adopt_lockdown(oid, jsonb), gcos._adopt_check_views(oid[]),
     gcos._release_owners(oid, jsonb), gcos._release_check_owners(jsonb), gcos._release_acls(oid, jsonb)
     TO gcos_admin;
+
+-- Event triggers are a superuser's (install runs as one); ENABLE ALWAYS: session_replication_role does not
+-- switch it off.
+RESET ROLE;
+CREATE EVENT TRIGGER gcos_adopted_extensions ON ddl_command_end WHEN TAG IN ('CREATE EXTENSION', 'ALTER EXTENSION')
+    EXECUTE FUNCTION gcos._adopted_extension_guard();
+ALTER EVENT TRIGGER gcos_adopted_extensions ENABLE ALWAYS;
