@@ -50,6 +50,8 @@ CONFLICT_TEXT = {  # gcos.principal_conflicts codes, as words after "who is"
     "gcos_kernel": "a member of gcos_kernel",
     "gcos_owner": "a member of gcos_owner",
     "gcos_admin": "a member of gcos_admin",
+    "pg_write_all_data": "a member of pg_write_all_data (it writes every table around the grants)",
+    "pg_maintain": "a member of pg_maintain (it can lock and maintain every table)",
     "admin": "a gcos admin",
 }
 MAX_LISTED = 5  # approvals named one by one in a reason

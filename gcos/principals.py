@@ -17,9 +17,10 @@ can change gcos itself from approving (separation of duties, ``gcos.principal_co
 still only as trustworthy as the people holding superuser on the cluster.
 
 ``Principal.overlaps`` names what a listing should flag: the conflicts that bar approving and deciding
-(``superuser``, ``createrole`` before PostgreSQL 16, membership of ``gcos_kernel``, ``gcos_owner`` or
-``gcos_admin``, the gcos ``admin`` role) and ``operator_approver``, a note for a human who may both commit
-and approve (allowed; the gates never let them approve their own commit).
+(``superuser``, ``createrole`` before PostgreSQL 16, membership of ``gcos_kernel``, ``gcos_owner``,
+``gcos_admin``, ``pg_write_all_data`` or ``pg_maintain`` (17+), the gcos ``admin`` role) and
+``operator_approver``, a note for a human who may both commit and approve (allowed; the gates never let them
+approve their own commit).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ OVERLAP_TEXT = {
     "gcos_kernel": "member of gcos_kernel",
     "gcos_owner": "member of gcos_owner",
     "gcos_admin": "member of gcos_admin",
+    "pg_write_all_data": "member of pg_write_all_data (writes every table around the grants)",
+    "pg_maintain": "member of pg_maintain (locks and maintains every table)",
     "admin": "gcos admin",
     OPERATOR_APPROVER: "both operator and approver (allowed; never for their own commit)",
 }

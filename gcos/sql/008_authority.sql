@@ -1,5 +1,5 @@
--- gcos schema version 8: who really acted, separation of duties, and approvals bound to the database
--- incarnation (issue 9 items 5, 6 and 7).
+-- gcos schema version 8: who really acted, separation of duties, approvals bound to the database
+-- incarnation (issue 9 items 5, 6 and 7), and gcos tables written only through gcos functions.
 --
 -- New functions (each pins search_path; none is SECURITY DEFINER):
 --   gcos._session_identity() -> (login_role_oid oid, login_role text, authn_id text)       internal
@@ -12,10 +12,41 @@
 --       superuser is a member of everything), 'createrole' (before PostgreSQL 16 only: CREATEROLE can grant
 --       itself any non-superuser role, gcos_owner included), 'gcos_kernel', 'gcos_owner', 'gcos_admin'
 --       (member of that role, directly or through other roles, with or without INHERIT/SET, or holding
---       ADMIN OPTION on it: pg_has_role(..., 'MEMBER')), 'admin' (a gcos principal holding the admin
---       role). Empty: no conflict. A dropped role has none (it is no longer anyone).
+--       ADMIN OPTION on it: pg_has_role(..., 'MEMBER')), 'pg_write_all_data' (PostgreSQL 14+: writes every
+--       table around the grants, the adopted schemas included), 'pg_maintain' (17+: locks, vacuums, reindexes
+--       and refreshes every table), 'admin' (a gcos principal holding the admin role), in that order.
+--       Empty: no conflict. A dropped role has none (it is no longer anyone).
 --   gcos.database_incarnation() -> (system_identifier text, database_name text, database_oid oid)  PUBLIC
 --       What an approval or decision is bound to.
+--   gcos._only_through_gcos() -> trigger                                                      no grants
+--       The write guard on EVERY table of the gcos schema (see "Who may write gcos tables" below).
+--   gcos._guard_table(p_table regclass, p_via text) -> boolean                       install-time, no grants
+--       Puts the guard on one table (p_via: the gcos functions that write it, named in the refusal); false
+--       when it was there already.
+--   gcos._guard_tables() -> integer                                                  install-time, no grants
+--       Guards every table (and partition) of the gcos schema that is not guarded yet; returns how many it
+--       guarded. A LATER MIGRATION THAT CREATES A TABLE ENDS WITH `SELECT gcos._guard_tables();`
+--       (tests/test_authority_kernel.py fails for any gcos table without both guard triggers).
+--
+-- Who may write gcos tables: the append-only triggers and the ledger guards check WHAT is written, not WHO
+-- writes it, and a role holding pg_write_all_data (or a stray table grant) passes the privilege wall, so it
+-- could compute a well-formed successor of the ledger head (actor: anyone, kind: approval), insert it, move
+-- the head, and insert the matching approval row: the ledger verified intact and the gate counted it.
+-- Now every gcos table carries two ENABLE ALWAYS triggers (session_replication_role = replica does not
+-- switch them off), named to fire before the table's other triggers of the same kind:
+--   gcos_0_only_through_gcos_statement  BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT
+--   gcos_0_only_through_gcos_row        BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW
+--                                       (logical replication's apply fires row triggers only)
+-- both executing gcos._only_through_gcos(<the gcos functions that write the table>), which refuses
+-- (42501) unless current_user is gcos_owner (the row arrives through a gcos SECURITY DEFINER function,
+-- which runs as its owner gcos_owner) or a superuser (install; superusers are outside the model). INSERT
+-- (COPY FROM, ON CONFLICT, MERGE included), UPDATE, DELETE and TRUNCATE are refused before any row is
+-- touched, even when no row matches. A member of gcos_owner that has not SET ROLE gcos_owner is refused
+-- too; one that has is the owner (it could drop the triggers) and meets the append-only guards (GC001) as
+-- before.
+-- Not covered (denial of service, never a forged row): pg_write_all_data may still call nextval/setval on
+-- the gcos sequences (an approval id made to collide fails record_approval), and take row locks (SELECT ...
+-- FOR UPDATE) and LOCK TABLE on gcos tables (holding up gcos writers); principal_conflicts flags such roles.
 --
 -- Changed here:
 --   * every ledger record's "actor" gains "login_role" (text) and "system_user" (text or null), stamped by
@@ -93,7 +124,8 @@ CREATE FUNCTION gcos.principal_conflicts(p_role_oid oid) RETURNS text[]
 AS $$
 DECLARE
     r record;
-    g record;
+    v_name text;
+    v_group oid;
     v_out text[] := '{}';
 BEGIN
     SELECT a.rolsuper, a.rolcreaterole INTO r FROM pg_catalog.pg_roles AS a WHERE a.oid = p_role_oid;
@@ -105,12 +137,11 @@ BEGIN
     IF r.rolcreaterole AND pg_catalog.current_setting('server_version_num')::integer < 160000 THEN
         v_out := v_out || 'createrole'::text;
     END IF;
-    FOR g IN SELECT x.oid, x.rolname::text AS name FROM pg_catalog.pg_roles AS x
-              WHERE x.rolname IN ('gcos_kernel', 'gcos_owner', 'gcos_admin')
-              ORDER BY pg_catalog.array_position(ARRAY['gcos_kernel', 'gcos_owner', 'gcos_admin'], x.rolname::text)
-    LOOP
-        IF pg_catalog.pg_has_role(p_role_oid, g.oid, 'MEMBER') THEN
-            v_out := v_out || g.name;
+    -- pg_write_all_data (14+) and pg_maintain (17+) are looked up by name: to_regrole is NULL where absent.
+    FOREACH v_name IN ARRAY ARRAY['gcos_kernel', 'gcos_owner', 'gcos_admin', 'pg_write_all_data', 'pg_maintain'] LOOP
+        v_group := pg_catalog.to_regrole(v_name);
+        IF v_group IS NOT NULL AND pg_catalog.pg_has_role(p_role_oid, v_group, 'MEMBER') THEN
+            v_out := v_out || v_name;
         END IF;
     END LOOP;
     IF EXISTS (SELECT 1 FROM gcos.principals AS p WHERE p.role_oid = p_role_oid AND 'admin' = ANY (p.roles)) THEN
@@ -127,6 +158,8 @@ AS $$
     SELECT pg_catalog.string_agg(CASE c WHEN 'superuser' THEN 'a superuser'
                                         WHEN 'createrole' THEN 'a CREATEROLE role (before PostgreSQL 16 it can grant itself gcos_owner)'
                                         WHEN 'admin' THEN 'a gcos admin'
+                                        WHEN 'pg_write_all_data' THEN 'a member of pg_write_all_data (it writes every table around the grants)'
+                                        WHEN 'pg_maintain' THEN 'a member of pg_maintain (it can lock and maintain every table)'
                                         ELSE 'a member of ' || c END, ', ' ORDER BY o)
       FROM pg_catalog.unnest(p_conflicts) WITH ORDINALITY AS u(c, o)
 $$;
@@ -203,8 +236,9 @@ $$;
 
 -- ----------------------------------------------------------------------------------- authority
 
--- As 002, plus: the session role must be the login role (no SET SESSION AUTHORIZATION), and the principal
--- must have no principal_conflicts.
+-- As 002, plus: the session role must be the login role (no SET SESSION AUTHORIZATION), the call must be
+-- the statement the client sent (current_query names the gcos function; not from a trigger), and the
+-- principal must have no principal_conflicts.
 CREATE OR REPLACE FUNCTION gcos._require_authority(p_action text, OUT role_oid oid, OUT role_name text,
                                                    OUT principal text, OUT kind text, OUT roles text[])
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -220,6 +254,13 @@ BEGIN
         PERFORM gcos._refuse(pg_catalog.format(
             'gcos: this connection logged in as %s and acts as %I through SET SESSION AUTHORIZATION, so it cannot %s; %I must connect as themself',
             COALESCE(pg_catalog.quote_ident(w.login_role), 'an unknown role'), a.role_name, p_action, a.role_name));
+    ELSIF pg_catalog.pg_trigger_depth() > 0 OR COALESCE(pg_catalog.current_query(), '')
+            !~* '\m(record_approval|record_decision|revoke_approval|revoke_decision)\M' THEN
+        -- An approver's own intent is the statement their client sent. A policy, view, default or trigger
+        -- runs as whoever reads or writes its table, so code a step left there could otherwise sign for them.
+        PERFORM gcos._refuse(pg_catalog.format(
+            'gcos: %I may %s only by calling the gcos function itself, not from a trigger, policy, view or other function',
+            a.role_name, p_action));
     ELSIF a.is_superuser THEN
         PERFORM gcos._refuse(pg_catalog.format(
             'gcos: session role %I is a superuser and cannot %s; connect as your own named role', a.role_name, p_action));
@@ -348,3 +389,91 @@ REVOKE ALL ON FUNCTION gcos._session_identity(), gcos._conflicts_text(text[]), g
 GRANT EXECUTE ON FUNCTION gcos.database_incarnation() TO PUBLIC;  -- catalog facts anyone can read
 GRANT EXECUTE ON FUNCTION gcos.principal_conflicts(oid)
     TO gcos_admin, gcos_operator, gcos_sovereign, gcos_council, gcos_auditor;
+
+-- ----------------------------------------------------------------------------------- who may write gcos tables
+
+-- The write guard of every gcos table: only gcos_owner (a gcos SECURITY DEFINER function) or a superuser
+-- writes. SECURITY INVOKER on purpose: current_user is whoever runs the statement. TG_ARGV[0] names the gcos
+-- functions that write the table.
+CREATE FUNCTION gcos._only_through_gcos() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_user <> 'gcos_owner'
+       AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user), false) THEN
+        RAISE EXCEPTION 'gcos: % on %.% by role % is refused: gcos tables are written only by gcos functions; use %',
+            TG_OP, pg_catalog.quote_ident(TG_TABLE_SCHEMA), pg_catalog.quote_ident(TG_TABLE_NAME),
+            pg_catalog.quote_ident(current_user), COALESCE(TG_ARGV[0], 'the gcos function that records it')
+            USING ERRCODE = '42501',
+                  HINT = 'Neither pg_write_all_data nor a grant on a gcos table lets a role write gcos evidence.';
+    END IF;
+    IF TG_LEVEL = 'ROW' AND TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;  -- NULL for a statement trigger, where it is ignored
+END
+$$;
+
+-- Put the guard on gcos table p_table (false: it was there already). Install-time helper, no grants.
+CREATE FUNCTION gcos._guard_table(p_table regclass, p_via text) RETURNS boolean
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_name text;
+    v_made boolean := false;
+BEGIN
+    IF (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = p_table) <> 'gcos'::pg_catalog.regnamespace THEN
+        PERFORM gcos._invalid(pg_catalog.format('gcos: %s is not a table of the gcos schema', p_table));
+    END IF;
+    FOREACH v_name IN ARRAY ARRAY['gcos_0_only_through_gcos_statement', 'gcos_0_only_through_gcos_row'] LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger AS t WHERE t.tgrelid = p_table AND t.tgname = v_name);
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE%s ON %s FOR EACH %s '
+                                  'EXECUTE FUNCTION gcos._only_through_gcos(%L)', v_name,
+                                  CASE WHEN v_name LIKE '%statement' THEN ' OR TRUNCATE' ELSE '' END, p_table,
+                                  CASE WHEN v_name LIKE '%statement' THEN 'STATEMENT' ELSE 'ROW' END,
+                                  COALESCE(p_via, 'the gcos function that records it'));
+        v_made := true;
+    END LOOP;
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER gcos_0_only_through_gcos_statement', p_table);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER gcos_0_only_through_gcos_row', p_table);
+    RETURN v_made;
+END
+$$;
+
+-- Guard every table and partition of the gcos schema that is not guarded yet; how many were. Install-time
+-- helper, no grants: a migration that creates a gcos table ends with SELECT gcos._guard_tables().
+CREATE FUNCTION gcos._guard_tables() RETURNS integer
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+    v_count integer := 0;
+BEGIN
+    FOR t IN SELECT c.oid::pg_catalog.regclass AS rel, c.relname::text AS name FROM pg_catalog.pg_class AS c
+              WHERE c.relnamespace = 'gcos'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p') ORDER BY c.oid
+    LOOP
+        IF gcos._guard_table(t.rel, CASE t.name
+               WHEN 'schema_version' THEN 'gcos install'
+               WHEN 'fingerprint_queries' THEN 'gcos install'
+               WHEN 'principals' THEN 'gcos.add_principal (gcos principals add)'
+               WHEN 'principals_history' THEN 'gcos.add_principal (gcos principals add)'
+               WHEN 'ledger' THEN 'gcos.ledger_append or the gcos function that records the kind'
+               WHEN 'ledger_head' THEN 'gcos.ledger_append or the gcos function that records the kind'
+               WHEN 'os_proposal_approvals' THEN 'gcos.record_approval (gcos approve)'
+               WHEN 'approval_revocations' THEN 'gcos.revoke_approval (gcos revoke)'
+               WHEN 'decisions' THEN 'gcos.record_decision (gcos decide)'
+               WHEN 'decision_revocations' THEN 'gcos.revoke_decision (gcos revoke --decision)'
+               WHEN 'specs' THEN 'gcos.register_spec'
+               WHEN 'plans' THEN 'gcos.register_plan'
+               WHEN 'adopted_schemas' THEN 'gcos.adopt or gcos.release (gcos adopt)'
+               WHEN 'adopt_staging' THEN 'gcos.adopt or gcos.release (gcos adopt)' END) THEN
+            v_count := v_count + 1;
+        END IF;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+
+SELECT gcos._guard_tables();
+
+REVOKE ALL ON FUNCTION gcos._only_through_gcos(), gcos._guard_table(regclass, text), gcos._guard_tables() FROM PUBLIC;
