@@ -286,6 +286,15 @@ def read_all(conn: psycopg.Connection[Any]) -> list[LedgerEntry]:
     return [_entry(Row(*row)) for row in rows]
 
 
+def read_one(conn: psycopg.Connection[Any], seq: int) -> LedgerEntry:
+    """The record at `seq` (LedgerBroken if there is none: a caller was told it exists)."""
+    with map_db_errors():
+        row = conn.execute("SELECT seq, prev_hash, hash, canonical FROM gcos.ledger WHERE seq = %s", (seq,)).fetchone()
+    if row is None:
+        raise LedgerBroken(f"Ledger record {seq} is missing; run `gcos ledger verify`.")
+    return _entry(Row(*row))
+
+
 def _entry(row: Row) -> LedgerEntry:
     try:
         record = parse_canonical(row.canonical)

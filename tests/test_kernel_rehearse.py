@@ -1,0 +1,283 @@
+"""The kernel rehearses (gcos/sql/011_kernel_rehearse.sql): a registered spec run inside the database as
+gcos_kernel, judged there, its rehearsal record appended by the kernel (issue 9 item 2)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import MakeRole, Role
+from psycopg import errors
+from psycopg.types.json import Jsonb
+from typer.testing import CliRunner
+
+from gcos import commands, fingerprint, ledger, registry
+from gcos.adopt import adopt
+from gcos.cli import app
+from gcos.errors import ExitCode
+from gcos.spec import Project, load_project
+from gcos.target import Target
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Kernel:
+    """The reference world with gcos installed and public adopted; the repo's project registered."""
+
+    dsn: str
+    admin: psycopg.Connection[Any]
+    project: Project
+    operator: Role
+
+    def register(self, document: dict[str, Any]) -> str:
+        row = self.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(document),)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def plan_hash(self, step_id: str = "SB-12") -> str:
+        plan = self.project.plan_of(step_id)
+        assert plan is not None
+        return registry.register_plan(self.admin, plan)
+
+    def rehearse(self, spec_hash: str, plan_hash: str, who: Role | None = None) -> dict[str, Any]:
+        with (who or self.operator).connect() as conn:
+            row = conn.execute("SELECT gcos.rehearse(%s, %s)", (spec_hash, plan_hash)).fetchone()
+        assert row is not None
+        result: dict[str, Any] = row[0]
+        return result
+
+    def document(self, step_id: str = "SB-12") -> dict[str, Any]:
+        return copy.deepcopy(dict(self.project.step(step_id).document))
+
+    def exists(self, table: str) -> bool:
+        row = self.admin.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)).fetchone()
+        return bool(row and row[0])
+
+
+@pytest.fixture
+def kernel(world_dsn: str, world_role: MakeRole) -> Iterator[Kernel]:
+    operator = world_role("op", kind="human", roles=("operator",), grant=("operator",))
+    with psycopg.connect(world_dsn, autocommit=True) as admin:
+        adopt(admin, ["public"])
+        yield Kernel(world_dsn, admin, load_project(REPO), operator)
+
+
+def test_the_kernel_rehearses_a_registered_step_as_the_operator(kernel: Kernel) -> None:
+    step = kernel.project.step("SB-12")
+    spec_hash = registry.register_spec(kernel.admin, step)
+    result = kernel.rehearse(spec_hash, kernel.plan_hash())
+    assert result["outcome"] == "passed", result["message"]
+    prints = result["fingerprints"]
+    assert prints["entry"]["hash"] == prints["exit"]["hash"] == prints["after_rollback"]["hash"]
+    assert prints["inside"]["schema_hash"] != prints["entry"]["schema_hash"]
+    assert result["footprint"]["new_tables"] == ["public.governance_ruleset"]
+    assert result["allow_violations"] == []
+    assert not kernel.exists("governance_ruleset")
+    # the kernel's fingerprint is the one the client computes
+    assert prints["exit"]["hash"] == fingerprint.take(kernel.admin, watch=step.watch).hash
+    (record,) = [e for e in ledger.read_all(kernel.admin) if e.seq == result["ledger_seq"]]
+    assert record.kind == "rehearsal" and record.record["spec_hash"] == spec_hash
+    assert record.record["actor"]["role"] == kernel.operator.name and record.record["payload"]["kernel"] is True
+
+
+def test_a_kernel_rehearsal_opens_the_rehearsal_gate(kernel: Kernel) -> None:
+    step = kernel.project.step("SB-12")
+    kernel.rehearse(registry.register_spec(kernel.admin, step), kernel.plan_hash())
+    (status,) = commands.status(Target(kernel.dsn, "--dsn"), REPO, "SB-12").steps
+    assert status.state == "rehearsed"
+    assert status.decision.gate("rehearsal").allow
+
+
+def test_an_agent_may_rehearse_a_sovereign_may_not(kernel: Kernel, world_role: MakeRole) -> None:
+    spec_hash = registry.register_spec(kernel.admin, kernel.project.step("SB-12"))
+    agent = world_role("agent", kind="agent", roles=("operator",), grant=("operator",))
+    assert kernel.rehearse(spec_hash, kernel.plan_hash(), agent)["outcome"] == "passed"
+    sovereign = world_role("sov", kind="human", roles=("sovereign",), grant=("sovereign",))
+    with pytest.raises(errors.InsufficientPrivilege):
+        kernel.rehearse(spec_hash, kernel.plan_hash(), sovereign)
+    stranger = world_role("stranger", grant=("operator",))  # holds the grant, is no principal
+    with pytest.raises(errors.InsufficientPrivilege):
+        kernel.rehearse(spec_hash, kernel.plan_hash(), stranger)
+
+
+def test_only_registered_specs_are_rehearsed(kernel: Kernel) -> None:
+    with pytest.raises(errors.InvalidParameterValue):
+        kernel.rehearse("0" * 64, kernel.plan_hash())
+    other = kernel.project.plan_of("SB-1-2")
+    assert other is not None
+    spec_hash = registry.register_spec(kernel.admin, kernel.project.step("SB-12"))
+    with pytest.raises(errors.InvalidParameterValue):  # SB-12 is not a step of plan sb-1-2
+        kernel.rehearse(spec_hash, registry.register_plan(kernel.admin, other))
+
+
+def test_what_the_allow_list_does_not_name_stops_the_step(kernel: Kernel) -> None:
+    doc = kernel.document()
+    doc["mutation"]["sql"] += "\nUPDATE measurement_registry SET enabled = enabled WHERE true;"
+    result = kernel.rehearse(kernel.register(doc), kernel.plan_hash())
+    assert result["outcome"] == "stopped"
+    assert {(v["category"], v["identity"], v["change"]) for v in result["allow_violations"]} == {
+        ("rows", "public.measurement_registry", "updated")
+    }
+    assert not kernel.exists("governance_ruleset")
+
+
+def test_a_rollback_that_does_not_restore_the_world_is_unproven(kernel: Kernel) -> None:
+    doc = kernel.document()
+    doc["rollback"] = {"sql": "SELECT 1"}
+    result = kernel.rehearse(kernel.register(doc), kernel.plan_hash())
+    assert result["outcome"] == "rollback_unproven"
+    assert "relation public.governance_ruleset added" in result["message"]
+    assert not kernel.exists("governance_ruleset")
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (
+            "CREATE FUNCTION public.grab() RETURNS void LANGUAGE sql AS $$ SELECT pg_advisory_lock(4242) $$;"
+            " SELECT public.grab();",
+            "advisory lock",
+        ),
+        ("SELECT set_config('work_mem', '77MB', false);", "setting work_mem"),
+    ],
+)
+def test_what_a_rollback_cannot_undo_fails_the_rehearsal(kernel: Kernel, extra: str, named: str) -> None:
+    doc = kernel.document()
+    doc["mutation"]["sql"] += "\n" + extra
+    doc["mutation"]["allow"].append({"create_function": "grab"})
+    with kernel.operator.connect() as conn:
+        row = conn.execute("SELECT gcos.rehearse(%s, %s)", (kernel.register(doc), kernel.plan_hash())).fetchone()
+        assert row is not None
+        result = row[0]
+        assert result["outcome"] == "residue", result["message"]
+        assert any(named in item for item in result["residue"]["session"])
+        # nothing outlives the kernel call in this session
+        locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert locks.fetchone() == (0,)
+        assert conn.execute("SHOW work_mem").fetchone() != ("77MB",)
+
+
+def test_a_session_with_temporary_objects_is_refused(kernel: Kernel) -> None:
+    spec_hash = registry.register_spec(kernel.admin, kernel.project.step("SB-12"))
+    with kernel.operator.connect() as conn:
+        conn.execute("CREATE TEMP TABLE measurement_registry (enabled boolean)")
+        with pytest.raises(errors.InvalidParameterValue, match="temporary objects"):
+            conn.execute("SELECT gcos.rehearse(%s, %s)", (spec_hash, kernel.plan_hash()))
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "INSERT INTO gcos.os_proposal_approvals DEFAULT VALUES",
+        "SELECT gcos.ledger_append('commit', 'SB-12', NULL, NULL, NULL, '{}')",
+        "SELECT gcos.register_spec('{}')",
+        "UPDATE gcos.ledger_head SET seq = seq",
+    ],
+)
+def test_step_sql_cannot_reach_the_gcos_schema(kernel: Kernel, forgery: str) -> None:
+    doc = kernel.document()
+    doc["mutation"]["sql"] += "\n" + forgery + ";"
+    spec_hash, plan_hash = kernel.register(doc), kernel.plan_hash()
+    before = len(ledger.read_all(kernel.admin))
+    result = kernel.rehearse(spec_hash, plan_hash)
+    assert result["outcome"] == "mutation_failed" and "permission denied" in result["message"]
+    assert len(ledger.read_all(kernel.admin)) == before + 1  # the rehearsal record only
+
+
+def test_a_failed_reverify_runs_nothing(kernel: Kernel) -> None:
+    doc = kernel.document()
+    doc["reverify"][0]["expect"] = False  # governance_ruleset absent: true
+    result = kernel.rehearse(kernel.register(doc), kernel.plan_hash())
+    assert result["outcome"] == "reverify_mismatch"
+    assert result["fingerprints"]["entry"] == {} and result["footprint"] is None
+
+
+def test_a_schema_that_is_not_adopted_is_out_of_the_kernels_reach(world_dsn: str, world_role: MakeRole) -> None:
+    operator = world_role("op", kind="human", roles=("operator",), grant=("operator",))
+    project = load_project(REPO)
+    with psycopg.connect(world_dsn, autocommit=True) as admin:
+        spec_hash = registry.register_spec(admin, project.step("SB-12"))
+        plan = project.plan_of("SB-12")
+        assert plan is not None
+        plan_hash = registry.register_plan(admin, plan)
+    with operator.connect() as conn, pytest.raises(errors.ObjectNotInPrerequisiteState, match="public is not adopted"):
+        conn.execute("SELECT gcos.rehearse(%s, %s)", (spec_hash, plan_hash))
+
+
+def test_a_batched_step_rehearses_its_first_two_batches(kernel: Kernel) -> None:
+    doc: dict[str, Any] = {
+        "id": "BATCH-T",
+        "order": 99,
+        "title": "two batches",
+        "source": "test",
+        "approvals": {"signers": 1, "roles": ["sovereign"]},
+        "reverify": [],
+        "success": [],
+        "mode": "batched",
+        "mutation": {
+            "sql": "CREATE TABLE public.batch_t (id bigint PRIMARY KEY, run uuid NOT NULL)",
+            "allow": [{"create_table": "batch_t"}, {"insert": "batch_t"}],
+        },
+        "batch": {
+            "table": "birth_registry",
+            "key": "id",
+            "size": 500,
+            "cursor": {"worker": "w", "source": "birth_registry"},
+            "sql": "INSERT INTO batch_t SELECT id, %(run_id)s::uuid FROM birth_registry "
+            "WHERE id > %(after)s AND id <= %(upto)s",
+        },
+        "rollback": {"sql": "DROP TABLE public.batch_t"},
+    }
+    plan = kernel.admin.execute(
+        "SELECT gcos.register_plan(%s)",
+        (Jsonb({"id": "t", "title": "t", "source": "t", "steps": ["BATCH-T"], "fold_ins": {}, "global_stop": []}),),
+    ).fetchone()
+    assert plan is not None
+    result = kernel.rehearse(kernel.register(doc), plan[0])
+    assert result["outcome"] == "passed", result["message"]
+    assert result["footprint"]["row_deltas"] == {"public.batch_t": {"inserted": 1000, "updated": 0, "deleted": 0}}
+    assert not kernel.exists("batch_t")
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+SNEAK = """\
+    CREATE FUNCTION public.sneak() RETURNS int LANGUAGE sql
+        AS 'UPDATE measurement_registry SET enabled = enabled; SELECT 1';
+    ALTER TABLE governance_ruleset ADD COLUMN sneaked int DEFAULT public.sneak();
+  allow:
+    - {create_function: sneak}
+    - {alter_table: governance_ruleset}
+"""
+
+
+def test_gcos_rehearse_on_an_adopted_world_runs_in_the_kernel(kernel: Kernel, project_dir: Path) -> None:
+    runner = CliRunner()
+    args = ["rehearse", "SB-12", "--dsn", kernel.operator.dsn, "--project", str(project_dir), "--json"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)["result"]
+    assert result["outcome"] == "passed" and len(result["evidence"]) == 2
+    record = ledger.read_one(kernel.admin, result["ledger_seq"])
+    assert record.kind == "rehearsal" and record.record["payload"]["kernel"] is True
+    assert record.record["actor"]["role"] == kernel.operator.name
+
+
+def test_the_kernel_stops_what_the_static_check_cannot_see(kernel: Kernel, project_dir: Path) -> None:
+    """A function the step creates writes a table the allow list does not name: pglast passes the SQL, the
+    kernel's footprint does not (issue 9 item 4)."""
+    spec = project_dir / "steps" / "01-sb-12.yaml"
+    text = spec.read_text()
+    assert text.count("\n  allow:\n") == 1
+    spec.write_text(text.replace("\n  allow:\n", "\n" + SNEAK, 1))
+    done = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", kernel.operator.dsn, "--project", str(project_dir)])
+    assert done.exit_code == ExitCode.STOP_HELD, done.output
+    assert "public.measurement_registry" in done.output
