@@ -85,6 +85,12 @@ COMMIT_LOCK_KEY = "gcos:commit"
 """The advisory lock (hashtextextended of this text) every commit, rollback and batched start or close
 holds for its whole transaction: one per database, not per plan, so commits of steps in different plans
 never both read the fingerprint before the other applied (issue 9, item 3)."""
+_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(%s, 0))"  # qualified: no shadowing
+
+
+def take_commit_lock(conn: psycopg.Connection[Any]) -> None:
+    """Wait (up to lock_timeout) for the database's commit lock, held until this transaction ends."""
+    conn.execute(_LOCK, (COMMIT_LOCK_KEY,))
 
 
 def set_local_timeouts(conn: psycopg.Connection[Any], settings: SessionSettings) -> None:
@@ -119,7 +125,6 @@ def apply_step(
         statements = sqlcheck.split(step.rollback_sql)
     run_id = uuid.uuid4().hex
     trace_id = ledger.new_trace_id()
-    lock_key = COMMIT_LOCK_KEY
     started = time.perf_counter_ns()
     base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
 
@@ -135,7 +140,6 @@ def apply_step(
                 statements=statements,
                 settings=settings,
                 hooks=hooks,
-                lock_key=lock_key,
                 base=base,
                 trace_id=trace_id,
                 started=started,
@@ -177,10 +181,10 @@ def apply_step(
                     f"{action} of {step.id} failed in the database ({first}); the transaction was rolled back, "
                     "nothing was applied; retry."
                 ) from exc
-            return _settle_in_doubt(target, settings, base, lock_key, exc)
+            return settle_in_doubt(target, settings, base, exc)
         except DatabaseUnavailable as exc:
             if conn.broken:
-                return _settle_in_doubt(target, settings, base, lock_key, exc)
+                return settle_in_doubt(target, settings, base, exc)
             _record_stop(conn, step, action, run_id, trace_id, exc.message)
             raise
         except SpecError as exc:
@@ -252,7 +256,6 @@ def _apply_in_transaction(
     statements: list[sqlcheck.Statement],
     settings: SessionSettings,
     hooks: ApplyHooks,
-    lock_key: str,
     base: dict[str, Any],
     trace_id: str,
     started: int,
@@ -266,9 +269,9 @@ def _apply_in_transaction(
             set_local_timeouts(conn, settings)
             try:
                 with conn.transaction():  # a savepoint: a lock timeout here is told apart from one on a table
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
+                    take_commit_lock(conn)
             except pgerrors.LockNotAvailable:
-                raise _CommitBusy(_commit_lock_holders(conn, lock_key)) from None
+                raise _CommitBusy(_commit_lock_holders(conn)) from None
             approvals.lock_approvals(conn, step.id, step.decisions)
             now = read_world_now(conn, step, plan)
             before, reverify = now.fingerprint, now.reverify
@@ -373,14 +376,14 @@ class _CommitBusy(Exception):
         self.holders = holders
 
 
-def _commit_lock_holders(conn: psycopg.Connection[Any], lock_key: str) -> str:
+def _commit_lock_holders(conn: psycopg.Connection[Any]) -> str:
     """Who holds the commit lock (asked inside the still-open transaction, after the savepoint)."""
     rows = conn.execute(
         "SELECT a.pid, a.usename::text, a.state FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a "
         "ON a.pid = l.pid, (SELECT pg_catalog.hashtextextended(%s, 0) AS k) AS key "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid() AND l.objsubid = 1 "
         "AND l.classid::bigint = ((key.k >> 32) & 4294967295) AND l.objid::bigint = (key.k & 4294967295) ORDER BY 1",
-        (lock_key,),
+        (COMMIT_LOCK_KEY,),
     ).fetchall()
     if not rows:
         return "its session has ended since"
@@ -450,9 +453,7 @@ def _prove_rollback(step: StepSpec, pre_commit: ledger.LedgerEntry | None, after
         )
 
 
-def _settle_in_doubt(
-    target: Target, settings: SessionSettings, base: dict[str, Any], lock_key: str, exc: Exception
-) -> ApplyResult:
+def settle_in_doubt(target: Target, settings: SessionSettings, base: dict[str, Any], exc: Exception) -> ApplyResult:
     """The connection dropped around COMMIT: ask the ledger whether this run's record exists.
 
     The ledger is read only once the commit lock is ours: the dropped transaction held it until it
@@ -461,14 +462,14 @@ def _settle_in_doubt(
     step, action, run_id = base["step"], base["action"], base["run_id"]
     try:
         with connect(target, settings) as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
+            take_commit_lock(conn)
             found = conn.execute(
                 "SELECT seq FROM gcos.ledger WHERE kind = %s AND record->'payload'->>'run_id' = %s",
                 (action, run_id),
             ).fetchone()
     except pgerrors.LockNotAvailable as again:
         raise DatabaseUnavailable(
-            f"the connection dropped during {action} of {step} and its transaction has not ended yet (the plan "
+            f"the connection dropped during {action} of {step} and its transaction has not ended yet (the commit "
             f"lock is still held after {settings.lock_timeout}), so the outcome of run {run_id} is unknown; run "
             f"`gcos status {step}` in a minute (never re-apply blindly)."
         ) from again

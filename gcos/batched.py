@@ -65,8 +65,8 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from gcos import approvals, fingerprint, gates, ledger, rehearsal, sqlcheck
-from gcos.apply import COMMIT_LOCK_KEY, read_world_now, set_local_timeouts
+from gcos import approvals, fingerprint, gates, kernel, ledger, rehearsal, sqlcheck
+from gcos.apply import read_world_now, set_local_timeouts, take_commit_lock
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
 from gcos.install import require_installed
@@ -152,6 +152,7 @@ class _Run:
     rows_seen: int = 0
     rows_written: int = 0
     max_batch_ms: int = 0
+    break_glass: bool = False  # a superuser committing where the kernel runs (recorded on every record)
 
     def base(self) -> dict[str, Any]:
         return {"step": self.step.id, "ref": self.step.ref, "spec_hash": self.step.hash, "run_id": self.run_id}
@@ -184,8 +185,12 @@ def apply_batched(
     progress: Callable[[BatchProgress], None] | None = None,
     after_batch: Callable[[int], None] | None = None,
     batch_size: int | None = None,
+    break_glass: bool = False,
 ) -> BatchedResult:
     """Commit a batched step: gate, start (or resume) its run, apply it batch by batch, close it.
+
+    Where the kernel runs (schema public adopted) it does not run batches yet: there a batched step is
+    committed by a superuser breaking glass (`break_glass`), which its records say.
 
     `progress` is called before the first batch and after each committed one; `after_batch(n)` (a test
     hook) after batch n of this process committed. `batch_size` overrides the spec's ``batch.size``.
@@ -204,6 +209,7 @@ def apply_batched(
     conn = connect(target, settings)
     try:
         require_installed(conn)
+        run.break_glass = _glass(conn, step, break_glass)
         _lock_step(conn, run)
         try:
             _start(conn, run)
@@ -236,6 +242,22 @@ def apply_batched(
         conn.close()
 
 
+def _glass(conn: psycopg.Connection[Any], step: StepSpec, break_glass: bool) -> bool:
+    """Whether this run breaks glass: only where the kernel runs, and only for a superuser who asked to."""
+    if not kernel.adopted(conn):
+        return False
+    row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user").fetchone()
+    command = f"gcos commit {step.id} --break-glass"
+    if not (row and row[0]):
+        raise GateRefused(
+            f"{step.id} is a batched step and the kernel does not run batches yet: where schema public is adopted "
+            f"a superuser commits it with `{command}` (recorded as such)."
+        )
+    if not break_glass:
+        raise GateRefused(f"a superuser commits {step.id} only breaking glass: run `{command}` (recorded as such).")
+    return True
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
@@ -252,7 +274,9 @@ def _lock_step(conn: psycopg.Connection[Any], run: _Run) -> None:
     """One runner per batched step: a session advisory lock, released when the connection ends (a killed
     process's backend ends with it)."""
     try:
-        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"gcos:batched:{run.step.id}",))
+        conn.execute(
+            "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtextextended(%s, 0))", (f"gcos:batched:{run.step.id}",)
+        )
     except pgerrors.LockNotAvailable:
         raise DatabaseUnavailable(
             f"another run of {run.step.id} is in progress and did not end within lock_timeout "
@@ -303,7 +327,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
     with conn.transaction():
         set_local_timeouts(conn, run.settings)
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (COMMIT_LOCK_KEY,))
+        take_commit_lock(conn)
         approvals.lock_approvals(conn, step.id, step.decisions)
         run.resumed_of = _open_run(ledger.read_all(conn), step.id)
         run.run_id = str(run.resumed_of.payload.get("run_id")) if run.resumed_of else uuid.uuid4().hex
@@ -370,6 +394,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
                 "cursor": {**cursor, "start": _text(run.watermark)},
                 "fingerprint_before": run.start_fp,
                 "relations_before": list(run.start_relations),
+                "break_glass": run.break_glass,
             }
             kind = STARTED
         else:
@@ -383,6 +408,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
                 "policy_decision_seq": decision_entry.seq,
                 "batch": {"table": _batch(run).table, "key": _batch(run).key, "size": run.size},
                 "cursor": {**cursor, "resumed_from": _text(run.watermark)},
+                "break_glass": run.break_glass,
             }
             kind = RESUMED
         marker = ledger.append(
@@ -747,7 +773,7 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
     step, plan = run.step, run.plan
     with conn.transaction():
         set_local_timeouts(conn, run.settings)
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (COMMIT_LOCK_KEY,))
+        take_commit_lock(conn)
         facts = _check_authority(conn, run, at="close")
         after = fingerprint.take(conn, watch=step.watch)
         relations_now = set(after.schema.get("relation", {}))
@@ -813,6 +839,7 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
             },
             "batch_started_seq": run.resumed_of.seq if run.resumed_of is not None else run.started_seq,
             "resumed": run.resumed_of is not None,
+            "break_glass": run.break_glass,
         }
         entry = ledger.append(
             conn, "commit", rehearsal.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id

@@ -442,12 +442,29 @@ def _render_apply_details(details: Any) -> None:
         err.print(f"    {mark} {g['number']} {g['gate']}: {g['reason']}", soft_wrap=True)
 
 
+BreakGlassOpt = Annotated[
+    bool,
+    typer.Option(
+        "--break-glass",
+        help="Let a superuser session commit where the kernel runs (schema public adopted); every record of "
+        "the run says so. Named human operators never need it.",
+    ),
+]
+
+
 @app.command("commit", epilog="Example: gcos commit SB-12")
-def commit_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+def commit_cmd(
+    step: StepArg,
+    dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+    break_glass: BreakGlassOpt = False,
+) -> None:
     """Apply a step atomically with its ledger record — only if every gate holds inside the transaction.
 
     Refused (exit 3) without a passing rehearsal on this schema, enough unexpired approvals by other named
     humans, the required decisions, committed dependencies; stop or success failure (4); re-verify (6).
+    Where schema public is adopted the kernel commits inside the database, as a named human operator.
     A batched step (mode: batched) runs in resumable keyset batches, each its own transaction, with a
     progress bar; if it is killed, the same command resumes it after the last committed batch.
     """
@@ -455,7 +472,7 @@ def commit_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."
     def action() -> apply.ApplyResult | batched.BatchedResult:
         target, root = _target(dsn), _project(project)
         if as_json:
-            return commands.commit(target, root, step)
+            return commands.commit(target, root, step, break_glass=break_glass)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -472,20 +489,26 @@ def commit_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."
                     task.append(bar.add_task(f"{step} batches", total=p.total_rows, rate=""))
                 bar.update(task[0], completed=p.done_rows, total=p.total_rows, rate=f"{p.rate_rows_s:,} rows/s")
 
-            return commands.commit(target, root, step, progress=progress)
+            return commands.commit(target, root, step, progress=progress, break_glass=break_glass)
 
     _run(as_json, action, _render_apply, render_details=_render_apply_details)
 
 
 @app.command("rollback", epilog="Example: gcos rollback SB-11   (after: gcos approve SB-11 --rollback ...)")
-def rollback_cmd(step: StepArg, dsn: DsnOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+def rollback_cmd(
+    step: StepArg,
+    dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+    break_glass: BreakGlassOpt = False,
+) -> None:
     """Apply a committed step's rollback evidence and prove the world is back at its pre-commit fingerprint.
 
     Needs its own approval (gcos approve STEP --rollback); refused while a dependent step is committed.
     """
     _run(
         as_json,
-        lambda: commands.rollback(_target(dsn), _project(project), step),
+        lambda: commands.rollback(_target(dsn), _project(project), step, break_glass=break_glass),
         _render_apply,
         render_details=_render_apply_details,
     )

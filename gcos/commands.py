@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import apply, approvals, batched, gates, ledger, reference_world, rehearsal, state
+from gcos import apply, approvals, batched, gates, kernel, ledger, reference_world, rehearsal, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -346,14 +346,19 @@ def rehearse(
     settings: SessionSettings | None = None,
     hooks: rehearsal.RehearsalHooks | None = None,
 ) -> rehearsal.RehearsalResult:
-    """BEGIN..ROLLBACK rehearsal of one step with entry==exit proof; evidence under <project>/rehearsals/."""
+    """BEGIN..ROLLBACK rehearsal of one step with entry==exit proof; evidence under <project>/rehearsals/.
+
+    Where schema public is adopted, the kernel rehearses the registered spec inside the database as gcos_kernel
+    and writes the record itself (gcos/kernel.py); elsewhere the client rehearses as the connected role."""
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
+    evidence = project.root / "rehearsals"
     with connect(target, settings) as conn:
-        return rehearsal.rehearse(
-            conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals", hooks=hooks
-        )
+        install_mod.require_installed(conn)
+        if kernel.adopted(conn) and hooks is None:
+            return kernel.rehearse(conn, project, step, settings=settings, evidence_dir=evidence)
+        return rehearsal.rehearse(conn, project, step, settings=settings, evidence_dir=evidence, hooks=hooks)
 
 
 # --------------------------------------------------------------------------- approvals and decisions
@@ -477,13 +482,21 @@ def commit(
     settings: SessionSettings | None = None,
     hooks: apply.ApplyHooks | None = None,
     progress: Callable[[batched.BatchProgress], None] | None = None,
+    break_glass: bool = False,
 ) -> apply.ApplyResult | batched.BatchedResult:
-    """Apply a step atomically with its ledger record, refusing unless every gate holds inside the transaction."""
+    """Apply a step atomically with its ledger record, refusing unless every gate holds inside the transaction.
+
+    Where schema public is adopted the kernel commits a transactional step (gcos/kernel.py), as a named human
+    operator, or as a superuser with `break_glass`; elsewhere the client does, as the connected role."""
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
     if step.mode == "batched":
-        return batched.apply_batched(target, project, step, settings=settings, progress=progress)
+        return batched.apply_batched(
+            target, project, step, settings=settings, progress=progress, break_glass=break_glass
+        )
+    if hooks is None and _kernel_runs(target, settings):
+        return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
     return apply.apply_step(target, project, step, action="commit", settings=settings, hooks=hooks)
 
 
@@ -493,13 +506,22 @@ def rollback(
     step_ref: str,
     settings: SessionSettings | None = None,
     hooks: apply.ApplyHooks | None = None,
+    break_glass: bool = False,
 ) -> apply.ApplyResult:
     """Apply a committed step's rollback evidence (needs its own approval); prove the pre-commit fingerprint."""
     project = load_project(project_dir)
     step = project.step(step_ref)
-    return apply.apply_step(
-        target, project, step, action="rollback", settings=settings or SessionSettings.from_env(), hooks=hooks
-    )
+    settings = settings or SessionSettings.from_env()
+    if hooks is None and _kernel_runs(target, settings):
+        return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
+    return apply.apply_step(target, project, step, action="rollback", settings=settings, hooks=hooks)
+
+
+def _kernel_runs(target: Target, settings: SessionSettings) -> bool:
+    """Whether the kernel runs steps in this database (schema public adopted)."""
+    with connect(target, settings) as conn:
+        install_mod.require_installed(conn)
+        return kernel.adopted(conn)
 
 
 # --------------------------------------------------------------------------- drift

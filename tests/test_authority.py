@@ -380,9 +380,24 @@ def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[A
 CALLER_PATH = {"check_value", "evaluate_check", "stop_holds", "fingerprint"}
 ALL_GCOS = ["gcos_admin", "gcos_auditor", "gcos_council", "gcos_operator", "gcos_sovereign"]
 READERS = ["gcos_admin", "gcos_auditor", "gcos_operator"]
+KERNEL_READERS = sorted([*READERS, "gcos_kernel"])
+# The seven gates in SQL (010_gates.sql): invoker functions, so every helper is executable by the gcos roles.
+GATES_SQL = [
+    "rollback_subject_hash", "_short", "_jtext", "_jint", "_same_person", "_roles_text", "_jarray_text", "_gate",
+    "_conflict_problem", "_incarnation_problem", "_step_history", "_rehearsal_relied_on", "_rollback_subjects",
+    "_gates_cross_check", "_gates_context", "_state_text", "_gate_spec", "_committed_dependants",
+    "_gate_dependencies", "_gate_reverify", "_gate_rehearsal_rollback", "_gate_rehearsal", "_approval_binding",
+    "_approver_problem", "_approvals_judged", "_approvals_count", "_gate_approvals", "_decision_word",
+    "_gate_decisions", "_gate_state", "_gates_unregistered", "evaluate_gates", "_utc", "_conflicts_text",
+]  # fmt: skip
+ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
+# The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,
+# executable by gcos_owner alone (the kernel's orchestrators), and those that run step SQL pin public, pg_temp.
+KERNEL_EXECUTORS = {"_kernel_exec", "_kernel_batch", "_kernel_bounds", "_kernel_check", "_kernel_stop"}
+KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint"}
 ADOPTION_HELPERS = {
     "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
-    "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_check_routines", "_adopt_check_views",
+    "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_links", "_object_parts", "_adopt_check_views",
     "_adopt_exec", "_adopt_lockdown", "_adopt_no_members", "_adopt_schemas", "_adopt_state", "_adopt_take",
     "_adopt_violations", "_alter_keyword", "_bypass_writers", "_grantee_sql", "_kernel_admins", "_kernel_members",
     "_kernel_oid", "_kernel_session_begin", "_kernel_session_end", "_object_owner", "_release_acls",
@@ -399,9 +414,11 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1) "
         "FROM pg_proc p WHERE p.pronamespace = 'gcos'::regnamespace"
     ).fetchall()
-    assert rows and all(r[3] == "gcos_owner" for r in rows)
+    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == KERNEL_OWNED
+    assert all(r[3] == "gcos_kernel" for r in rows if r[0] in KERNEL_OWNED)
     pinned = {r[0] for r in rows if r[2] and r[2][0] == "search_path=pg_catalog, pg_temp"}
-    assert {r[0] for r in rows} - pinned == CALLER_PATH
+    assert {r[0] for r in rows if r[2] and r[2][0] == "search_path=public, pg_temp"} == KERNEL_EXECUTORS
+    assert {r[0] for r in rows} - pinned - KERNEL_EXECUTORS == CALLER_PATH
     assert all(not r[1] for r in rows if r[0] in CALLER_PATH)  # caller's path only where the caller's rights apply
     definer = {r[0] for r in rows if r[1]}
     assert definer == {
@@ -418,6 +435,9 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "register_plan",
         "_adopt_begin",
         "_adopt_record",
+        "rehearse",
+        "commit",
+        *KERNEL_OWNED,
     }
     approvers = ["gcos_council", "gcos_sovereign"]
     expected = {
@@ -440,16 +460,22 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "release": ["gcos_admin"],
         "_adopt_begin": ["gcos_admin"],
         "_adopt_record": ["gcos_admin"],
+        "rehearse": ["gcos_admin", "gcos_operator"],
+        "commit": ["gcos_admin", "gcos_operator"],
+        "_invalid": ["gcos_kernel"],
+        **{name: ["gcos_owner"] for name in KERNEL_OWNED},
         **{name: ["gcos_admin"] for name in ADOPTION_HELPERS},
+        "fingerprint": READERS,
         **dict.fromkeys(
-            ["fingerprint", "fingerprint_at", "_fp_json_sql", "_fp_order_sql", "_fp_query", "_fp_resolve"], READERS
+            ["fingerprint_at", "_fp_json_sql", "_fp_order_sql", "_fp_query", "_fp_resolve"], KERNEL_READERS
         ),
-        **dict.fromkeys(["_fp_schema", "_fp_schema_head", "_fp_schema_text", "_fp_sequences", "_fp_tables"], READERS),
         **dict.fromkeys(
-            ["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds", "footprint_probe", "footprint"],
-            ALL_GCOS,
+            ["_fp_schema", "_fp_schema_head", "_fp_schema_text", "_fp_sequences", "_fp_tables"], KERNEL_READERS
         ),
-        **dict.fromkeys(["allow_violations", "_ident_parts", "_named", "_names", "_user_schema"], ALL_GCOS),
+        **dict.fromkeys(["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds"], ALL_AND_KERNEL),
+        **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),
+        **dict.fromkeys(["_names", "_user_schema"], ALL_AND_KERNEL),
+        **dict.fromkeys(GATES_SQL, ALL_GCOS),
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(

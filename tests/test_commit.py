@@ -653,8 +653,8 @@ def test_settling_in_doubt_waits_for_the_dropped_transaction_and_finds_an_applie
     result = world.commit()
     base = {"action": "commit", "step": "SB-12", "ref": result.ref, "spec_hash": result.spec_hash}
     key = apply.COMMIT_LOCK_KEY
-    settled = apply._settle_in_doubt(
-        world.target(), SessionSettings(), {**base, "run_id": result.run_id}, key, OSError("EOF")
+    settled = apply.settle_in_doubt(
+        world.target(), SessionSettings(), {**base, "run_id": result.run_id}, OSError("EOF")
     )
     assert settled.outcome == "in_doubt_applied" and settled.ok and settled.ledger_seq == result.ledger_seq
     assert "was applied" in settled.message
@@ -662,8 +662,8 @@ def test_settling_in_doubt_waits_for_the_dropped_transaction_and_finds_an_applie
     with psycopg.connect(world.dsn, autocommit=True) as holder, holder.transaction():
         holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         with pytest.raises(DatabaseUnavailable, match=r"its transaction has not ended yet .* is unknown"):
-            apply._settle_in_doubt(
-                world.target(), SessionSettings(lock_timeout="100ms"), {**base, "run_id": "0" * 32}, key, OSError()
+            apply.settle_in_doubt(
+                world.target(), SessionSettings(lock_timeout="100ms"), {**base, "run_id": "0" * 32}, OSError()
             )
 
 

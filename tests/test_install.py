@@ -80,9 +80,9 @@ def test_fresh_install_creates_everything(conn: psycopg.Connection[Any]) -> None
     owners = conn.execute(
         "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'gcos'::regnamespace "
         "UNION SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc WHERE pronamespace = 'gcos'::regnamespace "
-        "UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'gcos'"
+        "UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'gcos' ORDER BY 1"
     ).fetchall()
-    assert owners == [("gcos_owner",)]
+    assert owners == [("gcos_kernel",), ("gcos_owner",)]  # the kernel's executors act as gcos_kernel (011)
     tables = {
         r[0]
         for r in conn.execute(
