@@ -46,6 +46,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from gcos import commands, fingerprint, reference_world
+from gcos.adopt import adopt
 from gcos.embedded import EmbeddedServer
 from gcos.install import install
 from gcos.spec import load_project
@@ -208,6 +209,20 @@ def comparisons() -> list[Comparison]:
     ]
 
 
+def kernel_comparisons() -> list[Comparison]:
+    """Measured after `gcos adopt public`: there `gcos rehearse` runs in the kernel (gcos.rehearse)."""
+    return [
+        Comparison(
+            "rehearsal of step 1 in the kernel",
+            "gcos rehearse (kernel)",
+            measure_rehearse,
+            "pg_dump/psql/pg_dump/diff",
+            measure_bare_procedure,
+            1.0,
+        ),
+    ]
+
+
 def medians(comparison: Comparison, bench: Bench, runs: int) -> tuple[float, float]:
     """Median seconds of each side over ``runs`` runs, interleaved (ours, theirs, ours, ...) so that load
     from anything else on the machine falls on both alike; one untimed warm-up run of each first."""
@@ -353,6 +368,15 @@ def scratch_database(admin_dsn: str | None, keep: bool) -> Iterator[str]:
             shutil.rmtree(home or "", ignore_errors=True)
 
 
+def report(comparison: Comparison, bench: Bench, runs: int) -> None:
+    ours, theirs = medians(comparison, bench, runs)
+    ratio = ours / theirs if theirs > 0 else float("inf")
+    print(
+        f"{comparison.label}: {comparison.ours_name} {ours:.3f} s   {comparison.theirs_name} {theirs:.3f} s   "
+        f"ratio {ratio:.2f} (goal <= {comparison.goal:g})   median of {runs}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dsn", help="superuser DSN of a server to create the scratch database on")
@@ -378,12 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         bench = Bench(dsn, pg_bin())
         for comparison in (c for c in comparisons() if args.only in c.label):
-            ours, theirs = medians(comparison, bench, args.runs)
-            ratio = ours / theirs if theirs > 0 else float("inf")
-            print(
-                f"{comparison.label}: {comparison.ours_name} {ours:.3f} s   {comparison.theirs_name} {theirs:.3f} s   "
-                f"ratio {ratio:.2f} (goal <= {comparison.goal:g})   median of {args.runs}"
-            )
+            report(comparison, bench, args.runs)
+        kernel = [c for c in kernel_comparisons() if args.only in c.label]
+        if kernel:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                adopt(conn, ["public"])
+            for comparison in kernel:
+                report(comparison, bench, args.runs)
         if args.keep:
             print(f"kept: {dsn}")
     return 0

@@ -1,10 +1,12 @@
 """The whole gated story of seed 002 on the reference world, as `gcos demo` tells it.
 
 Build the world, install gcos, create demo principals as real database roles (a sovereign, a council
-member, an operator, an agent), then for every step in plan order: rehearse, (once) show a commit refused
-for lack of approval and an agent refused as approver, record decisions and approvals on the approvers' own
-connections, commit (the batched backfill in resumable batches), and finally verify the ledger and write
-the reports. Re-running it says what is already done.
+member, an operator, an agent), put schema public under the kernel (gcos adopt), then for every step in plan
+order: rehearse in the kernel (the agent rehearses the first step, the operator the others), (once) show a
+commit refused for lack of approval and an agent refused as approver, record decisions and approvals on the
+approvers' own connections, commit in the kernel as the operator (the batched backfill, which the kernel does
+not run yet, in resumable batches by the superuser breaking glass, recorded as such), and finally verify the
+ledger and write the reports. Re-running it says what is already done.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import apply, approvals, batched, ledger, principals, rehearsal, report, state
+from gcos import adopt, approvals, batched, kernel, ledger, principals, report, state
 from gcos.errors import GateRefused, GcosError
 from gcos.install import install
 from gcos.spec import Project, StepSpec
@@ -97,7 +99,9 @@ def tell(
         )
         roles = _ensure_roles(admin, target)
         note("-", "setup", "done", "principals: " + ", ".join(f"{n} ({k})" for n, k, _ in DEMO_ROLES.values()))
+        note("-", "setup", "done", _adopt_public(admin))
     sovereign, council, agent = (roles["gcos_demo_sovereign"], roles["gcos_demo_council"], roles["gcos_demo_agent"])
+    operator = roles["gcos_demo_operator"]
     shown_refusals = False
     decided: set[str] = set()
     for step in _steps_in_order(project):
@@ -106,15 +110,17 @@ def tell(
         if current.state == "committed":
             note(step.id, "skip", "done", f"already committed (ledger seq {current.commit_seq})")
             continue
-        with connect(target, settings) as conn:
-            rehearsed = rehearsal.rehearse(
+        rehearser = operator if shown_refusals else agent  # agents may rehearse; they never approve
+        with connect(rehearser, settings) as conn:
+            rehearsed = kernel.rehearse(
                 conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals"
             )
-        note(step.id, "rehearse", "ok", f"{rehearsed.message} (ledger seq {rehearsed.ledger_seq})")
+        who = "the agent" if rehearser is agent else "the operator"
+        note(step.id, "rehearse", "ok", f"{rehearsed.message} (by {who}, ledger seq {rehearsed.ledger_seq})")
         if not shown_refusals:
             shown_refusals = True
             try:
-                apply.apply_step(target, project, step, action="commit", settings=settings)
+                kernel.commit(operator, project, step, action="commit", settings=settings)
             except GateRefused as exc:
                 note(step.id, "refused", "refused", f"commit before any approval: {exc.message}")
             with connect(agent, settings) as conn:
@@ -166,11 +172,18 @@ def tell(
                 if progress:
                     progress(label, p.done_rows, p.total_rows)
 
-            done = batched.apply_batched(target, project, step, settings=settings, progress=batch_progress)
-            note(step.id, "commit", "ok", done.message)
+            done = batched.apply_batched(
+                target, project, step, settings=settings, progress=batch_progress, break_glass=True
+            )
+            note(
+                step.id,
+                "commit",
+                "ok",
+                f"{done.message} (the superuser, breaking glass: the kernel runs no batches yet)",
+            )
         else:
-            applied = apply.apply_step(target, project, step, action="commit", settings=settings)
-            note(step.id, "commit", "ok", applied.message)
+            applied = kernel.commit(operator, project, step, action="commit", settings=settings)
+            note(step.id, "commit", "ok", f"{applied.message} (by the operator)")
 
     with connect(target, settings) as conn:
         verified = ledger.verify(conn)
@@ -193,6 +206,17 @@ def tell(
                 f"reports written to {report_dir} (html, md, json evidence pack; last: {len(made.files)} files)",
             )
     return StoryResult(tuple(events), committed, verified.records, written)
+
+
+def _adopt_public(admin: psycopg.Connection[Any]) -> str:
+    """Put schema public under the kernel (once): from then on only gcos changes it."""
+    if kernel.adopted(admin):
+        return "schema public is adopted: only the kernel changes it"
+    (change,) = adopt.adopt(admin, ["public"]).schemas
+    return (
+        f"schema public adopted (ledger seq {change.ledger_seq}): owned by gcos_kernel, {len(change.revoked)} "
+        "write privilege(s) revoked; from now on only the kernel changes it"
+    )
 
 
 def _state(conn: psycopg.Connection[Any], project: Project) -> dict[str, state.StepState]:
