@@ -179,11 +179,11 @@ def tell(
                 step.id,
                 "commit",
                 "ok",
-                f"{done.message} (the superuser, breaking glass: the kernel runs no batches yet)",
+                f"{done.message.rstrip('.')} (the superuser, breaking glass: the kernel runs no batches yet)",
             )
         else:
             applied = kernel.commit(operator, project, step, action="commit", settings=settings)
-            note(step.id, "commit", "ok", f"{applied.message} (by the operator)")
+            note(step.id, "commit", "ok", f"{applied.message.rstrip('.')} (by the operator)")
 
     with connect(target, settings) as conn:
         verified = ledger.verify(conn)

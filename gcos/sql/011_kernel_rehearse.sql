@@ -234,6 +234,18 @@ AS $$
         SELECT a.schema_oid AS oid FROM gcos.adopted_schemas AS a WHERE a.released_at IS NULL
     ), kernel AS (
         SELECT 'gcos_kernel'::regrole::oid AS oid
+    ), gcos_refs AS (  -- dependencies on a function, relation or type of schema gcos (few: none, normally)
+        SELECT d.* FROM pg_catalog.pg_depend AS d
+          JOIN pg_catalog.pg_proc AS p ON d.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = d.refobjid
+         WHERE p.pronamespace = 'gcos'::regnamespace AND d.deptype IN ('n', 'a')
+        UNION ALL
+        SELECT d.* FROM pg_catalog.pg_depend AS d
+          JOIN pg_catalog.pg_class AS c ON d.refclassid = 'pg_catalog.pg_class'::regclass AND c.oid = d.refobjid
+         WHERE c.relnamespace = 'gcos'::regnamespace AND d.deptype IN ('n', 'a')
+        UNION ALL
+        SELECT d.* FROM pg_catalog.pg_depend AS d
+          JOIN pg_catalog.pg_type AS t ON d.refclassid = 'pg_catalog.pg_type'::regclass AND t.oid = d.refobjid
+         WHERE t.typnamespace = 'gcos'::regnamespace AND d.deptype IN ('n', 'a')
     ), found AS (
         SELECT 'privilege' AS category, c.oid::regclass::text AS identity,
                pg_catalog.format('%s granted to %s', x.privilege_type,
@@ -260,15 +272,8 @@ AS $$
         UNION ALL
         SELECT 'reaches_gcos', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
                'depends on ' || pg_catalog.pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
-          FROM pg_catalog.pg_depend AS d
-         WHERE d.deptype IN ('n', 'a')
-           AND pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0) IS NOT NULL
-           AND CASE d.refclassid
-                   WHEN 'pg_catalog.pg_proc'::regclass THEN (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p WHERE p.oid = d.refobjid)
-                   WHEN 'pg_catalog.pg_class'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = d.refobjid)
-                   WHEN 'pg_catalog.pg_type'::regclass THEN (SELECT t.typnamespace FROM pg_catalog.pg_type AS t WHERE t.oid = d.refobjid)
-               END = 'gcos'::regnamespace
-           AND CASE d.classid
+          FROM gcos_refs AS d
+         WHERE CASE d.classid
                    WHEN 'pg_catalog.pg_proc'::regclass THEN (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p WHERE p.oid = d.objid)
                    WHEN 'pg_catalog.pg_class'::regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = d.objid)
                    WHEN 'pg_catalog.pg_type'::regclass THEN (SELECT t.typnamespace FROM pg_catalog.pg_type AS t WHERE t.oid = d.objid)
