@@ -5,6 +5,8 @@ no client can claim a rehearsal, decision or commit (issue 9 items 2, 3 and 8)."
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ import psycopg
 import pytest
 from conftest import MakeRole, Role
 from psycopg.types.json import Jsonb
+from test_commit import SIDE_PLAN, SIDE_STEP
 from typer.testing import CliRunner
 
 from gcos import commands, fingerprint, ledger, registry
@@ -249,3 +252,44 @@ def test_rollback_evidence_may_not_write_where_the_step_did_not(world: World) ->
 def test_only_the_kernel_marks_a_record_as_its_own(world: World) -> None:
     with pytest.raises(GateRefused, match="nly the kernel marks"):
         ledger.append(world.admin, "drift", {"kernel": True}, step_id="SB-12", spec_hash=SPEC)
+
+
+def test_kernel_commits_of_steps_in_different_plans_never_both_apply_on_a_stale_fingerprint(world: World) -> None:
+    """Both steps rehearsed on the same schema and approved; their kernel commits wait on the one commit lock;
+    whichever goes second reads the fingerprint after the first applied and is refused at gate 4."""
+    (world.project / "steps" / "side-1.yaml").write_text(SIDE_STEP)
+    (world.project / "plans" / "side.yaml").write_text(SIDE_PLAN)
+    for step in ("SB-12", "SIDE-1"):
+        world.rehearse(step)
+        world.approve(step)
+    outcomes: dict[str, Any] = {}
+
+    def commit(step: str) -> None:
+        try:
+            outcomes[step] = world.commit(step)
+        except Exception as exc:
+            outcomes[step] = exc
+
+    with psycopg.connect(world.dsn, autocommit=True) as holder:
+        with holder.transaction():
+            holder.execute("SELECT pg_advisory_xact_lock(hashtextextended('gcos:commit', 0))")
+            threads = [threading.Thread(target=commit, args=(s,)) for s in ("SB-12", "SIDE-1")]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # both commits wait for the lock
+                holder.execute("SELECT pg_stat_clear_snapshot()")  # activity is cached per transaction
+                row = holder.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                if row and row[0] >= 2:
+                    break
+                holder.execute("SELECT pg_sleep(0.01)")
+        for t in threads:
+            t.join(60)
+    applied = [s for s, r in outcomes.items() if not isinstance(r, Exception)]
+    refused = [r for r in outcomes.values() if isinstance(r, GateRefused)]
+    assert len(applied) == 1 and len(refused) == 1, outcomes
+    assert [g["gate"] for g in refused[0].details["decision"]["gates"] if not g["allow"]] == ["rehearsal"]
+    assert [e.record["step_id"] for e in world.records("commit")] == applied
