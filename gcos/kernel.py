@@ -14,7 +14,7 @@ import psycopg
 
 from gcos import apply, gates, ledger, registry, rehearsal
 from gcos.apply import set_local_timeouts
-from gcos.checks import CheckResult, repr_value
+from gcos.checks import CheckResult
 from gcos.errors import (
     DatabaseUnavailable,
     GateRefused,
@@ -239,4 +239,4 @@ def _sentence(message: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-__all__ = ["OUTCOME_ERRORS", "adopted", "commit", "rehearse", "repr_value", "result_of"]
+__all__ = ["OUTCOME_ERRORS", "adopted", "commit", "rehearse", "result_of"]

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import MakeRole, Role
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from test_commit import SIDE_PLAN, SIDE_STEP
 from typer.testing import CliRunner
@@ -293,3 +294,21 @@ def test_kernel_commits_of_steps_in_different_plans_never_both_apply_on_a_stale_
     assert len(applied) == 1 and len(refused) == 1, outcomes
     assert [g["gate"] for g in refused[0].details["decision"]["gates"] if not g["allow"]] == ["rehearsal"]
     assert [e.record["step_id"] for e in world.records("commit")] == applied
+
+
+def test_the_kernel_acts_only_for_the_role_that_logged_in(world: World) -> None:
+    """A superuser's SET SESSION AUTHORIZATION operator cannot rehearse or commit as the operator."""
+    project = load_project(world.project)
+    plan = project.plan_of("SB-12")
+    assert plan is not None
+    spec_hash = registry.register_spec(world.admin, project.step("SB-12"))
+    plan_hash = registry.register_plan(world.admin, plan)
+    with psycopg.connect(world.dsn, autocommit=True) as root:
+        root.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(world.people["operator"].name)))
+        for call, args in (
+            ("SELECT gcos.rehearse(%s, %s)", (spec_hash, plan_hash)),
+            ("SELECT gcos.commit(%s, %s, 'commit', %s, %s)", (spec_hash, plan_hash, "a" * 32, "b" * 32)),
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="logged in as"):
+                root.execute(call, args)
+    assert world.records("rehearsal") == [] and world.records("commit") == []

@@ -91,6 +91,24 @@ AS $$ SELECT gcos.fingerprint_at(COALESCE(p_watch, '{}'), '{gcos}', 'public, pg_
 
 -- ----------------------------------------------------------------------------------- helpers
 
+-- The session's actor, refusing a session that acts as another role than the one it logged in as (SET
+-- SESSION AUTHORIZATION): the kernel acts, and records, only for whoever logged in.
+CREATE FUNCTION gcos._kernel_actor(OUT role_oid oid, OUT role_name text, OUT is_superuser boolean,
+                                   OUT principal text, OUT kind text, OUT roles text[])
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_login record;
+BEGIN
+    SELECT * INTO role_oid, role_name, is_superuser, principal, kind, roles FROM gcos._session_actor();
+    SELECT * INTO v_login FROM gcos._session_identity();
+    IF v_login.login_role_oid IS DISTINCT FROM role_oid THEN
+        PERFORM gcos._refuse(pg_catalog.format('gcos: this session logged in as %s but acts as %s; the kernel runs only for the role that logged in',
+                                               v_login.login_role, role_name));
+    END IF;
+END
+$$;
+
 -- The caller may rehearse: a superuser, or a human or agent principal with the operator or admin role
 -- that logged in as itself.
 CREATE FUNCTION gcos._kernel_caller() RETURNS void
@@ -98,14 +116,8 @@ CREATE FUNCTION gcos._kernel_caller() RETURNS void
 AS $$
 DECLARE
     v_actor record;
-    v_login record;
 BEGIN
-    SELECT * INTO v_actor FROM gcos._session_actor();
-    SELECT * INTO v_login FROM gcos._session_identity();
-    IF v_login.login_role_oid IS DISTINCT FROM v_actor.role_oid THEN
-        PERFORM gcos._refuse(pg_catalog.format('gcos: this session logged in as %s but acts as %s; the kernel runs only for the role that logged in',
-                                               v_login.login_role, v_actor.role_name));
-    END IF;
+    SELECT * INTO v_actor FROM gcos._kernel_actor();
     IF NOT v_actor.is_superuser AND (v_actor.kind IS NULL OR v_actor.kind NOT IN ('human', 'agent')
             OR NOT (v_actor.roles && ARRAY['operator', 'admin']::text[])) THEN
         PERFORM gcos._refuse(pg_catalog.format('gcos: role %I may not rehearse: it needs a human or agent principal with the operator role',
@@ -582,7 +594,7 @@ GRANT EXECUTE ON FUNCTION gcos._fp_json_sql, gcos._fp_order_sql, gcos._fp_query,
 
 REVOKE ALL ON FUNCTION gcos._kernel_owned(), gcos._kernel_invariants(jsonb), gcos._rollback_violations(jsonb, jsonb, jsonb),
     gcos._sequences_back(jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION gcos._kernel_caller(), gcos._kernel_preflight(), gcos._session_state(), gcos._fp_summary(jsonb),
+REVOKE ALL ON FUNCTION gcos._kernel_actor(), gcos._kernel_caller(), gcos._kernel_preflight(), gcos._session_state(), gcos._fp_summary(jsonb),
     gcos._fp_differences(jsonb, jsonb), gcos._ledger_number(jsonb), gcos._kernel_checks(jsonb),
     gcos._rehearse_inside(jsonb, jsonb, jsonb, text), gcos._rehearsal_outcome(text, jsonb),
     gcos._rehearsal_residue(text, jsonb, jsonb, text, text), gcos.rehearse(text, text, text) FROM PUBLIC;

@@ -36,14 +36,8 @@ CREATE FUNCTION gcos._kernel_committer(p_break_glass boolean) RETURNS boolean
 AS $$
 DECLARE
     v_actor record;
-    v_login record;
 BEGIN
-    SELECT * INTO v_actor FROM gcos._session_actor();
-    SELECT * INTO v_login FROM gcos._session_identity();
-    IF v_login.login_role_oid IS DISTINCT FROM v_actor.role_oid THEN
-        PERFORM gcos._refuse(pg_catalog.format('gcos: this session logged in as %s but acts as %s; the kernel commits only for the role that logged in',
-                                               v_login.login_role, v_actor.role_name));
-    END IF;
+    SELECT * INTO v_actor FROM gcos._kernel_actor();
     IF v_actor.is_superuser THEN
         IF NOT COALESCE(p_break_glass, false) THEN
             PERFORM gcos._refuse('gcos: a superuser commits only breaking glass (gcos commit --break-glass, recorded as such); commit as a named human operator instead');
