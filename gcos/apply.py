@@ -160,11 +160,7 @@ def apply_step(
                 },
             ) from None
         except _CommitBusy as busy:
-            raise DatabaseUnavailable(
-                f"another commit or rollback is in progress in this database ({busy.holders}), and it did not "
-                f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
-                f"{step.id}` when it is done."
-            ) from None
+            raise commit_busy(busy.holders, settings, step.id) from None
         except pgerrors.LockNotAvailable as exc:
             who = rehearsal.blockers(conn, statements)
             message = (
@@ -271,7 +267,7 @@ def _apply_in_transaction(
                 with conn.transaction():  # a savepoint: a lock timeout here is told apart from one on a table
                     take_commit_lock(conn)
             except pgerrors.LockNotAvailable:
-                raise _CommitBusy(_commit_lock_holders(conn)) from None
+                raise _CommitBusy(commit_lock_holders(conn) or "its session has ended since") from None
             approvals.lock_approvals(conn, step.id, step.decisions)
             now = read_world_now(conn, step, plan)
             before, reverify = now.fingerprint, now.reverify
@@ -376,8 +372,18 @@ class _CommitBusy(Exception):
         self.holders = holders
 
 
-def _commit_lock_holders(conn: psycopg.Connection[Any]) -> str:
-    """Who holds the commit lock (asked inside the still-open transaction, after the savepoint)."""
+def commit_busy(holders: str, settings: SessionSettings, step_id: str) -> DatabaseUnavailable:
+    """The error of a commit that waited lock_timeout for the commit lock (client's or kernel's)."""
+    return DatabaseUnavailable(
+        f"another commit or rollback is in progress in this database ({holders}), and it did not "
+        f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
+        f"{step_id}` when it is done."
+    )
+
+
+def commit_lock_holders(conn: psycopg.Connection[Any]) -> str:
+    """Who holds the commit lock ("" when nobody else does); asked from a healthy transaction or an idle
+    connection."""
     rows = conn.execute(
         "SELECT a.pid, a.usename::text, a.state FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a "
         "ON a.pid = l.pid, (SELECT pg_catalog.hashtextextended(%s, 0) AS k) AS key "
@@ -385,8 +391,6 @@ def _commit_lock_holders(conn: psycopg.Connection[Any]) -> str:
         "AND l.classid::bigint = ((key.k >> 32) & 4294967295) AND l.objid::bigint = (key.k & 4294967295) ORDER BY 1",
         (COMMIT_LOCK_KEY,),
     ).fetchall()
-    if not rows:
-        return "its session has ended since"
     return "; ".join(f"pid {pid} of role {user} ({state})" for pid, user, state in rows)
 
 

@@ -114,6 +114,9 @@ def commit(
         except psycopg.Error as exc:
             if conn.broken:
                 return apply.settle_in_doubt(target, settings, base, exc)
+            holders = apply.commit_lock_holders(conn) if isinstance(exc, psycopg.errors.LockNotAvailable) else ""
+            if holders:  # it waited for another commit, not for a table
+                raise apply.commit_busy(holders, settings, step.id) from exc
             with ledger.map_db_errors():
                 raise
     assert row is not None

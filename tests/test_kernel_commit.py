@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from gcos import commands, fingerprint, ledger, registry
 from gcos.adopt import adopt
 from gcos.cli import app
-from gcos.errors import ExitCode, GateRefused, StopHeld
+from gcos.errors import DatabaseUnavailable, ExitCode, GateRefused, StopHeld
 from gcos.spec import load_project
-from gcos.target import Target
+from gcos.target import SessionSettings, Target
 
 SPEC = "f" * 64
 
@@ -312,3 +312,17 @@ def test_the_kernel_acts_only_for_the_role_that_logged_in(world: World) -> None:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="logged in as"):
                 root.execute(call, args)
     assert world.records("rehearsal") == [] and world.records("commit") == []
+
+
+def test_a_kernel_commit_waiting_too_long_for_the_commit_lock_names_who_holds_it(world: World) -> None:
+    world.rehearse()
+    world.approve()
+    with psycopg.connect(world.dsn, autocommit=True) as holder, holder.transaction():
+        holder.execute("SELECT pg_advisory_xact_lock(hashtextextended('gcos:commit', 0))")
+        with pytest.raises(DatabaseUnavailable) as info:
+            commands.commit(
+                world.target("operator"), world.project, "SB-12", settings=SessionSettings(lock_timeout="100ms")
+            )
+        assert info.value.exit_code == ExitCode.DATABASE_UNAVAILABLE
+        assert f"pid {holder.info.backend_pid}" in info.value.message
+    assert world.records("commit") == [] and world.owner("governance_ruleset") is None
