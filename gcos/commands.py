@@ -14,12 +14,11 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import apply, approvals, batched, gates, kernel, ledger, reference_world, rehearsal, state
+from gcos import apply, approvals, batched, evidence, gates, kernel, ledger, reference_world, rehearsal, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
 from gcos import principals as principals_mod
-from gcos import report as report_mod
 from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
@@ -543,13 +542,13 @@ def report(
     fmt: str,
     out_dir: Path,
     settings: SessionSettings | None = None,
-) -> report_mod.ReportResult:
+) -> evidence.ReportResult:
     """Evidence reports (md, one self-contained html, or a json evidence pack with a manifest) from the ledger."""
     project = load_project(project_dir)
     with connect(target, settings) as conn:
-        return report_mod.build_report(conn, project, step_id=step_ref, fmt=fmt, out_dir=out_dir)
+        return evidence.build_report(conn, project, step_id=step_ref, fmt=fmt, out_dir=out_dir)
 
 
 def verify_pack(pack_dir: Path, anchor_file: Path | None = None) -> ledger.VerifyReport:
     """Check an evidence pack offline: file hashes against its manifest, the hash chain, the anchor."""
-    return report_mod.verify_pack(pack_dir, anchor=ledger.Anchor.load(anchor_file) if anchor_file else None)
+    return evidence.verify_pack(pack_dir, anchor=ledger.Anchor.load(anchor_file) if anchor_file else None)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import adopt, approvals, batched, kernel, ledger, principals, report, state
+from gcos import adopt, approvals, batched, evidence, kernel, ledger, principals, state
 from gcos.errors import GateRefused, GcosError
 from gcos.install import install
 from gcos.spec import Project, StepSpec
@@ -197,7 +197,7 @@ def tell(
         written: str | None = None
         if report_dir is not None:
             for fmt in ("html", "md", "json"):
-                made = report.build_report(conn, project, step_id=None, fmt=fmt, out_dir=report_dir / fmt)
+                made = evidence.build_report(conn, project, step_id=None, fmt=fmt, out_dir=report_dir / fmt)
             written = str(report_dir)
             note(
                 "-",

@@ -28,7 +28,7 @@ from markupsafe import escape
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gcos import commands, ledger, report, state
+from gcos import commands, evidence, ledger, state
 from gcos.errors import GateRefused, LedgerBroken, SpecError
 from gcos.install import install
 from gcos.principals import add_principal
@@ -67,9 +67,9 @@ class History:
         projected = state.project_states(entries, self.project, db_now=row[2], target=(row[0], row[1]))
         return {k: v.state for k, v in projected.items()}
 
-    def build(self, fmt: str, out: Path, step_id: str | None = None) -> report.ReportResult:
+    def build(self, fmt: str, out: Path, step_id: str | None = None) -> evidence.ReportResult:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            return report.build_report(conn, self.project, step_id=step_id, fmt=fmt, out_dir=out)
+            return evidence.build_report(conn, self.project, step_id=step_id, fmt=fmt, out_dir=out)
 
 
 @pytest.fixture(scope="module")
@@ -260,14 +260,14 @@ def test_html_is_self_contained_numbers_equal_the_ledger_and_the_graph_has_every
     assert sorted(n[0] for n in nodes) == sorted(history.project.steps)  # one node per step
     for step_id, shown_state, fill in nodes:
         assert shown_state == states[step_id]
-        assert fill == report.STATE_COLOURS[shown_state][0]
+        assert fill == evidence.STATE_COLOURS[shown_state][0]
     assert {n[1] for n in nodes} == {"planned", "rehearsed", "approved", "committed"}
     edges = re.findall(r'<path class="edge[^"]*" data-from="([^"]+)" data-to="([^"]+)"', svg)
     assert sorted(edges) == sorted((d, s.id) for s in history.project.steps.values() for d in s.depends_on)
     legend = svg[svg.index('<g class="legend">') :]
     for name in state.STATES:  # the legend shows every state's colour
-        assert f'fill="{report.STATE_COLOURS[name][0]}"' in legend and f">{name}</text>" in legend
-    assert len({fill for fill, _ in report.STATE_COLOURS.values()}) == len(state.STATES)
+        assert f'fill="{evidence.STATE_COLOURS[name][0]}"' in legend and f">{name}</text>" in legend
+    assert len({fill for fill, _ in evidence.STATE_COLOURS.values()}) == len(state.STATES)
 
     entries = history.entries()
     section = page[page.index('<section class="step" id="step-SB-12"') :]
@@ -381,10 +381,10 @@ def test_the_pack_holds_the_ledger_the_anchor_and_every_step_and_verifies_offlin
     ]
     assert sb12["state"]["state"] == "committed" and sb12["state"]["commit_seq"] == history.commit_seq
 
-    verified = report.verify_pack(pack)
+    verified = evidence.verify_pack(pack)
     assert verified.ok and verified.records == len(entries) and verified.head_hash == entries[-1].hash
     assert verified.anchor_seq == entries[-1].seq
-    assert report.verify_pack(pack, anchor=anchor).ok  # an anchor kept elsewhere
+    assert evidence.verify_pack(pack, anchor=anchor).ok  # an anchor kept elsewhere
     for path in pack.rglob("*"):  # nothing from a DSN: the sovereign's password never appears
         if path.is_file():
             assert history.password not in path.read_text(encoding="utf-8")
@@ -395,12 +395,12 @@ def test_the_pack_holds_the_ledger_the_anchor_and_every_step_and_verifies_offlin
 def test_an_auditor_builds_the_same_pack_read_only(history: History, tmp_path: Path) -> None:
     history.build("json", tmp_path / "admin")
     with psycopg.connect(history.auditor_dsn, autocommit=True) as conn:
-        result = report.build_report(conn, history.project, step_id=None, fmt="json", out_dir=tmp_path / "auditor")
+        result = evidence.build_report(conn, history.project, step_id=None, fmt="json", out_dir=tmp_path / "auditor")
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert result.ledger_head_seq == history.entries()[-1].seq  # reading appended nothing
     for name in ("ledger.json", "anchor.json", "steps/SB-12.json"):
         assert (tmp_path / "auditor" / name).read_bytes() == (tmp_path / "admin" / name).read_bytes()
-    assert report.verify_pack(tmp_path / "auditor").ok
+    assert evidence.verify_pack(tmp_path / "auditor").ok
 
 
 def _flip_one_byte(path: Path, needle: bytes) -> None:
@@ -439,14 +439,14 @@ def test_verify_pack_names_the_file_that_was_tampered_with(
     else:
         (pack / "manifest.json").unlink()
     with pytest.raises(LedgerBroken, match=re.escape(named)) as broken:
-        report.verify_pack(pack)
+        evidence.verify_pack(pack)
     assert broken.value.exit_code == 7
 
 
 def _rehash_manifest(pack: Path) -> None:
     """What a forger does after editing a file: recompute the manifest so every sha256 matches again."""
     manifest = json.loads((pack / "manifest.json").read_text())
-    manifest["files"] = {rel: report.sha256_file(pack / rel) for rel in manifest["files"]}
+    manifest["files"] = {rel: evidence.sha256_file(pack / rel) for rel in manifest["files"]}
     (pack / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -459,7 +459,7 @@ def test_a_forged_record_is_named_by_seq_even_when_the_manifest_is_rehashed(hist
     (pack / "ledger.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     _rehash_manifest(pack)
     with pytest.raises(LedgerBroken, match=f"ledger.json fails at seq {commit['seq']}"):
-        report.verify_pack(pack)
+        evidence.verify_pack(pack)
 
 
 def test_a_step_file_that_disagrees_with_the_ledger_is_named_even_when_rehashed(
@@ -473,7 +473,7 @@ def test_a_step_file_that_disagrees_with_the_ledger_is_named_even_when_rehashed(
     path.write_text(json.dumps(step, indent=2, sort_keys=True) + "\n")
     _rehash_manifest(pack)
     with pytest.raises(LedgerBroken, match=r"steps/SB-12.json: record seq \d+ differs from ledger.json"):
-        report.verify_pack(pack)
+        evidence.verify_pack(pack)
 
 
 def test_a_pack_is_rewritten_in_place_but_never_over_foreign_files(history: History, tmp_path: Path) -> None:
@@ -481,7 +481,7 @@ def test_a_pack_is_rewritten_in_place_but_never_over_foreign_files(history: Hist
     history.build("json", pack, step_id="SB-12")
     history.build("json", pack, step_id="SB-13")  # replaces the previous pack
     assert sorted(p.name for p in (pack / "steps").iterdir()) == ["SB-13.json"]
-    assert report.verify_pack(pack).ok
+    assert evidence.verify_pack(pack).ok
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine\n")
@@ -501,10 +501,10 @@ def test_no_report_is_built_from_a_broken_ledger(dsn: str, tmp_path: Path) -> No
         conn.execute("ALTER TABLE gcos.ledger DISABLE TRIGGER ALL")
         conn.execute("UPDATE gcos.ledger SET canonical = replace(canonical, '\"i\":1', '\"i\":7') WHERE seq = 3")
         with pytest.raises(LedgerBroken, match="seq 3"):
-            report.build_report(conn, load_project(REPO), step_id=None, fmt="json", out_dir=tmp_path / "pack")
+            evidence.build_report(conn, load_project(REPO), step_id=None, fmt="json", out_dir=tmp_path / "pack")
     assert not (tmp_path / "pack").exists()
 
 
 def test_a_report_needs_gcos_installed(dsn: str, tmp_path: Path) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn, pytest.raises(SpecError, match="gcos install"):
-        report.build_report(conn, load_project(REPO), step_id=None, fmt="md", out_dir=tmp_path)
+        evidence.build_report(conn, load_project(REPO), step_id=None, fmt="md", out_dir=tmp_path)
