@@ -173,6 +173,8 @@ def _default(condition: Condition, exc: psycopg.Error) -> str:
         return "gcos is not installed in this database; run `gcos install` first."
     if condition is Condition.LEDGER:
         return f"{said[:-1]}; run `gcos ledger verify` and keep the database as evidence."
+    if condition is Condition.TIMEOUT and "statement timeout" in said:
+        return f"{said[:-1]}; retry, or raise GCOS_STATEMENT_TIMEOUT."
     if condition in (Condition.LOCK, Condition.TIMEOUT, Condition.CONFLICT):
         return f"{said[:-1]}; retry."
     if condition is Condition.LOST:
