@@ -11,40 +11,43 @@ from gcos.execute import Footprint, StopResult
 from gcos.ledger import LedgerEntry
 from gcos.rehearsal_evidence import RehearsalResult, markdown, payload, write_evidence
 
-ENTRY = LedgerEntry(7, "0" * 64, "a" * 64, "{}", {"recorded_at": "2026-11-29T10:11:12.345678Z"})
+ENTRY = LedgerEntry(7, "0" * 64, "a" * 8, "{}", {"recorded_at": "2026-11-29T10:11:12.345678Z"})
 FULL = RehearsalResult(
     step="SB-12",
     ref="step-1",
-    spec_hash="b" * 64,
+    spec_hash="b" * 8,
     plan_id="build",
-    plan_hash="c" * 64,
+    plan_hash="c" * 8,
     run_id="d" * 32,
     outcome="residue",
     message="entry != exit after rehearsing SB-12: a | pipe; investigate.",
     reverify=(CheckResult("absent", "SELECT 1", "true", True, True),),
-    stops=(StopResult("no law write", "sql", True, "returned true"), StopResult("few tables", "max_new_tables", False, "0")),
+    stops=(
+        StopResult("no law write", "sql", True, "returned true"),
+        StopResult("few tables", "max_new_tables", False, "0"),
+    ),
     success=(
         CheckResult("one row", "SELECT 1", "1", 2, False),
         CheckResult("broken", "SELECT 1", "1", None, False, error="division by zero"),
         CheckResult("ratio", "SELECT 1", "0.5", 0.5, True),
     ),
     footprint=Footprint(("public.t",), (), {"public.t": {"inserted": 1, "updated": 0, "deleted": 2}}),
-    entry={"hash": "e" * 64},
-    exit={"hash": "f" * 64},
+    entry={"hash": "e" * 8},
+    exit={"hash": "f" * 8},
     differences=("relation public.t added", "session setting work_mem 4MB -> 8MB"),
     residue=("public.s_id_seq",),
     duration_us=1234567,
 )
-BARE = RehearsalResult("X-1", "x", "b" * 64, None, None, "d" * 32, "reverify_mismatch", "re-verify of X-1 failed.")
+BARE = RehearsalResult("X-1", "x", "b" * 8, None, None, "d" * 32, "reverify_mismatch", "re-verify of X-1 failed.")
 
 # Produced by the hand-built rehearsal._markdown of main (a2658fb..1b5bfee) from FULL and BARE with ENTRY.
 FULL_MD = """\
 # Rehearsal of SB-12 (step-1): residue
 
 - entry != exit after rehearsing SB-12: a | pipe; investigate.
-- spec hash `bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb`; plan build `cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc`
-- ledger record seq 7, hash `aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa`, at 2026-11-29T10:11:12.345678Z
-- entry fingerprint `eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee`; exit fingerprint `ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff`
+- spec hash `bbbbbbbb`; plan build `cccccccc`
+- ledger record seq 7, hash `aaaaaaaa`, at 2026-11-29T10:11:12.345678Z
+- entry fingerprint `eeeeeeee`; exit fingerprint `ffffffff`
 - duration 1.235 s; run id `dddddddddddddddddddddddddddddddd`
 - known residue (sequences, non-transactional): public.s_id_seq
 
@@ -85,8 +88,8 @@ BARE_MD = """\
 # Rehearsal of X-1 (x): reverify_mismatch
 
 - re-verify of X-1 failed.
-- spec hash `bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb`; plan None `None`
-- ledger record seq 7, hash `aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa`, at 2026-11-29T10:11:12.345678Z
+- spec hash `bbbbbbbb`; plan None `None`
+- ledger record seq 7, hash `aaaaaaaa`, at 2026-11-29T10:11:12.345678Z
 - entry fingerprint `-`; exit fingerprint `-`
 - duration 0.000 s; run id `dddddddddddddddddddddddddddddddd`
 
@@ -109,6 +112,6 @@ def test_the_evidence_files_are_the_payload_and_the_markdown(tmp_path: Path) -> 
     json_path, md_path = write_evidence(tmp_path, FULL, ENTRY, body)
     assert Path(json_path).name == "20261129T101112.345678Z-seq7.json"
     document = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    assert document["ledger"] == {"seq": 7, "hash": "a" * 64, "recorded_at": ENTRY.record["recorded_at"]}
+    assert document["ledger"] == {"seq": 7, "hash": "a" * 8, "recorded_at": ENTRY.record["recorded_at"]}
     assert document["checks"]["success"][2]["actual"] == "0.5"  # the ledger keeps floats as text
     assert Path(md_path).read_bytes() == FULL_MD.encode("utf-8")
