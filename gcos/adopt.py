@@ -26,11 +26,9 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 
-from gcos.errors import GateRefused, SpecError
+from gcos.errors import Condition, SpecError, condition_of, from_database, reason
 from gcos.install import require_installed
-from gcos.ledger import map_db_errors
 
 KERNEL_ROLE = "gcos_kernel"
 
@@ -148,22 +146,23 @@ def _schema_names(schemas: Sequence[str]) -> list[str]:
 
 @contextmanager
 def _refusals(action: str) -> Iterator[None]:
-    """The database's refusals as gcos errors. Ours carry their sentence; PostgreSQL's "must be owner of
-    table t" or "must be able to SET ROLE" mean the caller lacked a right our checks did not foresee."""
+    """The database's refusals as gcos errors (errors.translated). Ours carry their sentence; PostgreSQL's
+    "must be owner of table t" or "must be able to SET ROLE" mean the caller lacked a right our checks did
+    not foresee, and name who may run it instead."""
     try:
-        with map_db_errors():
-            try:
-                yield
-            except pg_errors.InsufficientPrivilege as exc:
-                message = (exc.diag.message_primary or str(exc)).strip()
-                if not message.startswith("must be"):  # ours ("gcos: ...") or a missing gcos group role
-                    raise
-                raise GateRefused(
-                    f"PostgreSQL refused the {action} ({message}); run it as a superuser, or as a member of every "
-                    "object's owner who holds ADMIN OPTION on gcos_kernel."
-                ) from exc
-    except pg_errors.ObjectNotInPrerequisiteState as exc:
-        raise GateRefused(f"{(exc.diag.message_primary or str(exc)).removeprefix('gcos: ')}.") from exc
+        yield
+    except psycopg.Error as exc:
+        said = reason(exc)
+        say: dict[Condition | str, str] = {}
+        if condition_of(exc) is Condition.REFUSED and said.startswith("must be"):
+            say[Condition.REFUSED] = (
+                f"PostgreSQL refused the {action} ({said}); run it as a superuser, or as a member of every "
+                "object's owner who holds ADMIN OPTION on gcos_kernel."
+            )
+        error = from_database(exc, say=say)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _schema_change(row: tuple[Any, ...]) -> SchemaChange:

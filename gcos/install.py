@@ -25,12 +25,11 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from gcos import fingerprint
 from gcos.canonical import content_hash
-from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, SpecError
+from gcos.errors import Condition, GateRefused, GcosError, SpecError, translated
 
 LOCK_KEY = 0x67636F73_696E7374  # "gcosinst": the advisory lock every install takes (per database)
 _FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -172,13 +171,10 @@ def install(
     target = upto if upto is not None else newest
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise GcosError("gcos install must start outside a transaction; commit or roll back first.")
-    try:
-        with conn.transaction():
-            return _install(conn, chosen, target)
-    except pg_errors.LockNotAvailable as exc:
-        raise DatabaseUnavailable(
-            "Another gcos install (or a long transaction) holds the install lock; wait for it and retry."
-        ) from exc
+    busy = "Another gcos install (or a long transaction) holds the install lock; wait for it and retry."
+    # A missing object inside a migration is a bug in it, not "gcos is not installed": raised unchanged.
+    with translated({Condition.LOCK: busy}, keep={Condition.NOT_INSTALLED}), conn.transaction():
+        return _install(conn, chosen, target)
 
 
 def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int) -> InstallResult:

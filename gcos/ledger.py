@@ -29,19 +29,17 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import rfc8785
-from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from gcos.canonical import canonical_bytes, content_hash
-from gcos.errors import DatabaseUnavailable, GateRefused, LedgerBroken, SpecError
+from gcos.errors import DatabaseUnavailable, LedgerBroken, SpecError, translated
 
 FORMAT_VERSION = 1
 ANCHOR_FORMAT_VERSION = 1
@@ -262,7 +260,7 @@ def append(
         raise SpecError("trace_id must be 32 and span_id 16 lowercase hex digits.")
     if spec_hash is not None and not _HEX64.fullmatch(spec_hash):
         raise SpecError("A spec hash is 64 lowercase hex digits.")
-    with map_db_errors():
+    with translated():
         head = conn.execute(
             "SELECT seq FROM gcos.ledger_append(%s, %s, %s, %s, %s, %s)",
             (kind, step_id, spec_hash, trace_id, span_id, Jsonb(dict(payload))),
@@ -281,14 +279,14 @@ def append(
 
 def read_all(conn: psycopg.Connection[Any]) -> list[LedgerEntry]:
     """Every record in seq order (parsed; LedgerBroken if a stored record is not JSON)."""
-    with map_db_errors():
+    with translated():
         rows = conn.execute("SELECT seq, prev_hash, hash, canonical FROM gcos.ledger ORDER BY seq").fetchall()
     return [_entry(Row(*row)) for row in rows]
 
 
 def read_one(conn: psycopg.Connection[Any], seq: int) -> LedgerEntry:
     """The record at `seq` (LedgerBroken if there is none: a caller was told it exists)."""
-    with map_db_errors():
+    with translated():
         row = conn.execute("SELECT seq, prev_hash, hash, canonical FROM gcos.ledger WHERE seq = %s", (seq,)).fetchone()
     if row is None:
         raise LedgerBroken(f"Ledger record {seq} is missing; run `gcos ledger verify`.")
@@ -303,32 +301,8 @@ def _entry(row: Row) -> LedgerEntry:
     return LedgerEntry(row.seq, row.prev_hash, row.hash, row.canonical, record if isinstance(record, dict) else {})
 
 
-@contextmanager
-def map_db_errors() -> Iterator[None]:
-    """Map the database's refusals to gcos errors (42501 -> GateRefused, 22023 -> SpecError, ...)."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        message = (exc.diag.message_primary or str(exc)).strip()
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            if not message.startswith("gcos:"):  # the privilege wall itself, e.g. no EXECUTE
-                message += "; the session role lacks the gcos group role this needs, ask a gcos admin"
-            raise GateRefused(_sentence(message)) from exc
-        if isinstance(exc, pg_errors.InvalidParameterValue):
-            raise SpecError(_sentence(message)) from exc
-        if isinstance(exc, (pg_errors.UndefinedTable, pg_errors.UndefinedFunction, pg_errors.InvalidSchemaName)):
-            raise SpecError("gcos is not installed in this database; run `gcos install` first.") from exc
-        if isinstance(exc, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.SerializationFailure)):
-            raise DatabaseUnavailable(f"{_sentence(message)[:-1]}; retry.") from exc
-        if isinstance(exc, psycopg.OperationalError):
-            raise DatabaseUnavailable(f"The database connection failed ({message}); retry.") from exc
-        raise
-
-
-def _sentence(message: str) -> str:
-    text = message.removeprefix("gcos: ").strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
+# Transitional: approvals.py, kernel.py and report.py still say ledger.map_db_errors(); it is the one translation.
+map_db_errors = translated
 
 
 # --------------------------------------------------------------------------- verify
@@ -355,7 +329,7 @@ def _snapshot(conn: psycopg.Connection[Any]) -> tuple[list[Row], tuple[int, str]
         head = (int(head_rows[0][0]), str(head_rows[0][1])) if len(head_rows) == 1 else None
         return rows, head, _identity(conn)
 
-    with map_db_errors():
+    with translated():
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -33,8 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gcos.errors import GateRefused, SpecError
-from gcos.ledger import map_db_errors
+from gcos.errors import Condition, SpecError, translated
 
 KINDS = ("human", "agent", "service")
 ROLES = ("sovereign", "council", "operator", "auditor", "admin")
@@ -110,18 +109,17 @@ def add_principal(
         raise SpecError(f"Unknown gcos role(s) {', '.join(unknown)}; choose among {', '.join(ROLES)}.")
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise SpecError("add_principal must start outside a transaction; commit or roll back first.")
-    with conn.transaction(), map_db_errors():
+    with conn.transaction(), translated():
         conn.execute("SELECT * FROM gcos.add_principal(%s, %s, %s, %s)", (role, name, kind, wanted))
         if grant:
             for gcos_role in wanted:
                 statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"gcos_{gcos_role}"), sql.Identifier(role))
-                try:
+                refused = (
+                    f"You may record principals but cannot grant the database role gcos_{gcos_role} to {role}; "
+                    "ask a superuser to grant it, or add the principal without granting."
+                )
+                with translated({Condition.REFUSED: refused}):
                     conn.execute(statement)
-                except psycopg.errors.InsufficientPrivilege as exc:
-                    raise GateRefused(
-                        f"You may record principals but cannot grant the database role gcos_{gcos_role} to {role}; "
-                        "ask a superuser to grant it, or add the principal without granting."
-                    ) from exc
         row = conn.execute(_COLUMNS + sql.SQL(" WHERE r.rolname = %s"), (role,)).fetchone()
     assert row is not None
     return _principal(row)
@@ -129,7 +127,7 @@ def add_principal(
 
 def whoami(conn: psycopg.Connection[Any]) -> Principal | None:
     """The principal of this session's role (session_user), or None if the role is not one."""
-    with map_db_errors():
+    with translated():
         # gcos.principal_conflicts is for gcos roles only (a role without one cannot approve anyway).
         may = conn.execute("SELECT pg_catalog.has_function_privilege('gcos.principal_conflicts(oid)', 'EXECUTE')")
         extra = sql.SQL(", gcos.principal_conflicts(role_oid)" if may.fetchone() == (True,) else "")
@@ -146,6 +144,6 @@ def whoami(conn: psycopg.Connection[Any]) -> Principal | None:
 
 def list_principals(conn: psycopg.Connection[Any]) -> list[Principal]:
     """Every principal, by role name (needs a gcos group role, e.g. gcos_auditor, to read)."""
-    with map_db_errors():
+    with translated():
         rows = conn.execute(_COLUMNS + sql.SQL(" ORDER BY 2")).fetchall()
     return [_principal(row) for row in rows]

@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from gcos import ledger
-from gcos.errors import LedgerBroken, SpecError
+from gcos.errors import LedgerBroken, translated
 from gcos.spec import PlanSpec, StepSpec
 
 _QUERIES = {"spec": "SELECT gcos.register_spec(%s)", "plan": "SELECT gcos.register_plan(%s)"}
@@ -38,20 +36,16 @@ def _register(conn: psycopg.Connection[Any], what: str, label: str, document: di
     GateRefused (exit 3) when the session may not register, SpecError (exit 2) for a document the
     database refuses, LedgerBroken (exit 7) when the two canonicalizers disagree: an integrity failure
     that retrying cannot fix, and nothing is registered."""
-    try:
-        with ledger.map_db_errors(), conn.transaction():
-            row = conn.execute(_QUERIES[what], (Jsonb(document),)).fetchone()
-            computed = str(row[0]) if row and row[0] is not None else ""
-            if computed != expected:
-                raise LedgerBroken(
-                    f"the database computed {what} hash {computed[:12] or 'nothing'}… for {label} but gcos computed "
-                    f"{expected[:12] or 'nothing'}…: the canonical JSON of the database and of this gcos disagree, so "
-                    "nothing was registered; run `gcos install` to align the gcos schema and report the spec if it "
-                    "persists.",
-                    details={"what": what, "label": label, "database": computed, "client": expected},
-                )
-    except pg_errors.UntranslatableCharacter as exc:
-        raise SpecError(
-            f"{label} holds a character PostgreSQL text cannot store (NUL, \\u0000); remove it from the spec."
-        ) from exc
+    nul = f"{label} holds a character PostgreSQL text cannot store (NUL, \\u0000); remove it from the spec."
+    with translated({"22P05": nul}), conn.transaction():
+        row = conn.execute(_QUERIES[what], (Jsonb(document),)).fetchone()
+        computed = str(row[0]) if row and row[0] is not None else ""
+        if computed != expected:
+            raise LedgerBroken(
+                f"the database computed {what} hash {computed[:12] or 'nothing'}… for {label} but gcos computed "
+                f"{expected[:12] or 'nothing'}…: the canonical JSON of the database and of this gcos disagree, so "
+                "nothing was registered; run `gcos install` to align the gcos schema and report the spec if it "
+                "persists.",
+                details={"what": what, "label": label, "database": computed, "client": expected},
+            )
     return computed

@@ -12,58 +12,38 @@ transaction, since ROLLBACK undoes SET and SET LOCAL alike) and a session adviso
 ROLLBACK fail the rehearsal with exit 5, and the connection is reset.
 
 Every rehearsal, whatever its outcome, becomes a ledger record and evidence files under rehearsals/.
+This module orchestrates only: running SQL is gcos.execute's, the record and its files gcos.rehearsal_evidence's.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import errors as pgerrors
-from psycopg import sql
 
-from gcos import fingerprint, ledger, sqlcheck
-from gcos.checks import CheckResult, evaluate, evaluate_all, mismatch_sentence, plain_value
-from gcos.errors import DatabaseUnavailable, GcosError, ResidueFound, ReverifyMismatch, SpecError, StopHeld
-from gcos.install import require_installed
-from gcos.spec import Check, Expectation, PlanSpec, Project, StepSpec, StopCondition
-from gcos.target import SessionSettings
-
-FORMAT_VERSION = 1
-BATCHES_REHEARSED = 2  # a batched step rehearses its mutation and its first batches
-SEQUENCE_RESIDUE = "sequence_state"
-# Settings that belong to one transaction (BEGIN ISOLATION LEVEL ...) and end with it.
-PER_TRANSACTION = frozenset({"transaction_isolation", "transaction_read_only", "transaction_deferrable"})
-# This backend's advisory locks as the key the caller passed: one bigint, or two integers (oids hold them
-# unsigned, so values from 2^31 up are negative integers) — then the lock mode.
-_ADVISORY_LOCKS = (
-    "SELECT CASE l.objsubid WHEN 1 THEN ((l.classid::bigint << 32) | l.objid::bigint)::text "
-    "ELSE (l.classid::bigint - (l.classid::bigint >> 31) * 4294967296)::text || ',' "
-    "|| (l.objid::bigint - (l.objid::bigint >> 31) * 4294967296)::text END || ' (' || l.mode || ')' "
-    "FROM pg_catalog.pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()"
+from gcos import execute, fingerprint, ledger, sqlcheck
+from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
+from gcos.errors import (
+    Condition,
+    GcosError,
+    ResidueFound,
+    ReverifyMismatch,
+    SpecError,
+    StopHeld,
+    condition_of,
+    from_database,
 )
-
-
-@dataclass(frozen=True)
-class StopResult:
-    name: str
-    kind: str
-    held: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class Footprint:
-    new_tables: tuple[str, ...]
-    dropped_tables: tuple[str, ...]
-    row_deltas: dict[str, dict[str, int]]  # table -> inserted/updated/deleted inside the transaction
+from gcos.install import require_installed
+from gcos.rehearsal_evidence import RehearsalResult as RehearsalResult
+from gcos.rehearsal_evidence import payload
+from gcos.rehearsal_evidence import write_evidence as _write_evidence
+from gcos.spec import PlanSpec, Project, StepSpec
+from gcos.target import SessionSettings
 
 
 @dataclass(frozen=True)
@@ -74,346 +54,31 @@ class RehearsalHooks:
     inside: Callable[[psycopg.Connection[Any]], None] | None = None
 
 
-@dataclass(frozen=True)
-class RehearsalResult:
-    step: str
-    ref: str
-    spec_hash: str
-    plan_id: str | None
-    plan_hash: str | None
-    run_id: str
-    outcome: str  # passed | stopped | success_failed | mutation_failed | rollback_unproven | residue | ...
-    message: str
-    reverify: tuple[CheckResult, ...] = ()
-    stops: tuple[StopResult, ...] = ()
+@dataclass
+class _Run:
+    """One rehearsal in progress: what it has learned so far, and its outcome once decided."""
+
+    step: StepSpec
+    plan: PlanSpec | None
+    settings: SessionSettings
+    hooks: RehearsalHooks
+    base: dict[str, Any]
+    started: int
+    entry: fingerprint.Fingerprint
+    mutation: list[sqlcheck.Statement]
+    rollback: list[sqlcheck.Statement]
+    stops: tuple[execute.StopResult, ...] = ()
     success: tuple[CheckResult, ...] = ()
-    footprint: Footprint | None = None
-    entry: dict[str, Any] = field(default_factory=dict)
-    inside: dict[str, Any] = field(default_factory=dict)
-    after_rollback: dict[str, Any] = field(default_factory=dict)
-    exit: dict[str, Any] = field(default_factory=dict)
-    differences: tuple[str, ...] = ()
-    residue: tuple[str, ...] = ()
-    duration_us: int = 0
-    ledger_seq: int | None = None
-    evidence: tuple[str, ...] = ()
+    footprint: execute.Footprint | None = None
+    inside: fingerprint.Fingerprint | None = None
+    after_rollback: fingerprint.Fingerprint | None = None
+    outcome: str = "passed"
+    message: str = ""
+    error: type[GcosError] | None = None
+    local: frozenset[str] = field(default_factory=frozenset)
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "passed"
-
-
-@dataclass(frozen=True)
-class SessionState:
-    """What outlives a transaction in a session: advisory locks (key and mode) and session-level settings."""
-
-    advisory_locks: frozenset[str]
-    settings: dict[str, str]
-
-
-class Outcome(Exception):
-    """Ends the transaction early with a recorded outcome (the transaction always rolls back)."""
-
-    def __init__(self, outcome: str, message: str, error: type[GcosError]) -> None:
-        super().__init__(message)
-        self.outcome, self.message, self.error = outcome, message, error
-
-
-# --------------------------------------------------------------------------- static checks
-
-
-def static_check(step: StepSpec, plan: PlanSpec | None) -> None:
-    """Refuse, before anything runs, SQL the spec does not allow (exit 2, the statement quoted)."""
-    forbid_columns = [n for s in (*step.stop, *plan_stops(plan)) if s.kind == "forbid_columns" for n in s.names]
-    forbid_objects = [n for s in (*step.stop, *plan_stops(plan)) if s.kind == "forbid_objects" for n in s.names]
-    if step.mutation:
-        sqlcheck.check_mutation(step, extra_forbid_columns=forbid_columns, extra_forbid_objects=forbid_objects)
-    sqlcheck.check_rollback(step)
-    if step.batch:
-        sqlcheck.check_batch(step)
-    for section, checks in (("re-verify", step.reverify), ("success", step.success)):
-        for check in checks:
-            sqlcheck.check_query(check.sql, label=f"step {step.id} {section} check {check.name!r}")
-    for stop in (*step.stop, *plan_stops(plan)):
-        if stop.sql:
-            sqlcheck.check_query(stop.sql, label=f"step {step.id} stop condition {stop.name!r}")
-
-
-def plan_stops(plan: PlanSpec | None) -> tuple[StopCondition, ...]:
-    return plan.global_stop if plan else ()
-
-
-# --------------------------------------------------------------------------- stop conditions
-
-
-def _holds(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
-    with conn.transaction():
-        row = conn.execute(query, params).fetchone()
-    return plain_value(row[0]) if row else None
-
-
-_USER_SCHEMAS = "n.nspname NOT IN ('information_schema', 'gcos') AND n.nspname !~ '^pg_'"
-
-
-def evaluate_stop(conn: psycopg.Connection[Any], stop: StopCondition, footprint: Footprint) -> StopResult:
-    """Whether one stop condition holds inside the open transaction."""
-    if stop.kind == "sql":
-        assert stop.sql is not None
-        result = evaluate(conn, Check(stop.name, stop.sql, Expectation("eq", True)), section="stop condition")
-        detail = f"error: {result.error}" if result.error else f"returned {result.shown_actual}"
-        return StopResult(stop.name, stop.kind, result.ok or bool(result.error), detail)
-    if stop.kind == "forbid_columns":
-        found = _holds(
-            conn,
-            "SELECT string_agg(DISTINCT c.relname || '.' || a.attname, ', ') FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE a.attnum > 0 AND NOT a.attisdropped AND {_USER_SCHEMAS} AND a.attname = ANY(%s)",
-            (list(stop.names),),
-        )
-        return StopResult(stop.name, stop.kind, bool(found), f"found {found}" if found else "none present")
-    if stop.kind == "forbid_objects":
-        found = _holds(
-            conn,
-            "SELECT string_agg(DISTINCT name, ', ') FROM ("
-            " SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            f"  WHERE {_USER_SCHEMAS} AND c.relname = ANY(%s)"
-            " UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-            f"  WHERE {_USER_SCHEMAS} AND p.proname = ANY(%s)"
-            " UNION ALL SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
-            f"  WHERE {_USER_SCHEMAS} AND t.typname = ANY(%s) AND t.typtype <> 'c'"
-            " UNION ALL SELECT tg.tgname FROM pg_trigger tg WHERE NOT tg.tgisinternal AND tg.tgname = ANY(%s)"
-            ") AS objects",
-            [list(stop.names)] * 4,
-        )
-        return StopResult(stop.name, stop.kind, bool(found), f"found {found}" if found else "none present")
-    limit = stop.limit if stop.limit is not None else 0
-    count = len(footprint.new_tables)
-    return StopResult(stop.name, stop.kind, count > limit, f"{count} new table(s), limit {limit}")
-
-
-def footprint_of(
-    conn: psycopg.Connection[Any], entry: fingerprint.Fingerprint, inside: fingerprint.Fingerprint
-) -> Footprint:
-    """New and dropped tables (from the fingerprints) and row deltas per table inside this transaction."""
-    before = set(entry.schema.get("relation", {}))
-    after = set(inside.schema.get("relation", {}))
-    tables_now = table_identities(conn)
-    with conn.transaction():
-        rows = conn.execute(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(relname), n_tup_ins, n_tup_upd, n_tup_del "
-            "FROM pg_stat_xact_user_tables "
-            "WHERE (n_tup_ins + n_tup_upd + n_tup_del) > 0 AND schemaname <> 'gcos' ORDER BY 1"
-        ).fetchall()
-    deltas = {str(r[0]): {"inserted": int(r[1]), "updated": int(r[2]), "deleted": int(r[3])} for r in rows}
-    return Footprint(
-        new_tables=tuple(sorted((after - before) & tables_now)),
-        dropped_tables=tuple(sorted(before - after)),
-        row_deltas=deltas,
-    )
-
-
-def table_identities(conn: psycopg.Connection[Any]) -> set[str]:
-    with conn.transaction():
-        rows = conn.execute(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS}"
-        ).fetchall()
-    return {str(r[0]) for r in rows}
-
-
-# --------------------------------------------------------------------------- running SQL
-
-
-@contextmanager
-def statement_errors(step: StepSpec, section: str, statement: sqlcheck.Statement) -> Iterator[None]:
-    quoted = " ".join(statement.text.split())[:120]
-    try:
-        yield
-    except pgerrors.LockNotAvailable:
-        raise
-    except pgerrors.QueryCanceled as exc:
-        raise Outcome(
-            "statement_timeout",
-            f'{section} of {step.id} line {statement.line} hit statement_timeout and was rolled back: "{quoted}"; '
-            "make the step incremental (seed 002 step 9: 5 s statement limit).",
-            StopHeld,
-        ) from exc
-    except psycopg.OperationalError:
-        raise
-    except psycopg.Error as exc:
-        reason = (exc.diag.message_primary if isinstance(exc, psycopg.DatabaseError) else None) or str(exc)
-        raise Outcome(
-            f"{section}_failed",
-            f"{section} of {step.id} failed at line {statement.line} and was rolled back: {reason.strip()} "
-            f'("{quoted}"); fix the spec and rehearse again.',
-            StopHeld,
-        ) from exc
-
-
-def run_statements(
-    conn: psycopg.Connection[Any],
-    step: StepSpec,
-    section: str,
-    statements: Sequence[sqlcheck.Statement],
-    identity: tuple[Any, ...],
-) -> None:
-    """Run each statement alone, then prove the transaction is still open and the role unchanged."""
-    for statement in statements:
-        with statement_errors(step, section, statement):
-            conn.execute(statement.text)  # spec SQL, refused by sqlcheck unless allowed
-        assert_session(conn, step, section, statement, identity)
-
-
-def assert_session(
-    conn: psycopg.Connection[Any],
-    step: StepSpec,
-    section: str,
-    statement: sqlcheck.Statement,
-    identity: tuple[Any, ...],
-) -> None:
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
-        raise Outcome(
-            "transaction_lost",
-            f"{section} of {step.id} line {statement.line} ended the transaction; refused and rolled back.",
-            StopHeld,
-        )
-    now = session_identity(conn)
-    if now != identity:
-        raise Outcome(
-            "identity_changed",
-            f"{section} of {step.id} line {statement.line} changed the session "
-            f"identity or timeouts ({identity} -> {now}); refused and rolled back.",
-            StopHeld,
-        )
-
-
-def session_identity(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
-    row = conn.execute(
-        "SELECT current_user, session_user, current_setting('lock_timeout'), current_setting('statement_timeout'), "
-        "current_setting('search_path')"
-    ).fetchone()
-    return tuple(row) if row else ()
-
-
-def run_batches(conn: psycopg.Connection[Any], step: StepSpec, run_id: str, identity: tuple[Any, ...]) -> int:
-    """Rehearse the first batches of a batched step (keyset ranges over its source table)."""
-    assert step.batch is not None
-    batch = step.batch
-    statement = sqlcheck.Statement(batch.sql, "insert", (), 1)
-    after: Any = None
-    done = 0
-    for _ in range(BATCHES_REHEARSED):
-        bounds = conn.execute(
-            sql.SQL(
-                "SELECT min(k), max(k) FROM (SELECT {key} AS k FROM {table} WHERE %s::bigint IS NULL OR {key} > "
-                "%s ORDER BY {key} LIMIT %s) AS b"
-            ).format(key=sql.Identifier(batch.key), table=sql.Identifier(*batch.table.split("."))),
-            (after, after, batch.size),
-        ).fetchone()
-        if bounds is None or bounds[0] is None:
-            break
-        lower = after if after is not None else bounds[0] - 1
-        with statement_errors(step, "batch", statement):
-            conn.execute(batch.sql, {"after": lower, "upto": bounds[1], "run_id": run_id})
-        assert_session(conn, step, "batch", statement, identity)
-        after = bounds[1]
-        done += 1
-    return done
-
-
-# --------------------------------------------------------------------------- session residue
-
-
-def session_state(conn: psycopg.Connection[Any]) -> SessionState:
-    """This backend's advisory locks and the settings whose source is the session (SET, set_config)."""
-    locks = conn.execute(_ADVISORY_LOCKS).fetchall()
-    settings = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'").fetchall()
-    return SessionState(frozenset(str(r[0]) for r in locks), {str(r[0]): str(r[1]) for r in settings})
-
-
-def changed_settings(before: dict[str, str], after: dict[str, str], ignore: frozenset[str]) -> list[str]:
-    """Each setting whose session value differs, as 'session setting NAME BEFORE -> AFTER'."""
-    names = sorted((set(before) | set(after)) - ignore - PER_TRANSACTION)
-    return [
-        f"session setting {n} {before.get(n, '(default)')} -> {after.get(n, '(default)')}"
-        for n in names
-        if before.get(n) != after.get(n)
-    ]
-
-
-def set_locally(statements: Sequence[sqlcheck.Statement]) -> frozenset[str]:
-    """The settings the step itself changes with a top-level SET LOCAL (sqlcheck allows nothing else)."""
-    return frozenset(t for s in statements if s.kind == "set_local" for t in s.targets)
-
-
-def check_settings(
-    conn: psycopg.Connection[Any], step: StepSpec, section: str, baseline: dict[str, str], local: frozenset[str]
-) -> None:
-    """Inside the transaction: a setting changed other than by a top-level SET LOCAL is residue (exit 5).
-
-    PostgreSQL cannot tell SET from SET LOCAL before the transaction ends and ROLLBACK undoes both, so the
-    rehearsal judges here what the commit would keep: a function the step created can call
-    set_config(..., false) or SET where the static check cannot see it."""
-    changed = changed_settings(baseline, session_state(conn).settings, local)
-    if changed:
-        raise Outcome(
-            "residue",
-            f"the {section} of {step.id} changed {'; '.join(changed)}, not by a top-level SET LOCAL: a session-level "
-            "change would outlive the commit; remove the SET or set_config(..., false) (also in functions the "
-            "step creates) and rehearse again.",
-            ResidueFound,
-        )
-
-
-def clear_session_residue(conn: psycopg.Connection[Any], before: SessionState) -> tuple[str, ...]:
-    """After the transaction: name the advisory locks and settings the step left, and undo them, so nothing
-    leaks into the next command on this connection. New locks are released with pg_advisory_unlock_all(),
-    which drops every session advisory lock of the connection (gcos holds none between commands)."""
-    after = session_state(conn)
-    locks = sorted(after.advisory_locks - before.advisory_locks)
-    settings = changed_settings(before.settings, after.settings, frozenset())
-    if locks:
-        conn.execute("SELECT pg_catalog.pg_advisory_unlock_all()")
-    for name in sorted((set(before.settings) | set(after.settings)) - PER_TRANSACTION):
-        if name in before.settings and before.settings[name] != after.settings.get(name):
-            conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, before.settings[name]))
-        elif name not in before.settings:
-            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(*name.split("."))))
-    return (*(f"session advisory lock {key} still held" for key in locks), *settings)
-
-
-def with_session_residue(
-    step: StepSpec, left: Sequence[str], outcome: str, message: str, error: type[GcosError] | None
-) -> tuple[str, str, type[GcosError] | None]:
-    """The outcome once session residue is known: residue (exit 5) naming it, whatever happened before."""
-    if not left:
-        return outcome, message, error
-    kept = f" (after: {message})" if message else ""
-    return (
-        "residue",
-        f"rehearsing {step.id} left {'; '.join(left)} in the session after ROLLBACK{kept}; gcos released it — "
-        "use pg_advisory_xact_lock and SET LOCAL in the step (and in functions it creates), then rehearse again.",
-        ResidueFound,
-    )
-
-
-# --------------------------------------------------------------------------- the rehearsal
-
-
-def blockers(conn: psycopg.Connection[Any], statements: Sequence[sqlcheck.Statement]) -> str:
-    """Who holds locks on the tables the step touches (asked after the failed transaction ended)."""
-    names = sorted({t for s in statements for t in s.targets})
-    rows = conn.execute(
-        "SELECT DISTINCT l.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100), l.mode, "
-        "l.relation::regclass::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY ("
-        "  SELECT to_regclass(n) FROM unnest(%s::text[]) AS n WHERE to_regclass(n) IS NOT NULL) ORDER BY 1",
-        (names,),
-    ).fetchall()
-    if not rows:
-        return "no blocker is left now"
-    return "; ".join(f"pid {r[0]} ({r[1]}) holds {r[3]} on {r[4]}, running: {r[2]}" for r in rows)
+    def end(self, stop: execute.Outcome) -> None:
+        self.outcome, self.message, self.error = stop.outcome, stop.message, stop.error
 
 
 def rehearse(
@@ -428,7 +93,7 @@ def rehearse(
     """Rehearse `step` on an idle autocommit connection; record the outcome; raise its error if it failed."""
     hooks = hooks or RehearsalHooks()
     plan = project.plan_of(step.id)
-    static_check(step, plan)
+    execute.static_check(step, plan)
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise SpecError(
             "a rehearsal must start on an idle connection (a transaction() inside another would "
@@ -436,17 +101,33 @@ def rehearse(
         )
     require_installed(conn)  # rehearsals are ledger records
     started = time.perf_counter_ns()
-    run_id = uuid.uuid4().hex
     base: dict[str, Any] = {
         "step": step.id,
         "ref": step.ref,
         "spec_hash": step.hash,
         "plan_id": plan.id if plan else None,
         "plan_hash": plan.hash if plan else None,
-        "run_id": run_id,
+        "run_id": uuid.uuid4().hex,
     }
+    reverify = _reverify(conn, step, base, started, evidence_dir)
+    mutation = sqlcheck.split(step.mutation.sql) if step.mutation else []
+    rollback = sqlcheck.split(step.rollback_sql)
+    entry = fingerprint.take(conn, watch=step.watch)
+    run = _Run(step, plan, settings, hooks, base, started, entry, mutation, rollback)
+    before, run.local = execute.session_state(conn), execute.set_locally([*mutation, *rollback])
+    _transaction(conn, run)
+    left = execute.clear_session_residue(conn, before)
+    result = _judge(run, fingerprint.take(conn, watch=step.watch), left, reverify)
+    result = _record(conn, result, evidence_dir)
+    if run.error is not None:
+        raise run.error(result.message, details=result)
+    return result
 
-    # Re-verify first: a mismatch stops before any mutation.
+
+def _reverify(
+    conn: psycopg.Connection[Any], step: StepSpec, base: dict[str, Any], started: int, evidence_dir: Path | None
+) -> tuple[CheckResult, ...]:
+    """Re-verify first, in a read-only snapshot: a mismatch is recorded and stops before any mutation."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
@@ -456,201 +137,133 @@ def rehearse(
             outcome="reverify_mismatch",
             message=mismatch_sentence(step, reverify),
             reverify=reverify,
-            duration_us=micros_since(started),
+            duration_us=execute.micros_since(started),
         )
         result = _record(conn, result, evidence_dir)
         raise ReverifyMismatch(result.message, details=result)
+    return reverify
 
-    entry = fingerprint.take(conn, watch=step.watch)
-    mutation = sqlcheck.split(step.mutation.sql) if step.mutation else []
-    rollback = sqlcheck.split(step.rollback_sql)
-    stops: tuple[StopResult, ...] = ()
-    success: tuple[CheckResult, ...] = ()
-    footprint: Footprint | None = None
-    inside: fingerprint.Fingerprint | None = None
-    after_rollback: fingerprint.Fingerprint | None = None
-    outcome, message, error = "passed", "", None
-    before, local = session_state(conn), set_locally([*mutation, *rollback])
+
+def _transaction(conn: psycopg.Connection[Any], run: _Run) -> None:
+    """BEGIN REPEATABLE READ .. ROLLBACK (COMMIT only with hooks.force_commit) around the step; the
+    outcome lands in `run`. A lock not granted in time names who holds the step's tables."""
     previous_isolation = conn.isolation_level
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
-        with conn.transaction(force_rollback=not hooks.force_commit):
-            for name, value in (
-                ("lock_timeout", settings.lock_timeout),
-                ("statement_timeout", settings.statement_timeout),
-                ("idle_in_transaction_session_timeout", settings.idle_in_transaction_session_timeout),
-            ):
-                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            identity, baseline = session_identity(conn), session_state(conn).settings
+        with conn.transaction(force_rollback=not run.hooks.force_commit):
+            execute.set_local_timeouts(conn, run.settings)
+            identity, baseline = execute.session_identity(conn), execute.session_state(conn).settings
             try:
-                run_statements(conn, step, "mutation", mutation, identity)
-                if step.batch:
-                    run_batches(conn, step, run_id, identity)
-                if hooks.inside:
-                    hooks.inside(conn)
-                check_settings(conn, step, "mutation", baseline, local)
-                inside = fingerprint.take(conn, watch=step.watch)
-                footprint = footprint_of(conn, entry, inside)
-                stops = tuple(evaluate_stop(conn, s, footprint) for s in (*step.stop, *plan_stops(plan)))
-                success = tuple(evaluate_all(conn, step.success, section="success check"))
-                held = [s for s in stops if s.held]
-                failed = [c for c in success if not c.ok]
-                if held:
-                    raise Outcome(
-                        "stopped",
-                        f"stop condition {held[0].name!r} of {step.id} held "
-                        f"({held[0].detail}); the step was rolled back.",
-                        StopHeld,
-                    )
-                if failed:
-                    raise Outcome(
-                        "success_failed",
-                        f"success check {failed[0].name!r} of {step.id} expected "
-                        f"{failed[0].expected}, got {failed[0].shown_actual}; the step was rolled back.",
-                        StopHeld,
-                    )
-                if not hooks.force_commit:
-                    run_statements(conn, step, "rollback", rollback, identity)
-                    check_settings(conn, step, "rollback", baseline, local)
-                    after_rollback = fingerprint.take(conn, watch=step.watch)
-                    unproven = real_differences(fingerprint.diff(entry, after_rollback))
-                    if unproven:
-                        raise Outcome(
-                            "rollback_unproven",
-                            f"the rollback evidence of {step.id} does not return "
-                            f"the world to its entry fingerprint: {fingerprint.describe(unproven)}; fix "
-                            "its rollback SQL.",
-                            ResidueFound,
-                        )
-            except Outcome as stop:
-                outcome, message, error = stop.outcome, stop.message, stop.error
-                if hooks.force_commit:
+                _mutate(conn, run, identity, baseline)
+                if not run.hooks.force_commit:
+                    _prove_rollback(conn, run, identity, baseline)
+            except execute.Outcome as stop:
+                run.end(stop)
+                if run.hooks.force_commit:
                     raise
-    except pgerrors.LockNotAvailable:
+    except psycopg.Error as exc:
+        if condition_of(exc) is not Condition.LOCK:
+            raise
         conn.isolation_level = previous_isolation
-        holders = blockers(conn, [*mutation, *rollback])
-        outcome, error = "lock_timeout", DatabaseUnavailable
+        holders = execute.blockers(conn, [*run.mutation, *run.rollback])
         message = (
-            f"{step.id} could not get a lock within lock_timeout {settings.lock_timeout}: {holders}; "
+            f"{run.step.id} could not get a lock within lock_timeout {run.settings.lock_timeout}: {holders}; "
             "nothing was changed, retry when they are done."
         )
-    except Outcome as stop:  # only with force_commit: the transaction was rolled back by the exception
-        outcome, message, error = stop.outcome, stop.message, stop.error
+        failure = from_database(exc, say={Condition.LOCK: message})
+        assert failure is not None
+        run.outcome, run.message, run.error = "lock_timeout", failure.message, type(failure)
+    except execute.Outcome as stop:  # only with force_commit: the transaction was rolled back by the exception
+        run.end(stop)
     finally:
         conn.isolation_level = previous_isolation
 
-    left = clear_session_residue(conn, before)
-    exit_fp = fingerprint.take(conn, watch=step.watch)
-    all_diffs = fingerprint.diff(entry, exit_fp)
-    residue = tuple(sorted({d.identity for d in all_diffs if d.category == SEQUENCE_RESIDUE}))
-    differences = real_differences(all_diffs)
-    if differences and outcome in ("passed", "stopped", "success_failed", "mutation_failed"):
-        kept = f" (after: {message})" if message else ""
-        outcome, error = "residue", ResidueFound
-        message = (
+
+def _mutate(conn: psycopg.Connection[Any], run: _Run, identity: tuple[Any, ...], baseline: dict[str, str]) -> None:
+    """The mutation (and first batches), then what it did: fingerprint, footprint, stops, success."""
+    step = run.step
+    execute.run_statements(conn, step, "mutation", run.mutation, identity)
+    if step.batch:
+        execute.run_batches(conn, step, run.base["run_id"], identity)
+    if run.hooks.inside:
+        run.hooks.inside(conn)
+    execute.check_settings(conn, step, "mutation", baseline, run.local)
+    run.inside = fingerprint.take(conn, watch=step.watch)
+    run.footprint = execute.footprint_of(conn, run.entry, run.inside)
+    stops = (*step.stop, *execute.plan_stops(run.plan))
+    run.stops = tuple(execute.evaluate_stop(conn, s, run.footprint) for s in stops)
+    run.success = tuple(evaluate_all(conn, step.success, section="success check"))
+    held = [s for s in run.stops if s.held]
+    failed = [c for c in run.success if not c.ok]
+    if held:
+        raise execute.Outcome(
+            "stopped",
+            f"stop condition {held[0].name!r} of {step.id} held ({held[0].detail}); the step was rolled back.",
+            StopHeld,
+        )
+    if failed:
+        raise execute.Outcome(
+            "success_failed",
+            f"success check {failed[0].name!r} of {step.id} expected "
+            f"{failed[0].expected}, got {failed[0].shown_actual}; the step was rolled back.",
+            StopHeld,
+        )
+
+
+def _prove_rollback(
+    conn: psycopg.Connection[Any], run: _Run, identity: tuple[Any, ...], baseline: dict[str, str]
+) -> None:
+    """Run the rollback evidence inside the same transaction: it must return the world to the entry."""
+    step = run.step
+    execute.run_statements(conn, step, "rollback", run.rollback, identity)
+    execute.check_settings(conn, step, "rollback", baseline, run.local)
+    run.after_rollback = fingerprint.take(conn, watch=step.watch)
+    unproven = execute.real_differences(fingerprint.diff(run.entry, run.after_rollback))
+    if unproven:
+        raise execute.Outcome(
+            "rollback_unproven",
+            f"the rollback evidence of {step.id} does not return "
+            f"the world to its entry fingerprint: {fingerprint.describe(unproven)}; fix "
+            "its rollback SQL.",
+            ResidueFound,
+        )
+
+
+def _judge(
+    run: _Run, exit_fp: fingerprint.Fingerprint, left: tuple[str, ...], reverify: tuple[CheckResult, ...]
+) -> RehearsalResult:
+    """Entry against exit: a real difference or session residue overrides the outcome (exit 5)."""
+    step = run.step
+    all_diffs = fingerprint.diff(run.entry, exit_fp)
+    residue = tuple(sorted({d.identity for d in all_diffs if d.category == execute.SEQUENCE_RESIDUE}))
+    differences = execute.real_differences(all_diffs)
+    if differences and run.outcome in ("passed", "stopped", "success_failed", "mutation_failed"):
+        kept = f" (after: {run.message})" if run.message else ""
+        run.outcome, run.error = "residue", ResidueFound
+        run.message = (
             f"entry != exit after rehearsing {step.id}: {fingerprint.describe(differences)}{kept}; "
             "the database was changed outside the rolled-back transaction — investigate before going on."
         )
-    outcome, message, error = with_session_residue(step, left, outcome, message, error)
-    if outcome == "passed":
+    run.outcome, run.message, run.error = execute.with_session_residue(step, left, run.outcome, run.message, run.error)
+    if run.outcome == "passed":
         extra = f" (sequences advanced, non-transactional: {', '.join(residue)})" if residue else ""
-        message = f"rehearsal of {step.id} passed: entry == exit{extra}."
-
-    result = RehearsalResult(
-        **base,
-        outcome=outcome,
-        message=message,
+        run.message = f"rehearsal of {step.id} passed: entry == exit{extra}."
+    return RehearsalResult(
+        **run.base,
+        outcome=run.outcome,
+        message=run.message,
         reverify=reverify,
-        stops=stops,
-        success=success,
-        footprint=footprint,
-        entry=fingerprint_summary(entry),
-        inside=fingerprint_summary(inside),
-        after_rollback=fingerprint_summary(after_rollback),
-        exit=fingerprint_summary(exit_fp),
+        stops=run.stops,
+        success=run.success,
+        footprint=run.footprint,
+        entry=execute.fingerprint_summary(run.entry),
+        inside=execute.fingerprint_summary(run.inside),
+        after_rollback=execute.fingerprint_summary(run.after_rollback),
+        exit=execute.fingerprint_summary(exit_fp),
         differences=(*(f"{d.category} {d.identity} {d.change}" for d in differences), *left),
         residue=residue,
-        duration_us=micros_since(started),
+        duration_us=execute.micros_since(run.started),
     )
-    result = _record(conn, result, evidence_dir)
-    if error is not None:
-        raise error(result.message, details=result)
-    return result
-
-
-def real_differences(diffs: list[fingerprint.Difference]) -> list[fingerprint.Difference]:
-    return [d for d in diffs if d.category != SEQUENCE_RESIDUE]
-
-
-def fingerprint_summary(fp: fingerprint.Fingerprint | None) -> dict[str, Any]:
-    if fp is None:
-        return {}
-    return {
-        "hash": fp.hash,
-        "schema_hash": fp.schema_hash,
-        "tables": {k: {"rows": v.rows, "content": v.content} for k, v in fp.tables.items()},
-    }
-
-
-def micros_since(started_ns: int) -> int:
-    return (time.perf_counter_ns() - started_ns) // 1000
-
-
-# --------------------------------------------------------------------------- evidence
-
-
-def ledger_safe(value: Any) -> Any:
-    """The ledger takes integers, never floats: keep floats as their text."""
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): ledger_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [ledger_safe(v) for v in value]
-    return value
-
-
-def payload(result: RehearsalResult) -> dict[str, Any]:
-    """The rehearsal as a ledger payload and evidence document."""
-
-    def check(c: CheckResult) -> dict[str, Any]:
-        return {"name": c.name, "expected": c.expected, "actual": c.actual, "ok": c.ok, "error": c.error}
-
-    fp = result.footprint
-    body: dict[str, Any] = ledger_safe(
-        {
-            "format_version": FORMAT_VERSION,
-            "run_id": result.run_id,
-            "step": result.step,
-            "ref": result.ref,
-            "plan_id": result.plan_id,
-            "plan_hash": result.plan_hash,
-            "outcome": result.outcome,
-            "message": result.message,
-            "fingerprints": {
-                "entry": result.entry,
-                "inside": result.inside,
-                "after_rollback": result.after_rollback,
-                "exit": result.exit,
-            },
-            "footprint": {
-                "new_tables": list(fp.new_tables),
-                "dropped_tables": list(fp.dropped_tables),
-                "row_deltas": fp.row_deltas,
-            }
-            if fp
-            else None,
-            "checks": {
-                "reverify": [check(c) for c in result.reverify],
-                "stop": [{"name": s.name, "kind": s.kind, "held": s.held, "detail": s.detail} for s in result.stops],
-                "success": [check(c) for c in result.success],
-            },
-            "differences": list(result.differences[:50]),
-            "residue": {"sequences": list(result.residue)},
-            "duration_us": result.duration_us,
-        }
-    )
-    return body
 
 
 def _record(conn: psycopg.Connection[Any], result: RehearsalResult, evidence_dir: Path | None) -> RehearsalResult:
@@ -658,55 +271,26 @@ def _record(conn: psycopg.Connection[Any], result: RehearsalResult, evidence_dir
     entry = ledger.append(conn, "rehearsal", body, step_id=result.step, spec_hash=result.spec_hash)
     files: tuple[str, ...] = ()
     if evidence_dir is not None:
-        files = write_evidence(evidence_dir, result, entry, body)
+        files = _write_evidence(evidence_dir, result, entry, body)
     return RehearsalResult(**{**result.__dict__, "ledger_seq": entry.seq, "evidence": files})
 
 
-def write_evidence(
-    evidence_dir: Path, result: RehearsalResult, entry: ledger.LedgerEntry, body: dict[str, Any]
-) -> tuple[str, ...]:
-    """rehearsals/<STEP>/<time>-seq<N>.json and .md: what an auditor reads, tied to the ledger record."""
-    stamp = str(entry.record.get("recorded_at", "")).replace(":", "").replace("-", "")
-    folder = evidence_dir / result.step
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{stamp}-seq{entry.seq}"
-    document = {
-        "format_version": FORMAT_VERSION,
-        "ledger": {"seq": entry.seq, "hash": entry.hash, "recorded_at": entry.record.get("recorded_at")},
-        "spec_hash": result.spec_hash,
-        **body,
-    }
-    json_path = folder / f"{name}.json"
-    json_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md_path = folder / f"{name}.md"
-    md_path.write_text(_markdown(result, entry), encoding="utf-8")
-    return (str(json_path), str(md_path))
-
-
-def _markdown(result: RehearsalResult, entry: ledger.LedgerEntry) -> str:
-    lines = [
-        f"# Rehearsal of {result.step} ({result.ref}): {result.outcome}",
-        "",
-        f"- {result.message}",
-        f"- spec hash `{result.spec_hash}`; plan {result.plan_id} `{result.plan_hash}`",
-        f"- ledger record seq {entry.seq}, hash `{entry.hash}`, at {entry.record.get('recorded_at')}",
-        f"- entry fingerprint `{result.entry.get('hash', '-')}`; exit fingerprint `{result.exit.get('hash', '-')}`",
-        f"- duration {result.duration_us / 1e6:.3f} s; run id `{result.run_id}`",
-    ]
-    if result.residue:
-        lines.append(f"- known residue (sequences, non-transactional): {', '.join(result.residue)}")
-    if result.differences:
-        lines += ["", "## Differences entry vs exit", "", *[f"- {d}" for d in result.differences]]
-    if result.footprint:
-        fp = result.footprint
-        lines += ["", "## Footprint", "", f"- new tables: {', '.join(fp.new_tables) or 'none'}"]
-        lines += [f"- {t}: +{d['inserted']} ~{d['updated']} -{d['deleted']}" for t, d in fp.row_deltas.items()]
-    for title, checks in (("Re-verify", result.reverify), ("Success evidence", result.success)):
-        if checks:
-            lines += ["", f"## {title}", "", "| check | expected | actual | ok |", "|---|---|---|---|"]
-            lines += [f"| {c.name} | {c.expected} | {c.shown_actual} | {'yes' if c.ok else 'NO'} |" for c in checks]
-    if result.stops:
-        lines += ["", "## Stop conditions", "", "| condition | held | detail |", "|---|---|---|"]
-        lines += [f"| {s.name} | {'HELD' if s.held else 'no'} | {s.detail} |" for s in result.stops]
-    lines += ["", f"Verify the chain with `gcos ledger verify`; this record is seq {entry.seq}.", ""]
-    return "\n".join(lines)
+# Transitional: apply.py, batched.py and kernel.py still name these rehearsal.X; they live in gcos.execute
+# (and gcos.rehearsal_evidence). Drop these lines once those callers import them from there.
+Footprint = execute.Footprint
+Outcome = execute.Outcome
+StopResult = execute.StopResult
+assert_session = execute.assert_session
+blockers = execute.blockers
+evaluate_stop = execute.evaluate_stop
+fingerprint_summary = execute.fingerprint_summary
+footprint_of = execute.footprint_of
+ledger_safe = execute.ledger_safe
+micros_since = execute.micros_since
+plan_stops = execute.plan_stops
+run_statements = execute.run_statements
+session_identity = execute.session_identity
+static_check = execute.static_check
+statement_errors = execute.statement_errors
+table_identities = execute.table_identities
+write_evidence = _write_evidence

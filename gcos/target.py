@@ -18,7 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gcos.embedded import EmbeddedServer
-from gcos.errors import DatabaseUnavailable, SpecError
+from gcos.errors import SpecError, connection_failed
 
 CONNECT_TIMEOUT = 10
 _SECRET_KEYS = frozenset({"password", "sslpassword"})
@@ -131,7 +131,8 @@ def connect(
 ) -> psycopg.Connection[Any]:
     """An autocommit connection with the session settings applied from the first statement.
 
-    psycopg.OperationalError becomes DatabaseUnavailable, naming the redacted DSN and what to do."""
+    A failed connection becomes errors.connection_failed: DatabaseUnavailable (exit 8) when the server
+    cannot be reached, LoginRefused (exit 2) when it refused the login; the redacted DSN and what to do."""
     settings = settings if settings is not None else SessionSettings.from_env()
     params = _parse(target.dsn, target.source)
     extra: dict[str, Any] = {
@@ -145,18 +146,12 @@ def connect(
     try:
         return psycopg.connect(target.dsn, autocommit=True, **extra)
     except psycopg.OperationalError as exc:
-        reason = (str(exc).strip().splitlines() or ["unknown error"])[0].strip()
-        for key in _SECRET_KEYS:
-            if params.get(key):
-                reason = reason.replace(str(params[key]), "***")
         where = redact_dsn(make_conninfo(target.dsn, dbname=dbname)) if dbname else target.display
-        hint = (
-            "run `gcos db up`"
-            if target.source == "embedded"
-            else "check that the server is running and the DSN is right"
-        )
-        raise DatabaseUnavailable(
-            f"Cannot connect to the database at {where} ({reason}); {hint}, then retry.",
+        raise connection_failed(
+            exc,
+            where,
+            embedded=target.source == "embedded",
+            secrets=[str(params[key]) for key in _SECRET_KEYS if params.get(key)],
             details={"source": target.source, "dsn": where},
         ) from None
 

@@ -14,8 +14,8 @@ import pytest
 
 from gcos import ledger, rehearsal, sqlcheck
 from gcos.errors import ExitCode, ResidueFound, SpecError
+from gcos.execute import clear_session_residue, session_state
 from gcos.install import install
-from gcos.rehearsal import clear_session_residue, session_state
 from gcos.spec import Batch, Mutation, StepSpec, load_project, load_step
 from gcos.target import SessionSettings
 
