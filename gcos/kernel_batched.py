@@ -105,9 +105,11 @@ def commit_batched(
         call = (spec_hash, plan_hash, uuid.uuid4().hex, run.trace_id, break_glass)
         started = _call(conn, run, settings, "SELECT gcos.batch_start(%s, %s, %s, %s, %s)", call)
         _started(run, started)
-        _batches(conn, run, settings, break_glass, progress, after_batch)
         closing = (run.run_id, run.trace_id, break_glass)
-        closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
+        closed: dict[str, Any] = {"outcome": "more"}
+        while closed.get("outcome") == "more":  # keys that arrived after the last batch are batched too
+            _batches(conn, run, settings, break_glass, progress, after_batch)
+            closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
     if closed.get("outcome") != "applied":
         raise _failure(run, closed)
     stops = tuple(
@@ -115,8 +117,8 @@ def commit_batched(
         for s in closed.get("stops") or []
     )
     outcome = batched.RESUMED_APPLIED if closed.get("resumed") else batched.APPLIED
-    how = f" (resumed after key {run.resumed_from})" if closed.get("resumed") else ""
-    message = f"{closed.get('message')}{how}; this process ran {run.batches} of them"
+    how = f"; resumed after key {run.resumed_from}, this process ran {run.batches}" if closed.get("resumed") else ""
+    message = f"{closed.get('message')}{how}"
     return run.result(
         outcome,
         message,

@@ -29,7 +29,8 @@
 --     DDL; its source table unwritten; no session residue), the cursor moved compare-and-set and the run's
 --     counters, all in that same transaction. A stopped batch is undone and a `stop` record written; the run
 --     stays open and resumable. Returns {outcome: batch | done | commit_refused | <stop outcome>, ...}.
---   batch_close, in the caller's transaction once batch_next said done: the commit lock, gates 5 and 6, the
+--   batch_close, in the caller's transaction once batch_next said done (else it returns outcome "more" and
+--     records nothing: keys arrived meanwhile, or the caller skipped batches): the commit lock, gates 5 and 6, the
 --     fingerprint after, the footprint since the start against the allow list, the step's and plan's stops, the
 --     success evidence. Pass: the `commit` record, with the payload keys of the client's batched commit (state,
 --     report and drift project it alike), fingerprint_before = the one taken when the run started, counters
@@ -520,7 +521,8 @@ BEGIN
               WHERE NOT e ? 'max_new_tables'))
             || pg_catalog.jsonb_build_object('resume_of_seq', (v_open ->> 'seq')::bigint);
     END IF;
-    v_decision := v_decision || pg_catalog.jsonb_build_object('trace_id', p_trace_id, 'mode', 'batched', 'run_id', v_run);
+    v_decision := v_decision || pg_catalog.jsonb_build_object('trace_id', p_trace_id, 'mode', 'batched', 'run_id', v_run,
+                                                              'kernel', true, 'break_glass', v_glass);
     v_base := pg_catalog.jsonb_build_object('run_id', v_run, 'action', 'commit', 'mode', 'batched', 'kernel', true,
                                             'break_glass', v_glass, 'resumed', v_open IS NOT NULL);
     IF NOT (v_decision ->> 'allow')::boolean THEN
@@ -657,8 +659,9 @@ BEGIN
     v_plan := (SELECT p.document FROM gcos.plans AS p WHERE p.plan_hash = r.plan_hash);
     v_base := pg_catalog.jsonb_build_object('run_id', r.run_id, 'action', 'commit', 'mode', 'batched', 'kernel', true, 'break_glass', v_glass);
     IF (SELECT b.keys FROM gcos._kernel_range(v_spec #>> '{batch,table}', v_spec #>> '{batch,key}', r.watermark, 1) AS b) > 0 THEN
-        PERFORM gcos._invalid(pg_catalog.format('gcos: run %s of %s has keys left after %s; call gcos.batch_next until it says done',
-                                                r.run_id, r.step_id, COALESCE(r.watermark::text, 'the start')));
+        RETURN v_base || pg_catalog.jsonb_build_object('outcome', 'more', 'watermark', r.watermark, 'message', pg_catalog.format(
+            'run %s of %s has keys left after %s: call gcos.batch_next until it says done', r.run_id, r.step_id,
+            COALESCE(r.watermark::text, 'the start')));  -- nothing recorded: the run goes on
     END IF;
     PERFORM gcos.lock_approvals(r.step_id, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(v_spec -> 'decisions', '[]'))));
     v_auth := gcos._batch_authority(r.spec_hash, r.plan_hash);
