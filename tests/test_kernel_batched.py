@@ -263,6 +263,15 @@ def test_a_killed_client_leaves_the_run_open_and_the_next_commit_resumes_it(kit:
     (status,) = commands.status(kit.target(None), kit.project_dir, STEP).steps
     assert status.state != "committed"
 
+    spec = kit.project_dir / "steps" / "09-backfill-seed.yaml"  # a run is finished by the spec that started it
+    original = spec.read_text()
+    spec.write_text(original.replace("Backfill seed —", "Backfill seed (edited) —", 1))
+    with pytest.raises(GateRefused) as info:
+        kit.commit()
+    assert "spec" in [g.gate for g in info.value.details.decision.failed]  # type: ignore[attr-defined]
+    assert kit.counts()[2] == two
+    spec.write_text(original)
+
     resumed = kit.commit()
     assert resumed.outcome == "resumed_applied", resumed.message
     assert resumed.resumed_from == int(two) and resumed.batches == BATCHES - 2
@@ -303,7 +312,9 @@ def test_a_revocation_between_batches_stops_the_run_and_earlier_batches_stay(kit
     assert kit.counts()[2:] == (two, [(2, 0, int(two))])  # the two batches before it stay
     refused = kit.records()[-1]
     assert refused.kind == "commit_refused" and refused.payload["at"] == "batch 3" and refused.payload["kernel"] is True
-    assert [g["gate"] for g in refused.payload["gates"] if not g["allow"]] == ["approvals"]
+    decision = refused.payload["policy_decision"]
+    assert decision["failed"] == ["approvals"] and decision["run_id"] == refused.payload["run_id"]
+    assert refused.record["trace_id"] == decision["trace_id"]
 
     with pytest.raises(GateRefused):  # a resume is gated too
         kit.commit()
@@ -392,3 +403,34 @@ def test_the_client_maps_a_stopped_batch_to_exit_4(kit: Kit) -> None:
         commit_batched(kit.target(), project, kit.step, settings=SessionSettings.from_env(), after_batch=move_cursor)
     assert info.value.exit_code == ExitCode.STOP_HELD
     assert kit.records()[-1].kind == "stop" and kit.records()[-1].payload["outcome"] == "cursor_moved"
+
+
+def test_a_run_closes_only_when_every_key_is_batched_and_belongs_to_the_session_that_resumed_it(kit: Kit) -> None:
+    """A client calling the kernel directly cannot close a run early (it would commit a partial backfill), and
+    a second `gcos commit` that resumes a run takes it over: the first session's calls are refused."""
+    kit.rehearse()
+    kit.approve()
+    project = load_project(kit.project_dir)
+    plan = project.plan_of(STEP)
+    assert plan is not None
+    with kit.people["operator"].connect() as conn:
+        spec_hash, plan_hash = registry.register_spec(conn, kit.step), registry.register_plan(conn, plan)
+        first, second = "c" * 32, "d" * 32
+        (started,) = conn.execute(
+            "SELECT gcos.batch_start(%s, %s, %s, %s)", (spec_hash, plan_hash, "e" * 32, first)
+        ).fetchone()
+        assert started["outcome"] == "started"
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '5s'")
+            (body,) = conn.execute("SELECT gcos.batch_next(%s, %s)", (started["run_id"], first)).fetchone()
+        assert body["outcome"] == "batch"
+        (early,) = conn.execute("SELECT gcos.batch_close(%s, %s)", (started["run_id"], first)).fetchone()
+        assert early["outcome"] == "more" and "commit" not in kit.kinds()
+        (again,) = conn.execute(
+            "SELECT gcos.batch_start(%s, %s, %s, %s)", (spec_hash, plan_hash, "f" * 32, second)
+        ).fetchone()
+        assert again["outcome"] == "resumed" and again["run_id"] == started["run_id"]  # the open run, not a new one
+        with pytest.raises(pg_errors.ObjectNotInPrerequisiteState):
+            conn.execute("SELECT gcos.batch_close(%s, %s)", (started["run_id"], first))
+    assert kit.kinds()[-4:] == ["policy_decision", "batch_started", "policy_decision", "batch_resumed"]
+    assert kit.counts()[3][0][0] == 1  # one batch in, and it stays

@@ -238,14 +238,33 @@ BEGIN
 END
 $$;
 
--- Gates 5 and 6 now (the approval rows are locked by the caller): {allow, gates, refusal}.
-CREATE FUNCTION gcos._batch_authority(p_spec_hash text, p_plan_hash text) RETURNS jsonb
+-- Gates 5 and 6 now (the approval rows are locked by the caller), as a policy decision of those two gates,
+-- for run p_run (its trace, kernel, break glass) at p_at ("batch 3", "close").
+CREATE FUNCTION gcos._batch_authority(p_run gcos.batch_runs, p_glass boolean, p_at text) RETURNS jsonb
     LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT gcos._batch_decided('{}', (SELECT pg_catalog.jsonb_agg(e ORDER BY o)
-                                        FROM pg_catalog.jsonb_array_elements(d -> 'gates') WITH ORDINALITY AS x(e, o)
-                                       WHERE e ->> 'gate' IN ('approvals', 'decisions')))
-      FROM gcos.evaluate_gates(p_spec_hash, p_plan_hash, 'commit', '{}') AS d
+    SELECT gcos._batch_decided(d, (SELECT pg_catalog.jsonb_agg(e ORDER BY o)
+                                     FROM pg_catalog.jsonb_array_elements(d -> 'gates') WITH ORDINALITY AS x(e, o)
+                                    WHERE e ->> 'gate' IN ('approvals', 'decisions')))
+           || pg_catalog.jsonb_build_object('trace_id', p_run.trace_id, 'mode', 'batched', 'run_id', p_run.run_id,
+                                            'at', p_at, 'kernel', true, 'break_glass', p_glass)
+      FROM gcos.evaluate_gates(p_run.spec_hash, p_run.plan_hash, 'commit', '{}') AS d
+$$;
+
+-- A run stopped by gates 5 or 6 at p_at: the commit_refused record; the batches before it stay.
+CREATE FUNCTION gcos._batch_refused(p_run gcos.batch_runs, p_base jsonb, p_auth jsonb) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v jsonb := p_base || pg_catalog.jsonb_build_object('at', p_auth ->> 'at', 'policy_decision', p_auth, 'refusal', pg_catalog.format(
+        '%s (found at %s of run %s); its batches stay, up to key %s, and it resumes once authority is in force again',
+        pg_catalog.rtrim(p_auth ->> 'refusal', '.'), p_auth ->> 'at', p_run.run_id, COALESCE(p_run.watermark::text, 'none')));
+    v_write record;
+BEGIN
+    SELECT * INTO v_write FROM gcos._ledger_write('commit_refused', p_run.step_id, p_run.spec_hash, p_run.trace_id, NULL, v);
+    RETURN p_base || pg_catalog.jsonb_build_object('outcome', 'commit_refused', 'decision', p_auth, 'message', v ->> 'refusal',
+                                                   'ledger_seq', v_write.seq);
+END
 $$;
 
 -- Catalog rows this transaction wrote so far: a batch that writes one changed the schema (or made a large
@@ -303,6 +322,17 @@ BEGIN
     END IF;
     RETURN r;
 END
+$$;
+
+-- What a step left in the session between two gcos._session_state(): advisory locks, changed settings.
+CREATE FUNCTION gcos._session_residue(p_before jsonb, p_now jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]') FROM (
+        SELECT l AS x FROM pg_catalog.jsonb_array_elements_text(p_now -> 'locks') AS l WHERE NOT (p_before -> 'locks') ? l
+        UNION ALL
+        SELECT 'setting ' || e.key FROM pg_catalog.jsonb_each(p_now -> 'settings') AS e
+         WHERE e.value IS DISTINCT FROM p_before -> 'settings' -> e.key) AS d
 $$;
 
 -- A batch runs under seed 002's statement limit: the caller sets statement_timeout (1 ms .. 5 s) for it.
@@ -377,13 +407,11 @@ DECLARE
     v_catalog bigint := gcos._catalog_writes();
     v jsonb := '{}';
     v_fp jsonb;
-    v_now jsonb;
     r record;
 BEGIN
     BEGIN
         v := pg_catalog.jsonb_build_object('written', gcos._kernel_batch_rows(p_spec #>> '{batch,sql}', p_after, p_upto, p_run.run_id));
         v_fp := gcos.footprint('{}', '{}', v_probe, gcos.footprint_probe());
-        v_now := gcos._session_state();
         v_catalog := gcos._catalog_writes() - v_catalog;
         v := v || pg_catalog.jsonb_build_object('rows', v_fp -> 'rows',
             'violations', gcos.allow_violations(p_spec #> '{mutation,allow}', v_fp)
@@ -391,11 +419,7 @@ BEGIN
                                  'category', 'catalog', 'identity', 'pg_catalog', 'change',
                                  v_catalog || ' catalog row(s) written (a batch writes table rows only)', 'need', '[]'::jsonb))
                              ELSE '[]'::jsonb END,
-            'session_residue', (SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]') FROM (
-                SELECT l AS x FROM pg_catalog.jsonb_array_elements_text(v_now -> 'locks') AS l WHERE NOT (v_state -> 'locks') ? l
-                UNION ALL
-                SELECT 'setting ' || e.key FROM pg_catalog.jsonb_each(v_now -> 'settings') AS e
-                 WHERE e.value IS DISTINCT FROM v_state -> 'settings' -> e.key) AS d));
+            'session_residue', gcos._session_residue(v_state, gcos._session_state()));
         IF (v_fp -> 'rows') ? p_source THEN
             v := v || pg_catalog.jsonb_build_object('outcome', 'stopped', 'message', pg_catalog.format(
                 '%s wrote its source table %s (%s); it was rolled back and the run stopped (a backfill never modifies its source)',
@@ -572,13 +596,9 @@ BEGIN
     PERFORM gcos._kernel_preflight();
     PERFORM gcos._batch_limit();
     PERFORM gcos.lock_approvals(r.step_id, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(v_spec -> 'decisions', '[]'))));
-    v_auth := gcos._batch_authority(r.spec_hash, r.plan_hash);
+    v_auth := gcos._batch_authority(r, v_glass, 'batch ' || (r.batches + 1));
     IF NOT (v_auth ->> 'allow')::boolean THEN
-        v := v_base || pg_catalog.jsonb_build_object('outcome', 'commit_refused', 'at', 'batch ' || (r.batches + 1), 'gates', v_auth -> 'gates',
-            'refusal', pg_catalog.format('%s (found at batch %s of run %s); run %s stays committed up to key %s and resumes once authority is in force again',
-                                         pg_catalog.rtrim(v_auth ->> 'refusal', '.'), r.batches + 1, r.run_id, r.run_id, COALESCE(r.watermark::text, 'none')));
-        SELECT * INTO v_write FROM gcos._ledger_write('commit_refused', r.step_id, r.spec_hash, r.trace_id, NULL, v - 'outcome');
-        RETURN v || pg_catalog.jsonb_build_object('message', v ->> 'refusal', 'ledger_seq', v_write.seq);
+        RETURN gcos._batch_refused(r, v_base, v_auth);
     END IF;
     SELECT * INTO c FROM gcos._kernel_cursor(v_spec #>> '{batch,cursor,worker}', v_spec #>> '{batch,cursor,source}');
     IF NOT c.found OR c.watermark !~ '^-?[0-9]{1,18}$' THEN
@@ -637,6 +657,25 @@ BEGIN
 END
 $$;
 
+-- The commit record of a closed run: the payload keys of batched.py's commit, the whole run's counters.
+CREATE FUNCTION gcos._batch_commit_payload(r gcos.batch_runs, p_spec jsonb, p_plan jsonb, v jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'format_version', 1, 'outcome', 'applied', 'plan_id', p_plan ->> 'id', 'plan_hash', r.plan_hash,
+        'fingerprint_before', gcos._fp_summary(r.fingerprint_before), 'fingerprint_after', gcos._fp_summary(v -> 'after'),
+        'fingerprint_after_full', v -> 'after', 'policy_decision_seq', r.decision_seq,
+        'footprint', pg_catalog.jsonb_build_object('new_tables', v -> 'footprint' -> 'new_tables', 'row_deltas', r.row_deltas,
+                                                   'rows_net', gcos._rows_net(r.fingerprint_before, v -> 'after')),
+        'batch', pg_catalog.jsonb_build_object('table', p_spec #> '{batch,table}', 'key', p_spec #> '{batch,key}', 'size', r.size,
+                                               'batches', r.batches, 'rows_seen', r.rows_seen, 'rows_written', r.rows_written,
+                                               'max_batch_ms', r.max_batch_ms, 'statement_limit_ms', 5000),
+        'cursor', pg_catalog.jsonb_build_object('worker', p_spec #> '{batch,cursor,worker}', 'source', p_spec #> '{batch,cursor,source}',
+                                                'end', r.watermark::text,
+                                                'resumed_from', CASE WHEN r.segment_seq <> r.started_seq THEN r.segment_from::text END),
+        'batch_started_seq', r.started_seq, 'resumed', r.segment_seq <> r.started_seq)
+$$;
+
 CREATE FUNCTION gcos.batch_close(p_run_id text, p_trace_id text, p_break_glass boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -664,13 +703,9 @@ BEGIN
             COALESCE(r.watermark::text, 'the start')));  -- nothing recorded: the run goes on
     END IF;
     PERFORM gcos.lock_approvals(r.step_id, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(v_spec -> 'decisions', '[]'))));
-    v_auth := gcos._batch_authority(r.spec_hash, r.plan_hash);
+    v_auth := gcos._batch_authority(r, v_glass, 'close');
     IF NOT (v_auth ->> 'allow')::boolean THEN
-        v := v_base || pg_catalog.jsonb_build_object('at', 'close', 'gates', v_auth -> 'gates', 'refusal', pg_catalog.format(
-                 '%s (found at the close of run %s); its batches stay, up to key %s, and it closes once authority is in force again',
-                 pg_catalog.rtrim(v_auth ->> 'refusal', '.'), r.run_id, COALESCE(r.watermark::text, 'none')));
-        SELECT * INTO v_write FROM gcos._ledger_write('commit_refused', r.step_id, r.spec_hash, r.trace_id, NULL, v);
-        RETURN v || pg_catalog.jsonb_build_object('outcome', 'commit_refused', 'message', v ->> 'refusal', 'ledger_seq', v_write.seq);
+        RETURN gcos._batch_refused(r, v_base, v_auth);
     END IF;
     v := gcos._batch_judged(v_spec, v_plan, r.fingerprint_before);
     SELECT * INTO v_verdict FROM gcos._commit_verdict(r.step_id, v);
@@ -685,19 +720,7 @@ BEGIN
         RETURN v_base || pg_catalog.jsonb_build_object('outcome', v -> 'outcome', 'message', v -> 'message', 'stops', v -> 'stops',
                                                        'success', v -> 'success', 'ledger_seq', v_write.seq);
     END IF;
-    v_record := v_base || pg_catalog.jsonb_build_object(
-        'format_version', 1, 'outcome', 'applied', 'plan_id', v_plan ->> 'id', 'plan_hash', r.plan_hash,
-        'fingerprint_before', gcos._fp_summary(r.fingerprint_before), 'fingerprint_after', gcos._fp_summary(v -> 'after'),
-        'fingerprint_after_full', v -> 'after', 'policy_decision_seq', r.decision_seq,
-        'footprint', pg_catalog.jsonb_build_object('new_tables', v -> 'footprint' -> 'new_tables', 'row_deltas', r.row_deltas,
-                                                   'rows_net', gcos._rows_net(r.fingerprint_before, v -> 'after')),
-        'batch', pg_catalog.jsonb_build_object('table', v_spec #> '{batch,table}', 'key', v_spec #> '{batch,key}', 'size', r.size,
-                                               'batches', r.batches, 'rows_seen', r.rows_seen, 'rows_written', r.rows_written,
-                                               'max_batch_ms', r.max_batch_ms, 'statement_limit_ms', 5000),
-        'cursor', pg_catalog.jsonb_build_object('worker', v_spec #> '{batch,cursor,worker}', 'source', v_spec #> '{batch,cursor,source}',
-                                                'end', r.watermark::text,
-                                                'resumed_from', CASE WHEN r.segment_seq <> r.started_seq THEN r.segment_from::text END),
-        'batch_started_seq', r.started_seq, 'resumed', r.segment_seq <> r.started_seq);
+    v_record := v_base || gcos._batch_commit_payload(r, v_spec, v_plan, v);
     SELECT * INTO v_write FROM gcos._ledger_write('commit', r.step_id, r.spec_hash, r.trace_id, NULL, v_record);
     UPDATE gcos.batch_runs AS b SET closed_seq = v_write.seq, updated_at = pg_catalog.clock_timestamp() WHERE b.run_id = r.run_id;
     RETURN (v_record - 'fingerprint_after_full') || pg_catalog.jsonb_build_object(
@@ -726,8 +749,10 @@ GRANT EXECUTE ON FUNCTION gcos._kernel_cursor(text, text), gcos._kernel_cursor_m
 SET LOCAL ROLE gcos_owner;
 
 REVOKE ALL ON FUNCTION gcos._batch_open(text), gcos._batch_decided(jsonb, jsonb),
-    gcos._batch_resume_gates(jsonb, jsonb, text, text, text, jsonb), gcos._batch_authority(text, text),
+    gcos._batch_resume_gates(jsonb, jsonb, text, text, text, jsonb), gcos._batch_authority(gcos.batch_runs, boolean, text),
+    gcos._batch_refused(gcos.batch_runs, jsonb, jsonb),
     gcos._catalog_writes(), gcos._deltas_add(jsonb, jsonb), gcos._rows_net(jsonb, jsonb), gcos._batch_run(text, text),
+    gcos._session_residue(jsonb, jsonb), gcos._batch_commit_payload(gcos.batch_runs, jsonb, jsonb, jsonb),
     gcos._batch_limit(), gcos._batch_begin(jsonb, jsonb, jsonb, boolean, bigint),
     gcos._batch_apply(jsonb, gcos.batch_runs, text, bigint, bigint, text),
     gcos._batch_begun(jsonb, jsonb, text, text, text, boolean, jsonb, jsonb, jsonb, jsonb), gcos._batch_judged(jsonb, jsonb, jsonb),
