@@ -645,7 +645,8 @@ CREATE FUNCTION gcos._batch_judged(p_spec jsonb, p_plan jsonb, p_before jsonb) R
 AS $$
 DECLARE
     v_after jsonb := gcos._kernel_fingerprint(ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(p_spec -> 'watch', '[]'))));
-    v_fp jsonb := gcos.footprint(p_before, v_after, '{}', '{}');
+    v_probe jsonb := gcos.footprint_probe();  -- relation kinds for the footprint; this transaction wrote no rows yet
+    v_fp jsonb := gcos.footprint(p_before, v_after, v_probe, v_probe);
 BEGIN
     RETURN pg_catalog.jsonb_build_object(
         'after', v_after, 'footprint', v_fp,
