@@ -152,7 +152,7 @@ class _Run:
     rows_seen: int = 0
     rows_written: int = 0
     max_batch_ms: int = 0
-    break_glass: bool = False  # a superuser committing where the kernel runs (recorded on every record)
+    break_glass: bool = False  # never on this client path (only the kernel's records can say true)
 
     def base(self) -> dict[str, Any]:
         return {"step": self.step.id, "ref": self.step.ref, "spec_hash": self.step.hash, "run_id": self.run_id}
@@ -185,12 +185,11 @@ def apply_batched(
     progress: Callable[[BatchProgress], None] | None = None,
     after_batch: Callable[[int], None] | None = None,
     batch_size: int | None = None,
-    break_glass: bool = False,
 ) -> BatchedResult:
     """Commit a batched step: gate, start (or resume) its run, apply it batch by batch, close it.
 
-    Where the kernel runs (schema public adopted) it does not run batches yet: there a batched step is
-    committed by a superuser breaking glass (`break_glass`), which its records say.
+    Where the kernel runs (schema public adopted) the kernel commits batched steps (gcos/kernel_batched.py);
+    this client path refuses there.
 
     `progress` is called before the first batch and after each committed one; `after_batch(n)` (a test
     hook) after batch n of this process committed. `batch_size` overrides the spec's ``batch.size``.
@@ -209,7 +208,7 @@ def apply_batched(
     conn = connect(target, settings)
     try:
         require_installed(conn)
-        run.break_glass = _glass(conn, step, break_glass)
+        _not_adopted(conn, step)
         _lock_step(conn, run)
         try:
             _start(conn, run)
@@ -242,20 +241,13 @@ def apply_batched(
         conn.close()
 
 
-def _glass(conn: psycopg.Connection[Any], step: StepSpec, break_glass: bool) -> bool:
-    """Whether this run breaks glass: only where the kernel runs, and only for a superuser who asked to."""
-    if not kernel.adopted(conn):
-        return False
-    row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user").fetchone()
-    command = f"gcos commit {step.id} --break-glass"
-    if not (row and row[0]):
+def _not_adopted(conn: psycopg.Connection[Any], step: StepSpec) -> None:
+    """Where schema public is adopted only the kernel runs a step's batches (gcos/sql/013_kernel_batched.sql)."""
+    if kernel.adopted(conn):
         raise GateRefused(
-            f"{step.id} is a batched step and the kernel does not run batches yet: where schema public is adopted "
-            f"a superuser commits it with `{command}` (recorded as such)."
+            f"schema public is adopted, so the kernel commits {step.id} in batches: run `gcos commit {step.id}` "
+            "(as a named human operator)."
         )
-    if not break_glass:
-        raise GateRefused(f"a superuser commits {step.id} only breaking glass: run `{command}` (recorded as such).")
-    return True
 
 
 def _first_line(exc: BaseException) -> str:

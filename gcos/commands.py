@@ -14,7 +14,19 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import apply, approvals, batched, evidence, gates, kernel, ledger, reference_world, rehearsal, state
+from gcos import (
+    apply,
+    approvals,
+    batched,
+    evidence,
+    gates,
+    kernel,
+    kernel_batched,
+    ledger,
+    reference_world,
+    rehearsal,
+    state,
+)
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -485,16 +497,20 @@ def commit(
 ) -> apply.ApplyResult | batched.BatchedResult:
     """Apply a step atomically with its ledger record, refusing unless every gate holds inside the transaction.
 
-    Where schema public is adopted the kernel commits a transactional step (gcos/kernel.py), as a named human
-    operator, or as a superuser with `break_glass`; elsewhere the client does, as the connected role."""
+    Where schema public is adopted the kernel commits the step (gcos/kernel.py; a batched one batch by batch,
+    gcos/kernel_batched.py), as a named human operator, or as a superuser with `break_glass`; elsewhere the
+    client does, as the connected role."""
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    if step.mode == "batched":
-        return batched.apply_batched(
+    kernel_runs = hooks is None and _kernel_runs(target, settings)
+    if step.mode == "batched" and kernel_runs:
+        return kernel_batched.commit_batched(
             target, project, step, settings=settings, progress=progress, break_glass=break_glass
         )
-    if hooks is None and _kernel_runs(target, settings):
+    if step.mode == "batched":
+        return batched.apply_batched(target, project, step, settings=settings, progress=progress)
+    if kernel_runs:
         return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
     return apply.apply_step(target, project, step, action="commit", settings=settings, hooks=hooks)
 

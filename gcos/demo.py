@@ -4,9 +4,9 @@ Build the world, install gcos, create demo principals as real database roles (a 
 member, an operator, an agent), put schema public under the kernel (gcos adopt), then for every step in plan
 order: rehearse in the kernel (the agent rehearses the first step, the operator the others), (once) show a
 commit refused for lack of approval and an agent refused as approver, record decisions and approvals on the
-approvers' own connections, commit in the kernel as the operator (the batched backfill, which the kernel does
-not run yet, in resumable batches by the superuser breaking glass, recorded as such), and finally verify the
-ledger and write the reports. Re-running it says what is already done.
+approvers' own connections, commit in the kernel as the operator (the batched backfill too, in resumable
+batches the kernel runs one by one), and finally verify the ledger and write the reports. Re-running it says
+what is already done.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import adopt, approvals, batched, evidence, kernel, ledger, principals, state
+from gcos import adopt, approvals, batched, evidence, kernel, kernel_batched, ledger, principals, state
 from gcos.errors import GateRefused, GcosError
 from gcos.install import install
 from gcos.spec import Project, StepSpec
@@ -172,15 +172,8 @@ def tell(
                 if progress:
                     progress(label, p.done_rows, p.total_rows)
 
-            done = batched.apply_batched(
-                target, project, step, settings=settings, progress=batch_progress, break_glass=True
-            )
-            note(
-                step.id,
-                "commit",
-                "ok",
-                f"{done.message.rstrip('.')} (the superuser, breaking glass: the kernel runs no batches yet)",
-            )
+            done = kernel_batched.commit_batched(operator, project, step, settings=settings, progress=batch_progress)
+            note(step.id, "commit", "ok", f"{done.message.rstrip('.')} (by the operator, batch by batch in the kernel)")
         else:
             applied = kernel.commit(operator, project, step, action="commit", settings=settings)
             note(step.id, "commit", "ok", f"{applied.message.rstrip('.')} (by the operator)")

@@ -1,5 +1,6 @@
 """Calls into the gcos kernel (gcos/sql/011_kernel_rehearse.sql, 012_kernel_commit.sql): the database rehearses,
-commits and rolls back a REGISTERED spec as gcos_kernel, evaluates the gates and appends every record itself.
+commits and rolls back a REGISTERED spec as gcos_kernel, evaluates the gates and appends every record itself
+(batched steps: gcos/kernel_batched.py).
 The client registers the spec and plan, passes their hashes, renders what the kernel returns and writes the
 evidence files; nothing the kernel decides is decided again here."""
 
@@ -124,7 +125,7 @@ def commit(
 
 
 def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> apply.ApplyResult:
-    decision = _decision(body.get("decision"))
+    decision = decision_of(body.get("decision"))
     outcome = str(body.get("outcome"))
     prints = (body.get("fingerprint_before") or {}, body.get("fingerprint_after") or {})
     footprint = body.get("footprint")
@@ -133,12 +134,12 @@ def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> appl
         outcome=outcome,
         message=_sentence(str(body.get("message") or outcome)),
         decision=decision,
-        reverify=_checks(step.reverify, body.get("reverify") or []),
+        reverify=checks_of(step.reverify, body.get("reverify") or []),
         stops=tuple(
             rehearsal.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
             for s in body.get("stops") or []
         ),
-        success=_checks(step.success, body.get("success") or []),
+        success=checks_of(step.success, body.get("success") or []),
         footprint=rehearsal.Footprint(tuple(footprint["new_tables"]), (), dict(footprint["row_deltas"]))
         if footprint
         else None,
@@ -156,7 +157,7 @@ def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> appl
     raise error(result.message, details={**details, "decision": body.get("decision")})
 
 
-def _decision(payload: Any) -> gates.PolicyDecisionRecord | None:
+def decision_of(payload: Any) -> gates.PolicyDecisionRecord | None:
     """The kernel's policy decision as the client's type, for rendering (the kernel decided it)."""
     if not isinstance(payload, dict):
         return None
@@ -206,12 +207,12 @@ def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) ->
         run_id=str(body.get("run_id")),
         outcome=str(body.get("outcome")),
         message=str(body.get("message")),
-        reverify=_checks(step.reverify, checks.get("reverify") or []),
+        reverify=checks_of(step.reverify, checks.get("reverify") or []),
         stops=tuple(
             rehearsal.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
             for s in checks.get("stop") or []
         ),
-        success=_checks(step.success, checks.get("success") or []),
+        success=checks_of(step.success, checks.get("success") or []),
         footprint=rehearsal.Footprint(
             tuple(footprint["new_tables"]), tuple(footprint["dropped_tables"]), dict(footprint["row_deltas"])
         )
@@ -228,7 +229,7 @@ def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) ->
     )
 
 
-def _checks(specs: tuple[Check, ...], results: list[dict[str, Any]]) -> tuple[CheckResult, ...]:
+def checks_of(specs: tuple[Check, ...], results: list[dict[str, Any]]) -> tuple[CheckResult, ...]:
     out = []
     for check, found in zip(specs, results, strict=False):
         expected = Expectation.parse(found.get("expected")).describe()
@@ -242,4 +243,4 @@ def _sentence(message: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-__all__ = ["OUTCOME_ERRORS", "adopted", "commit", "rehearse", "result_of"]
+__all__ = ["OUTCOME_ERRORS", "adopted", "checks_of", "commit", "decision_of", "rehearse", "result_of"]

@@ -393,7 +393,11 @@ GATES_SQL = [
 ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
 # The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,
 # executable by gcos_owner alone (the kernel's orchestrators), and those that run step SQL pin public, pg_temp.
-KERNEL_EXECUTORS = {"_kernel_exec", "_kernel_batch", "_kernel_bounds", "_kernel_check", "_kernel_stop"}
+KERNEL_EXECUTORS = {
+    "_kernel_exec", "_kernel_batch", "_kernel_bounds", "_kernel_check", "_kernel_stop",
+    # 013_kernel_batched.sql: the cursor row, keyset ranges and counts, one batch with its row count
+    "_kernel_cursor", "_kernel_cursor_move", "_kernel_range", "_kernel_keys", "_kernel_batch_rows",
+}  # fmt: skip
 KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint"}
 ADOPTION_HELPERS = {
     "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
@@ -437,6 +441,9 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "_adopt_record",
         "rehearse",
         "commit",
+        "batch_start",
+        "batch_next",
+        "batch_close",
         *KERNEL_OWNED,
     }
     approvers = ["gcos_council", "gcos_sovereign"]
@@ -462,6 +469,9 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "_adopt_record": ["gcos_admin"],
         "rehearse": ["gcos_admin", "gcos_operator"],
         "commit": ["gcos_admin", "gcos_operator"],
+        "batch_start": ["gcos_admin", "gcos_operator"],
+        "batch_next": ["gcos_admin", "gcos_operator"],
+        "batch_close": ["gcos_admin", "gcos_operator"],
         "_invalid": ["gcos_kernel"],
         **{name: ["gcos_owner"] for name in KERNEL_OWNED},
         **{name: ["gcos_admin"] for name in ADOPTION_HELPERS},

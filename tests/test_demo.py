@@ -40,6 +40,15 @@ def test_demo_tells_the_whole_story_then_says_what_is_already_done(world_dsn: st
         "BACKFILL-SEED",
     }
     assert row is not None and row[0] > 0
+    # Every commit, the batched backfill's included, was made by the kernel as the demo's named operator.
+    for commit in (e for e in entries if e.kind == "commit"):
+        assert commit.record["actor"]["role"] == "gcos_demo_operator", commit.record["step_id"]
+        assert commit.record["actor"]["principal"] == "Demo Operator"
+        assert commit.payload["kernel"] is True and commit.payload["break_glass"] is False
+    backfill = next(e for e in entries if e.kind == "commit" and e.record["step_id"] == "BACKFILL-SEED")
+    assert backfill.payload["mode"] == "batched" and backfill.payload["batch"]["batches"] > 1
+    started = [e for e in entries if e.kind == "batch_started"]
+    assert [(e.record["actor"]["role"], e.payload["kernel"]) for e in started] == [("gcos_demo_operator", True)]
     assert (project_dir / "gcos-report" / "html" / "report.html").is_file()
     assert (project_dir / "gcos-report" / "json" / "manifest.json").is_file()
 

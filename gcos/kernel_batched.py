@@ -1,0 +1,277 @@
+"""The client of the kernel's batched commit (gcos/sql/013_kernel_batched.sql): where schema public is adopted,
+a batched step (mode: batched, seed 002 step 9) is started, run batch by batch and closed INSIDE the database.
+
+The client registers the spec and plan, then calls ``gcos.batch_start`` once, ``gcos.batch_next`` in a loop (one
+short transaction per batch, under seed 002's 5 s statement limit) until the kernel says done, and
+``gcos.batch_close`` once. The kernel gates every phase, chooses every keyset range from the cursor row, judges
+every batch and writes every record; this module only counts for the progress bar and renders what the kernel
+returns as a :class:`gcos.batched.BatchedResult`, so the CLI shows it as it shows a client run. A killed or
+interrupted client leaves the run open at its last committed batch: `gcos commit STEP` resumes it (same run id).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from gcos import apply, batched, kernel, ledger, registry, rehearsal
+from gcos.apply import set_local_timeouts
+from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
+from gcos.install import require_installed
+from gcos.spec import Project, StepSpec
+from gcos.target import SessionSettings, Target, connect
+
+_ERRORS: dict[str, type[GcosError]] = {
+    **kernel.OUTCOME_ERRORS,
+    "timeout": StopHeld,  # a batch over the seed's statement limit stops the run (batched.py does the same)
+    "no_cursor": StopHeld,
+    "cursor_mismatch": StopHeld,
+    "cursor_moved": StopHeld,
+}
+"""The exit of each outcome the kernel's batched functions return (CONTRACT.md exit codes)."""
+
+
+@dataclass
+class _Run:
+    """What this process saw of the run (the kernel keeps the run's own counters)."""
+
+    step: StepSpec
+    run_id: str = ""
+    trace_id: str = ""
+    resumed_from: int | None = None
+    watermark: int | None = None
+    total: int = 0
+    done: int = 0
+    batches: int = 0
+    rows_seen: int = 0
+    rows_written: int = 0
+    max_batch_ms: int = 0
+    decision: Any = None
+    deltas: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def result(self, outcome: str, message: str, **extra: Any) -> batched.BatchedResult:
+        return batched.BatchedResult(
+            step=self.step.id,
+            ref=self.step.ref,
+            spec_hash=self.step.hash,
+            run_id=self.run_id,
+            outcome=outcome,
+            message=_sentence(message),
+            batches=self.batches,
+            rows_seen=self.rows_seen,
+            rows_written=self.rows_written,
+            resumed_from=self.resumed_from,
+            max_batch_ms=self.max_batch_ms,
+            decision=self.decision,
+            row_deltas={k: dict(v) for k, v in self.deltas.items()},
+            **extra,
+        )
+
+
+def commit_batched(
+    target: Target,
+    project: Project,
+    step: StepSpec,
+    *,
+    settings: SessionSettings,
+    progress: Callable[[batched.BatchProgress], None] | None = None,
+    after_batch: Callable[[int], None] | None = None,
+    break_glass: bool = False,
+) -> batched.BatchedResult:
+    """Commit batched `step` through the kernel: start (or resume) its run, one batch per call, close it.
+
+    `progress` is called before the first batch and after each committed one; `after_batch(n)` (a test hook)
+    after batch n of this process committed. Raises GateRefused (3) / ReverifyMismatch (6) when a gate
+    refuses (at the start, at a batch or at the close), StopHeld (4) when a batch or the close is stopped
+    (the batches before it stay, idempotent), ResidueFound (5), DatabaseUnavailable (8) on a lock timeout, a
+    lost connection or a run taken over by another `gcos commit` (run it again: the run resumes after its
+    last committed batch). The error's ``details`` is the :class:`BatchedResult`."""
+    if step.mode != "batched" or step.batch is None:
+        raise SpecError(f"{step.id} is not a batched step (mode {step.mode}); commit it with `gcos commit`.")
+    plan = project.plan_of(step.id)
+    if plan is None:
+        raise SpecError(f"{step.id} is in no plan; add it to one under plans/ first.")
+    rehearsal.static_check(step, plan)  # early feedback: the kernel judges what actually changes
+    run = _Run(step, trace_id=ledger.new_trace_id())
+    with connect(target, settings) as conn:
+        require_installed(conn)
+        spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after a lock sees what came before
+        call = (spec_hash, plan_hash, uuid.uuid4().hex, run.trace_id, break_glass)
+        started = _call(conn, run, settings, "SELECT gcos.batch_start(%s, %s, %s, %s, %s)", call)
+        _started(run, started)
+        closing = (run.run_id, run.trace_id, break_glass)
+        closed: dict[str, Any] = {"outcome": "more"}
+        while closed.get("outcome") == "more":  # keys that arrived after the last batch are batched too
+            _batches(conn, run, settings, break_glass, progress, after_batch)
+            closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
+    if closed.get("outcome") != "applied":
+        raise _failure(run, closed)
+    stops = tuple(
+        rehearsal.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
+        for s in closed.get("stops") or []
+    )
+    outcome = batched.RESUMED_APPLIED if closed.get("resumed") else batched.APPLIED
+    how = f"; resumed after key {run.resumed_from}, this process ran {run.batches}" if closed.get("resumed") else ""
+    message = f"{closed.get('message')}{how}"
+    return run.result(
+        outcome,
+        message,
+        ledger_seq=closed.get("ledger_seq"),
+        stops=stops,
+        success=kernel.checks_of(step.success, closed.get("success") or []),
+    )
+
+
+def _started(run: _Run, body: dict[str, Any]) -> None:
+    run.run_id = str(body.get("run_id") or "")
+    run.decision = kernel.decision_of(body.get("decision"))
+    if body.get("outcome") not in ("started", "resumed"):
+        raise _failure(run, body)
+    run.watermark = _int(body.get("watermark"))
+    run.resumed_from = run.watermark if body.get("outcome") == "resumed" else None
+    run.total, run.done = int(body.get("total_rows") or 0), int(body.get("done_rows") or 0)
+
+
+def _batches(
+    conn: psycopg.Connection[Any],
+    run: _Run,
+    settings: SessionSettings,
+    break_glass: bool,
+    progress: Callable[[batched.BatchProgress], None] | None,
+    after_batch: Callable[[int], None] | None,
+) -> None:
+    """Call gcos.batch_next until the kernel says done, reporting progress after each committed batch."""
+    began = time.perf_counter()
+
+    def report() -> None:
+        if progress is None:
+            return
+        elapsed = time.perf_counter() - began
+        rate = int(run.rows_seen / elapsed) if elapsed > 0 and run.rows_seen else 0
+        left = max(run.total - run.done, 0)
+        eta = int(left / rate) if rate else (0 if left == 0 else None)
+        progress(batched.BatchProgress(run.done, run.total, run.batches, run.watermark, rate, eta))
+
+    report()
+    while True:
+        body = _call(
+            conn,
+            run,
+            settings,
+            "SELECT gcos.batch_next(%s, %s, %s)",
+            (run.run_id, run.trace_id, break_glass),
+            batch=True,
+        )
+        if body.get("outcome") == "done":
+            return
+        if body.get("outcome") != "batch":
+            raise _failure(run, body)
+        run.batches += 1
+        run.rows_seen += int(body["rows"])
+        run.rows_written += max(int(body.get("written") or 0), 0)
+        run.max_batch_ms = max(run.max_batch_ms, int(body.get("batch_ms") or 0))
+        run.watermark = _int(body.get("watermark"))
+        run.done += int(body["rows"])
+        if after_batch is not None:
+            after_batch(run.batches)
+        report()
+
+
+def _call(
+    conn: psycopg.Connection[Any],
+    run: _Run,
+    settings: SessionSettings,
+    query: str,
+    params: tuple[Any, ...],
+    *,
+    batch: bool = False,
+) -> dict[str, Any]:
+    """One kernel call in its own transaction, with the session's timeouts (a batch: the 5 s statement limit)."""
+    try:
+        with conn.transaction():
+            set_local_timeouts(conn, settings)
+            if batch:
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (batched.BATCH_STATEMENT_LIMIT,))
+            row = conn.execute(query, params).fetchone()
+    except psycopg.Error as exc:
+        raise _database_error(conn, run, settings, exc) from exc
+    assert row is not None
+    return dict(row[0])
+
+
+def _database_error(
+    conn: psycopg.Connection[Any], run: _Run, settings: SessionSettings, exc: psycopg.Error
+) -> GcosError:
+    """What a failed kernel call means for the run: it stays open at its last committed batch."""
+    kept = _kept(run)
+    if conn.broken:
+        message = (
+            f"the connection to the database was lost during {run.step.id} ({_first_line(exc)}){kept}; run "
+            f"`gcos status {run.step.id}`, then commit it again: an unfinished run resumes after its last committed "
+            "batch, a committed one is never re-applied"
+        )
+        return DatabaseUnavailable(_sentence(message), details=run.result("stopped", message))
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        holders = apply.commit_lock_holders(conn)
+        if holders:
+            return apply.commit_busy(holders, settings, run.step.id)
+    if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):  # another gcos commit resumed the run
+        message = f"{(exc.diag.message_primary or str(exc)).removeprefix('gcos: ')}{kept}"
+        return DatabaseUnavailable(_sentence(message), details=run.result("stopped", message))
+    try:
+        with ledger.map_db_errors():
+            raise exc
+    except GcosError as error:
+        message = f"{error.message.rstrip('.')}{kept}" if run.run_id else error.message
+        return type(error)(_sentence(message), details=run.result("stopped", message))
+
+
+def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
+    """The error for a refused or stopped phase (the kernel recorded it already)."""
+    outcome = str(body.get("outcome"))
+    message = f"{str(body.get('message') or outcome).rstrip('.')}{_kept(run) if outcome != 'commit_refused' else ''}"
+    error = _ERRORS.get(outcome, GcosError)
+    decision = body.get("decision")
+    if isinstance(decision, dict) and not decision.get("allow", True):
+        failed = [g for g in decision.get("gates") or [] if not g.get("allow")]
+        first = next((g for g in failed if g.get("decisive")), failed[0] if failed else {})
+        if first.get("gate") == "reverify":
+            error = StopHeld if first.get("stop_held") else ReverifyMismatch
+        else:
+            error = GateRefused
+    kind = "refused" if outcome == "commit_refused" else "stopped"
+    return error(_sentence(message), details=run.result(kind, message, ledger_seq=body.get("ledger_seq")))
+
+
+def _kept(run: _Run) -> str:
+    if not run.run_id:
+        return "; nothing was applied"
+    if run.watermark is None:
+        return f"; run {run.run_id} is open without a batch yet and resumes when committed again"
+    return (
+        f"; run {run.run_id} is committed up to key {run.watermark}, those batches stay and it resumes when "
+        "committed again"
+    )
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def _sentence(message: str) -> str:
+    text = message.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+__all__ = ["commit_batched"]
