@@ -305,7 +305,8 @@ def _entry(row: Row) -> LedgerEntry:
 
 @contextmanager
 def map_db_errors() -> Iterator[None]:
-    """Map the database's refusals to gcos errors (42501 -> GateRefused, 22023 -> SpecError, ...)."""
+    """Map the database's refusals to gcos errors (42501 -> GateRefused, 22023 -> SpecError, GC007 ->
+    LedgerBroken, ...)."""
     try:
         yield
     except psycopg.Error as exc:
@@ -316,6 +317,8 @@ def map_db_errors() -> Iterator[None]:
             raise GateRefused(_sentence(message)) from exc
         if isinstance(exc, pg_errors.InvalidParameterValue):
             raise SpecError(_sentence(message)) from exc
+        if exc.sqlstate == "GC007":  # evaluate_gates: tables and ledger disagree
+            raise LedgerBroken(_sentence(message)) from exc
         if isinstance(exc, (pg_errors.UndefinedTable, pg_errors.UndefinedFunction, pg_errors.InvalidSchemaName)):
             raise SpecError("gcos is not installed in this database; run `gcos install` first.") from exc
         if isinstance(exc, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.SerializationFailure)):

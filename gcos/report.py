@@ -713,13 +713,7 @@ def build_report(
     chosen = [project.step(step_id)] if step_id else list(project.steps.values())
     snapshot = _read(conn)
     _cross_check_approvals(snapshot)
-    states = state.project_states(
-        snapshot.entries,
-        project,
-        db_now=snapshot.db_now,
-        target=(snapshot.system_identifier, snapshot.database),
-        principals=snapshot.principals,
-    )
+    states = state.read_states(conn, project, snapshot.entries)
     steps = [_step_view(s, project, snapshot, states[s.id]) for s in chosen]
     last = snapshot.rows[-1] if snapshot.rows else None
     context: dict[str, Any] = {
