@@ -276,7 +276,7 @@ def test_a_commit_that_was_not_applied_is_not_a_commit(book: Ledger) -> None:
 
 
 def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: MakeRole, project: Project) -> None:
-    """"approved" is gate 5 as the database decides it for `gcos status`: who approves, the verdict, a revocation,
+    """ "approved" is gate 5 as the database decides it for `gcos status`: who approves, the verdict, a revocation,
     a later word of the same person, and the spec registered (the database judges registered specs only)."""
     alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
     bob = make_role("bob", kind="human", roles=("council",), grant=("council",))
