@@ -47,7 +47,8 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ApplyHooks:
-    """Test-only levers: act after the gates passed and before COMMIT (e.g. race a revocation)."""
+    """Test-only levers: act after the gates passed and the policy decision was recorded, before the last check
+    of the gates, the commit record and COMMIT (e.g. race a revocation, outlive an approval)."""
 
     before_commit: Callable[[psycopg.Connection[Any]], None] | None = None
 

@@ -24,8 +24,9 @@ that holds a session advisory lock for the step (a second runner waits lock_time
 3. **Close** (one transaction): the commit lock, gates 5 and 6 again, the step's and plan's stop conditions
    and the success evidence (as apply.py does), gates 5 and 6 by the clock once more. Pass: the ``commit``
    record (same payload keys as apply.py's, outcome ``applied``, so ``state.py`` projects the step as
-   committed), with ``fingerprint_before`` = the fingerprint taken when the run started. Fail: a ``stop`` record and exit 4; the rows already written stay
-   (they are idempotent, carry the run id, and the rollback evidence removes them by run).
+   committed), with ``fingerprint_before`` = the fingerprint taken when the run started. Fail: a ``stop``
+   record and exit 4; the rows already written stay (they are idempotent, carry the run id, and the rollback
+   evidence removes them by run).
 
 **Resume.** A run whose ``batch_started`` record has no later applied ``commit`` record of the step is open;
 the next ``apply_batched`` of the step resumes it (same run id, from the cursor's watermark) instead of
