@@ -1,13 +1,15 @@
 """Commit and rollback: one transaction, every gate re-checked inside it, the step and its record together.
 
-Commit (issue 5, CONTRACT.md "Gates"): on a fresh idle connection, BEGIN (READ COMMITTED, so that
-every read after a lock sees what committed before it) → SET LOCAL timeouts → the database's one
-transaction-scoped commit lock (every commit, rollback and batched start or close of any plan serializes
-here, so gate 4's fingerprint, read after it, sees every commit that went before) → the approval rows
-locked FOR SHARE (a revocation must wait for us, or we see it) → the schema fingerprint, re-verify and
-the facts the gates need, all read now → gates (pure functions) → the mutation → stop conditions (step and
-plan) and success evidence → the policy decision and commit records → a last look at the database clock
-(an approval or decision that expired meanwhile refuses it) → COMMIT with synchronous_commit on.
+Commit (issue 5, CONTRACT.md "Gates"): on a fresh idle connection, the spec and plan registered (when the
+role may: the database judges registered documents only), then BEGIN (READ COMMITTED, so that every read
+after a lock sees what committed before it) → SET LOCAL timeouts → the database's one transaction-scoped
+commit lock (every commit, rollback and batched start or close of any plan serializes here, so gate 4's
+fingerprint, read after it, sees every commit that went before) → the approval rows locked FOR SHARE (a
+revocation must wait for us, or we see it) → the schema fingerprint, re-verify and the plan's global stops,
+measured now → the seven gates, decided by the database on that world (``gcos.evaluate_gates``, gates.py)
+→ the mutation → stop conditions (step and plan) and success evidence → the policy decision record → the
+gates once more by the database clock (an approval or decision that expired meanwhile refuses it) → the
+commit record → COMMIT with synchronous_commit on.
 Any failure rolls everything back; the refusal or stop is then recorded in a separate transaction
 (a refusal exits 3, or 6 when it is about re-verify). If the connection drops around COMMIT, the outcome
 is settled from the ledger by the run id once the commit lock shows the dropped transaction has ended,
@@ -16,7 +18,6 @@ never by re-applying.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -46,7 +47,8 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ApplyHooks:
-    """Test-only levers: act after the gates passed and before COMMIT (e.g. race a revocation)."""
+    """Test-only levers: act after the gates passed and the policy decision was recorded, before the last check
+    of the gates, the commit record and COMMIT (e.g. race a revocation, outlive an approval)."""
 
     before_commit: Callable[[psycopg.Connection[Any]], None] | None = None
 
@@ -131,6 +133,7 @@ def apply_step(
     conn = connect(target, settings)
     try:
         require_installed(conn)
+        gates.register(conn, step, plan)  # the database judges registered documents only
         try:
             result = _apply_in_transaction(
                 conn,
@@ -199,18 +202,28 @@ class WorldNow:
 
     fingerprint: fingerprint.Fingerprint
     reverify: tuple[CheckResult, ...]
-    global_stops_held: tuple[str, ...]
+    global_stops: tuple[rehearsal.StopResult, ...]  # the plan's, but the new-table footprint
 
     @property
     def reverify_ok(self) -> bool:
         return all(c.ok for c in self.reverify)
 
     @property
-    def reverify_reason(self) -> str:
-        failed = [c for c in self.reverify if not c.ok]
-        if not failed:
-            return "all re-verify checks hold"
-        return f"re-verify check {failed[0].name!r} expected {failed[0].expected}, got {failed[0].shown_actual}"
+    def global_stops_held(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.global_stops if s.held)
+
+    def measured(self, step: StepSpec, *, as_actor: bool = True) -> dict[str, Any]:
+        """This world as ``gcos.evaluate_gates`` takes it: re-verify in ``gcos.evaluate_check``'s result shape
+        (the spec's own `expect`), the global stops in ``gcos.stop_holds``'s."""
+        expects = [c.get("expect") for c in step.document.get("reverify") or []]
+        reverify = [
+            {"name": c.name, "expected": expect, "actual": c.actual, "ok": c.ok, "error": c.error}
+            for c, expect in zip(self.reverify, expects, strict=True)
+        ]
+        stops = [{"name": s.name, "holds": s.held, "detail": s.detail} for s in self.global_stops]
+        return gates.world(
+            schema_hash=self.fingerprint.schema_hash, reverify=reverify, global_stops=stops, as_actor=as_actor
+        )
 
 
 def read_world_now(
@@ -221,12 +234,10 @@ def read_world_now(
     taken = fingerprint.take(conn, watch=step.watch if watch else ())
     reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
     no_footprint = rehearsal.Footprint((), (), {})
-    held = tuple(
-        s.name
-        for s in rehearsal.plan_stops(plan)
-        if s.kind != "max_new_tables" and rehearsal.evaluate_stop(conn, s, no_footprint).held
+    stops = tuple(
+        rehearsal.evaluate_stop(conn, s, no_footprint) for s in rehearsal.plan_stops(plan) if s.kind != "max_new_tables"
     )
-    return WorldNow(taken, reverify, held)
+    return WorldNow(taken, reverify, stops)
 
 
 def _record_stop(
@@ -271,17 +282,12 @@ def _apply_in_transaction(
             approvals.lock_approvals(conn, step.id, step.decisions)
             now = read_world_now(conn, step, plan)
             before, reverify = now.fingerprint, now.reverify
-            facts = approvals.gather_facts(
-                conn,
-                project,
-                step,
-                action=action,
-                reverify_ok=now.reverify_ok,
-                reverify_reason=now.reverify_reason,
-                current_schema_hash=before.schema_hash,
-                global_stops_held=now.global_stops_held,
-            )
-            decision = gates.evaluate(facts, trace_id=trace_id)
+
+            def judge() -> gates.PolicyDecisionRecord:
+                measured = now.measured(step)
+                return gates.evaluate(conn, step, plan, action=action, measured=measured, trace_id=trace_id)
+
+            decision = judge()
             if not decision.allow:
                 refusal = _refusal(action, run_id, decision)
                 raise _RollbackTransaction
@@ -313,6 +319,15 @@ def _apply_in_transaction(
             decision_entry = ledger.append(
                 conn, "policy_decision", decision.to_payload(), step_id=step.id, spec_hash=step.hash, trace_id=trace_id
             )
+            if hooks.before_commit:
+                hooks.before_commit(conn)
+            # The last check before the commit record and COMMIT: the same gates on the same measured world, by
+            # the database clock now (an approval or decision that expired while the step was applied refuses
+            # it). It comes before the commit record, which the gates would read as this step's commit.
+            final = judge()
+            if not final.allow:
+                refusal = _refusal(action, run_id, final, late=True)
+                raise _RollbackTransaction
             record: dict[str, Any] = {
                 "format_version": FORMAT_VERSION,
                 "run_id": run_id,
@@ -332,16 +347,6 @@ def _apply_in_transaction(
             entry = ledger.append(
                 conn, action, rehearsal.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=trace_id
             )
-            if hooks.before_commit:
-                hooks.before_commit(conn)
-            # The last statement before COMMIT: an approval or decision that expired while the step was
-            # being applied (knife-edge, by the database clock) refuses the whole commit.
-            row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
-            assert row is not None
-            final = gates.evaluate(dataclasses.replace(facts, db_now=row[0]), trace_id=trace_id)
-            if not final.allow:
-                refusal = _refusal(action, run_id, final, late=True)
-                raise _RollbackTransaction
     except _RollbackTransaction:
         assert refusal is not None
         raise refusal from None
@@ -396,9 +401,8 @@ def commit_lock_holders(conn: psycopg.Connection[Any]) -> str:
 
 def _refusal(action: str, run_id: str, decision: gates.PolicyDecisionRecord, *, late: bool = False) -> _Refused:
     """The refusal of a gate: exit 6 when the sentence is about re-verify (CONTRACT.md exit codes), else 3."""
-    failed = decision.failed
-    first = next((g for g in failed if g.decisive), failed[0])
-    error: type[GcosError] = ReverifyMismatch if first.gate == "reverify" else GateRefused
+    first = decision.first_failed
+    error: type[GcosError] = ReverifyMismatch if first is not None and first.gate == "reverify" else GateRefused
     message = decision.refusal_sentence()
     if late:
         message = f"{message} (found at the last check before COMMIT; nothing was applied)"

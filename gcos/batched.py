@@ -7,11 +7,11 @@ that holds a session advisory lock for the step (a second runner waits lock_time
 
 1. **Start** (one transaction, READ COMMITTED, like apply.py's gate phase): the database's commit lock → the
    approval rows locked FOR SHARE → the schema fingerprint, re-verify and the plan's global stops, read now →
-   ``approvals.gather_facts`` + ``gates.evaluate``. Refused: nothing runs, a ``commit_refused`` record, exit 3
-   (exit 6 when the first reason is re-verify). Allowed: the spec's mutation (which marks the sweep started),
-   the ``policy_decision`` record and a ``batch_started`` record {run_id, cursor start, batch size, the
-   fingerprint before the run, the rehearsal relied on}, and a last check of the approvals by the database
-   clock, then COMMIT.
+   the seven gates, decided by the database on that world (``gates.evaluate``; on resume adjusted by the run
+   rules below). Refused: nothing runs, a ``commit_refused`` record, exit 3 (exit 6 when the first reason is
+   re-verify). Allowed: the spec's mutation (which marks the sweep started), the ``policy_decision`` record
+   and a ``batch_started`` record {run_id, cursor start, batch size, the fingerprint before the run, the
+   rehearsal relied on}, and the gates once more by the database clock, then COMMIT.
 2. **Batches**: keyset ranges (after, upto] of ``batch.table`` ordered by ``batch.key``, at most ``size`` keys
    each. Every batch is its own short transaction with ``statement_timeout`` = 5 s (the seed's statement
    limit) and the session's lock_timeout: the approvals are locked FOR SHARE and gates 5 and 6 re-checked (a
@@ -22,10 +22,11 @@ that holds a session advisory lock for the step (a second runner waits lock_time
    - IN THE SAME transaction. A killed run therefore resumes exactly after its last committed batch; the
    spec's ON CONFLICT DO NOTHING on its idempotency keys is a second guard, never the first.
 3. **Close** (one transaction): the commit lock, gates 5 and 6 again, the step's and plan's stop conditions
-   and the success evidence (as apply.py does). Pass: the ``commit`` record (same payload keys as apply.py's,
-   outcome ``applied``, so ``state.py`` projects the step as committed), with ``fingerprint_before`` = the
-   fingerprint taken when the run started. Fail: a ``stop`` record and exit 4; the rows already written stay
-   (they are idempotent, carry the run id, and the rollback evidence removes them by run).
+   and the success evidence (as apply.py does), gates 5 and 6 by the clock once more. Pass: the ``commit``
+   record (same payload keys as apply.py's, outcome ``applied``, so ``state.py`` projects the step as
+   committed), with ``fingerprint_before`` = the fingerprint taken when the run started. Fail: a ``stop``
+   record and exit 4; the rows already written stay (they are idempotent, carry the run id, and the rollback
+   evidence removes them by run).
 
 **Resume.** A run whose ``batch_started`` record has no later applied ``commit`` record of the step is open;
 the next ``apply_batched`` of the step resumes it (same run id, from the cursor's watermark) instead of
@@ -210,6 +211,7 @@ def apply_batched(
         require_installed(conn)
         _not_adopted(conn, step)
         _lock_step(conn, run)
+        gates.register(conn, step, plan)  # the database judges registered documents only
         try:
             _start(conn, run)
             _batches(conn, run, progress, after_batch)
@@ -331,20 +333,10 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
         stops_now: tuple[rehearsal.StopResult, ...] = ()
         if run.resumed_of is not None:
             stops_now = tuple(rehearsal.evaluate_stop(conn, s, no_footprint) for s in step.stop)
-        facts = approvals.gather_facts(
-            conn,
-            run.project,
-            step,
-            action="commit",
-            reverify_ok=now.reverify_ok,
-            reverify_reason=now.reverify_reason,
-            current_schema_hash=before.schema_hash,
-            global_stops_held=now.global_stops_held,
-        )
 
-        def decide(at: Any = None) -> gates.PolicyDecisionRecord:
-            now = facts if at is None else dataclasses.replace(facts, db_now=at)
-            decision = gates.evaluate(now, trace_id=run.trace_id)
+        def decide() -> gates.PolicyDecisionRecord:
+            measured = now.measured(step)
+            decision = gates.evaluate(conn, step, plan, action="commit", measured=measured, trace_id=run.trace_id)
             if run.resumed_of is not None:
                 decision = _resume_decision(decision, run, run.resumed_of, before.schema_hash, stops_now)
             return decision
@@ -406,8 +398,9 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
         marker = ledger.append(
             conn, kind, rehearsal.ledger_safe(payload), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id
         )
-        # The last statement before COMMIT: an approval or decision that expired meanwhile refuses the start.
-        final = decide(_clock(conn))
+        # The last statement before COMMIT: the gates again, by the database clock now (an approval or decision
+        # that expired meanwhile refuses the start; the run's own records are no commit to the gates).
+        final = decide()
         if not final.allow:
             raise _refusal(run, final, late=True)
     if run.resumed_of is None:
@@ -488,8 +481,8 @@ def _decision_payload(decision: gates.PolicyDecisionRecord, run: _Run) -> dict[s
 def _refusal(run: _Run, decision: gates.PolicyDecisionRecord, *, late: bool = False) -> _Halt:
     """exit 6 when the first reason is re-verify (CONTRACT.md exit codes), 4 when it is a stop condition
     holding on a resumed run's partly applied world, else 3."""
-    failed = decision.failed
-    first = next((g for g in failed if g.decisive), failed[0])
+    first = decision.first_failed
+    assert first is not None  # only a refused decision is a refusal
     error: type[GcosError] = GateRefused
     if first.gate == "reverify":
         error = StopHeld if first.reason.startswith(_STOP_ON_RESUME) else ReverifyMismatch
@@ -503,12 +496,6 @@ def _refusal(run: _Run, decision: gates.PolicyDecisionRecord, *, late: bool = Fa
     if late:
         payload["at"] = "before_commit"
     return _Halt("commit_refused", message, error, payload)
-
-
-def _clock(conn: psycopg.Connection[Any]) -> Any:
-    row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
-    assert row is not None
-    return row[0]
 
 
 def _batch(run: _Run) -> Batch:
@@ -725,25 +712,13 @@ def _batches(
         report()
 
 
-def _check_authority(conn: psycopg.Connection[Any], run: _Run, *, at: str) -> gates.Facts:
-    """Gates 5 and 6 again, with the approval rows locked FOR SHARE until this transaction ends."""
+def _check_authority(conn: psycopg.Connection[Any], run: _Run, *, at: str) -> None:
+    """Gates 5 and 6 again, as the database decides them now, with the approval rows locked FOR SHARE until
+    this transaction ends (the other gates describe the world before the run, which the run moves)."""
     approvals.lock_approvals(conn, run.step.id, run.step.decisions)
-    facts = approvals.gather_facts(
-        conn,
-        run.project,
-        run.step,
-        action="commit",
-        reverify_ok=True,
-        reverify_reason="",
-        current_schema_hash=None,
-        global_stops_held=(),
-    )
-    _authority_holds(run, facts, at=at)
-    return facts
-
-
-def _authority_holds(run: _Run, facts: gates.Facts, *, at: str) -> None:
-    results = (gates.gate_approvals(facts), gates.gate_decisions(facts))
+    measured = gates.world()  # only gates 5 and 6 are read, and they need nothing measured
+    decision = gates.evaluate(conn, run.step, run.plan, action="commit", measured=measured, trace_id=run.trace_id)
+    results = (decision.gate("approvals"), decision.gate("decisions"))
     failed = [g for g in results if not g.allow]
     if failed:
         message = (
@@ -766,7 +741,7 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
     with conn.transaction():
         set_local_timeouts(conn, run.settings)
         take_commit_lock(conn)
-        facts = _check_authority(conn, run, at="close")
+        _check_authority(conn, run, at="close")
         after = fingerprint.take(conn, watch=step.watch)
         relations_now = set(after.schema.get("relation", {}))
         tables_now = rehearsal.table_identities(conn)
@@ -833,11 +808,12 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
             "resumed": run.resumed_of is not None,
             "break_glass": run.break_glass,
         }
+        # The last check before the commit record and COMMIT: an approval or decision that expired meanwhile
+        # refuses the commit (after the commit record, the gates would read it as this step's commit).
+        _check_authority(conn, run, at="the last check before COMMIT")
         entry = ledger.append(
             conn, "commit", rehearsal.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id
         )
-        # The last statement before COMMIT: an approval or decision that expired meanwhile refuses the commit.
-        _authority_holds(run, dataclasses.replace(facts, db_now=_clock(conn)), at="the last check before COMMIT")
     resumed = run.resumed_of is not None
     how = f"resumed after key {run.started_from}, " if resumed else ""
     message = (

@@ -369,6 +369,7 @@ def rehearse(
         install_mod.require_installed(conn)
         if kernel.adopted(conn) and hooks is None:
             return kernel.rehearse(conn, project, step, settings=settings, evidence_dir=evidence)
+        gates.register(conn, step, project.plan_of(step.id))  # so that `gcos status` can judge what was rehearsed
         return rehearsal.rehearse(conn, project, step, settings=settings, evidence_dir=evidence, hooks=hooks)
 
 
@@ -444,45 +445,42 @@ class StatusReport:
     steps: tuple[StepStatus, ...]
 
 
-def _read_only_world_facts(conn: psycopg.Connection[Any], project: Project, step: StepSpec) -> apply.WorldNow:
-    """Re-verify, the schema hash and the global stops, read in one READ ONLY snapshot."""
+def _judge(conn: psycopg.Connection[Any], project: Project, step: StepSpec) -> gates.PolicyDecisionRecord:
+    """The seven gates of committing `step`, as the database decides them for a session that only looks
+    (``as_actor`` false), on re-verify, the schema hash and the global stops read in the same READ ONLY
+    snapshot."""
+    plan = project.plan_of(step.id)
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return apply.read_world_now(conn, step, project.plan_of(step.id), watch=False)
+        now = apply.read_world_now(conn, step, plan, watch=False)
+        measured = now.measured(step, as_actor=False)
+        return gates.evaluate(conn, step, plan, action="commit", measured=measured, trace_id=ledger.new_trace_id())
 
 
 def status(
     target: Target, project_dir: Path, step_ref: str | None = None, settings: SessionSettings | None = None
 ) -> StatusReport:
-    """Each gate of each step and why it holds or not, without acting; states rebuilt from the ledger alone."""
+    """Each gate of each step and why it holds or not, without acting: the database's own evaluation
+    (``gcos.evaluate_gates``), and the states it implies with the ledger.
+
+    The database judges registered specs only, so the specs and plans on disk are registered first when the
+    connected role may (an operator, admin or superuser; idempotent). For a sovereign, council member or
+    auditor, gate 1 of a spec nobody registered says so and names the command that registers it."""
     project = load_project(project_dir)
     chosen = [project.step(step_ref)] if step_ref else list(project.steps.values())
     with connect(target, settings) as conn:
         install_mod.require_installed(conn)
-        entries = ledger.read_all(conn)
-        row = conn.execute(
-            "SELECT s.system_identifier::text, current_database()::text, clock_timestamp() "
-            "FROM pg_control_system() AS s"
-        ).fetchone()
-        assert row is not None
-        states = state.project_states(entries, project, db_now=row[2], target=(row[0], row[1]))
-        out: list[StepStatus] = []
         for step in chosen:
-            now = _read_only_world_facts(conn, project, step)
-            facts = approvals.gather_facts(
-                conn,
-                project,
-                step,
-                action="commit",
-                reverify_ok=now.reverify_ok,
-                reverify_reason=now.reverify_reason,
-                current_schema_hash=now.fingerprint.schema_hash,
-                global_stops_held=now.global_stops_held,
-                as_actor=False,
-            )
-            decision = gates.evaluate(facts, trace_id=ledger.new_trace_id())
-            current = states[step.id]
-            out.append(StepStatus(step.id, step.ref, step.title, current.state, current.detail, step.hash, decision))
+            if not gates.register(conn, step, project.plan_of(step.id)):
+                break  # the role may not register: the gates say what is not registered
+        decisions = {step.id: _judge(conn, project, step) for step in chosen}
+        entries = ledger.read_all(conn)
+    approved = {k: d.gate("approvals").evidence for k, d in decisions.items() if d.gate("approvals").allow}
+    states = state.project_states(entries, project, approved=approved)
+    out = [
+        StepStatus(s.id, s.ref, s.title, states[s.id].state, states[s.id].detail, s.hash, decisions[s.id])
+        for s in chosen
+    ]
     return StatusReport(target.display, tuple(out))
 
 

@@ -213,8 +213,4 @@ def _adopt_public(admin: psycopg.Connection[Any]) -> str:
 
 
 def _state(conn: psycopg.Connection[Any], project: Project) -> dict[str, state.StepState]:
-    row = conn.execute(
-        "SELECT s.system_identifier::text, current_database()::text, clock_timestamp() FROM pg_control_system() s"
-    ).fetchone()
-    assert row is not None
-    return state.project_states(ledger.read_all(conn), project, db_now=row[2], target=(row[0], row[1]))
+    return state.read_states(conn, project)

@@ -4,15 +4,16 @@
 
 * **rehearsed** — the step's latest rehearsal since its last commit or rollback passed, on the CURRENT spec
   hash and plan hash (editing the spec or plan, or a later failed rehearsal, falls back to planned);
-* **approved** — rehearsed, and enough approvals are in force by the gate-5 rules (``gates.count_approvals``),
-  except the "not the committer" rule, since nobody is committing yet; an expired or revoked approval
-  returns the step to rehearsed;
+* **approved** — rehearsed, and gate 5 holds as the database decides it for ``gcos status``
+  (``gcos.evaluate_gates`` with ``as_actor`` false: nobody is committing yet); its evidence (the approvals
+  that count) is passed in as `approved`, since no approval rule is decided here. An expired or revoked
+  approval returns the step to rehearsed;
 * **committed** — a ``commit`` record with outcome ``applied`` not followed by a ``rollback`` record with
   outcome ``applied``;
 * **rolled_back** — the last commit was rolled back and nothing was rehearsed since.
 
-Refusals, stops and policy decisions are events, not states. Everything here is a pure function of ledger
-entries (what ``gcos status`` reads) plus, optionally, live facts about principals.
+Refusals, stops and policy decisions are events, not states. :func:`project_states` is a pure function of
+ledger entries and gate 5's evidence; :func:`read_states` reads both from a database.
 """
 
 from __future__ import annotations
@@ -22,15 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gcos.gates import (
-    SUBJECT_ROLLBACK,
-    SUBJECT_STEP,
-    ApprovalFact,
-    DecisionFact,
-    RehearsalFact,
-    count_approvals,
-    rollback_subject_hash,
-)
+import psycopg
+
+from gcos import gates, ledger
 from gcos.ledger import LedgerEntry
 from gcos.spec import Project
 
@@ -44,13 +39,24 @@ APPLIED = "applied"
 
 @dataclass(frozen=True)
 class PrincipalNow:
-    """A principal as it stands now: from the last ``principal`` ledger record, or live from the database."""
+    """A principal as it stands now, live from the database (report.py lists them)."""
 
     role_oid: int
     name: str | None
     kind: str | None  # None: the role no longer exists
     roles: tuple[str, ...]
     is_superuser: bool = False
+
+
+@dataclass(frozen=True)
+class RehearsalFact:
+    seq: int
+    spec_hash: str | None
+    plan_hash: str | None
+    outcome: str | None
+    entry_schema_hash: str | None
+    actor_role_oid: int | None
+    actor_principal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,6 @@ class StepHistory:
     rehearsals: list[RehearsalFact] = field(default_factory=list)
     commits: list[CommitFact] = field(default_factory=list)  # outcome applied only
     rollbacks: list[RollbackFact] = field(default_factory=list)  # outcome applied only
-    approvals: list[ApprovalFact] = field(default_factory=list)
 
     @property
     def last_commit(self) -> CommitFact | None:
@@ -107,8 +112,6 @@ class StepHistory:
 @dataclass(frozen=True)
 class LedgerView:
     steps: dict[str, StepHistory]
-    decisions: tuple[DecisionFact, ...]
-    principals: dict[int, PrincipalNow]
 
     def history(self, step_id: str) -> StepHistory:
         return self.steps.get(step_id, StepHistory())
@@ -133,10 +136,6 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _dig(mapping: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(mapping, dict):
@@ -145,67 +144,27 @@ def _dig(mapping: Any, *keys: str) -> Any:
     return mapping
 
 
-def read_ledger(
-    entries: Iterable[LedgerEntry],
-    *,
-    principals: Mapping[int, PrincipalNow] | None = None,
-    current_spec_hashes: Mapping[str, str] | None = None,
-) -> LedgerView:
-    """Read every step's rehearsals, commits, rollbacks and approvals, and every decision, from the ledger.
-
-    `principals` (live, by role OID) overrides what the ``principal`` records say about approvers now (kind,
-    roles, superuser). `current_spec_hashes` (step id -> spec hash on disk) lets a rollback approval of the
-    current spec be recognised even before anything about that spec was recorded."""
-    entries = sorted(entries, key=lambda e: e.seq)
+def read_ledger(entries: Iterable[LedgerEntry]) -> LedgerView:
+    """Every step's rehearsals, and the commits and rollbacks that count: outcome applied, naming an earlier
+    allowing policy decision of the same step and trace (an outcome without it never counts)."""
     allowing: dict[int, tuple[str | None, str | None]] = {}  # policy decision seq -> (step, trace) that allowed
-    recorded: dict[int, PrincipalNow] = {}
     steps: dict[str, StepHistory] = {}
-    known_specs: dict[str, set[str]] = {k: {v} for k, v in (current_spec_hashes or {}).items()}
-    approvals: list[tuple[LedgerEntry, dict[str, Any]]] = []
-    revoked_approvals: set[int] = set()
-    decisions: list[tuple[LedgerEntry, dict[str, Any]]] = []
-    revoked_decisions: set[int] = set()
-
-    for e in entries:
+    for e in sorted(entries, key=lambda e: e.seq):
         rec, payload, kind = e.record, e.payload, e.kind
         step_id = _str(rec.get("step_id"))
-        spec_hash = _str(rec.get("spec_hash"))
-        actor = _dict(rec.get("actor"))
-        if kind == "principal":
-            oid = _int(payload.get("role_oid"))
-            if oid is not None:
-                roles = _list(payload.get("roles"))
-                recorded[oid] = PrincipalNow(
-                    oid, _str(payload.get("display_name")), _str(payload.get("kind")), tuple(str(r) for r in roles)
-                )
+        if step_id is None or kind not in ("policy_decision", "rehearsal", "commit", "rollback"):
             continue
-        if kind == "approval":
-            approvals.append((e, payload))
+        trace = _str(rec.get("trace_id"))
+        if kind == "policy_decision":
+            if payload.get("allow") is True:
+                allowing[e.seq] = (step_id, trace)
             continue
-        if kind == "approval_revocation":
-            if (aid := _int(payload.get("approval_id"))) is not None:
-                revoked_approvals.add(aid)
+        if kind != "rehearsal" and allowing.get(_int(payload.get("policy_decision_seq")) or 0) != (step_id, trace):
             continue
-        if kind == "decision":
-            decisions.append((e, payload))
-            continue
-        if kind == "decision_revocation":
-            if (did := _int(payload.get("decision_id"))) is not None:
-                revoked_decisions.add(did)
-            continue
-        if step_id is None:
-            continue
-        if kind == "policy_decision" and payload.get("allow") is True:
-            allowing[e.seq] = (step_id, _str(e.record.get("trace_id")))
-        if kind in ("commit", "rollback") and allowing.get(_int(payload.get("policy_decision_seq")) or 0) != (
-            step_id,
-            _str(e.record.get("trace_id")),
-        ):
-            continue  # an outcome without the allowing policy decision of its own trace never counts
         history = steps.setdefault(step_id, StepHistory())
-        if kind in ("rehearsal", "commit") and spec_hash:
-            known_specs.setdefault(step_id, set()).add(spec_hash)
+        spec_hash = _str(rec.get("spec_hash"))
         if kind == "rehearsal":
+            actor = _dict(rec.get("actor"))
             history.rehearsals.append(
                 RehearsalFact(
                     seq=e.seq,
@@ -217,7 +176,9 @@ def read_ledger(
                     actor_principal=_str(actor.get("principal")),
                 )
             )
-        elif kind == "commit" and payload.get("outcome") == APPLIED:
+        elif payload.get("outcome") != APPLIED:
+            continue
+        elif kind == "commit":
             history.commits.append(
                 CommitFact(
                     seq=e.seq,
@@ -227,88 +188,14 @@ def read_ledger(
                     outcome=APPLIED,
                     schema_hash_before=_str(_dig(payload, "fingerprint_before", "schema_hash")),
                     schema_hash_after=_str(_dig(payload, "fingerprint_after", "schema_hash")),
-                    actor_role_oid=_int(actor.get("role_oid")),
+                    actor_role_oid=_int(_dict(rec.get("actor")).get("role_oid")),
                 )
             )
-        elif kind == "rollback" and payload.get("outcome") == APPLIED:
+        else:
             history.rollbacks.append(
                 RollbackFact(e.seq, _int(payload.get("of_commit_seq")), _str(payload.get("run_id")), APPLIED)
             )
-
-    now = {**recorded, **(principals or {})}
-    for e, payload in approvals:
-        step_id = _str(e.record.get("step_id"))
-        aid = _int(payload.get("approval_id"))
-        if step_id is None or aid is None:
-            continue
-        bound = _str(e.record.get("spec_hash")) or ""
-        subject, spec_hash = SUBJECT_STEP, bound
-        for candidate in known_specs.get(step_id, ()):
-            if rollback_subject_hash(candidate) == bound:
-                subject, spec_hash = SUBJECT_ROLLBACK, candidate
-        steps.setdefault(step_id, StepHistory()).approvals.append(
-            _approval(e, payload, aid, step_id, subject, spec_hash, now, aid in revoked_approvals)
-        )
-    decision_facts = []
-    for e, payload in decisions:
-        did = _int(payload.get("decision_id"))
-        if did is None:
-            continue
-        actor = _dict(e.record.get("actor"))
-        oid = _int(actor.get("role_oid")) or 0
-        who = now.get(oid)
-        decision_facts.append(
-            DecisionFact(
-                id=did,
-                decision=str(payload.get("decision")),
-                verdict=str(payload.get("verdict")),
-                principal=_str(actor.get("principal")),
-                role_oid=oid,
-                kind=who.kind if who else None,
-                is_superuser=who.is_superuser if who else False,
-                expires_at=parse_time(payload.get("expires_at")),
-                revoked=did in revoked_decisions,
-                ledger_seq=e.seq,
-            )
-        )
-    return LedgerView(steps, tuple(decision_facts), now)
-
-
-def _approval(
-    e: LedgerEntry,
-    payload: dict[str, Any],
-    aid: int,
-    step_id: str,
-    subject: str,
-    spec_hash: str,
-    principals: Mapping[int, PrincipalNow],
-    revoked: bool,
-) -> ApprovalFact:
-    actor = _dict(e.record.get("actor"))
-    oid = _int(actor.get("role_oid")) or 0
-    who = principals.get(oid)
-    signed_as = _list(payload.get("approver_roles"))
-    # The roles it signed with AND still holds: a sovereign stripped of the role stops counting.
-    roles = tuple(str(r) for r in signed_as if who is not None and r in who.roles)
-    return ApprovalFact(
-        id=aid,
-        step_id=step_id,
-        verdict=str(payload.get("verdict")),
-        principal=_str(actor.get("principal")),
-        role_oid=oid,
-        kind=who.kind if who else None,
-        roles=roles,
-        is_superuser=who.is_superuser if who else False,
-        spec_hash=spec_hash,
-        plan_hash=str(payload.get("plan_hash")),
-        system_identifier=str(_dig(payload, "target", "system_identifier")),
-        database=str(_dig(payload, "target", "database")),
-        expires_at=parse_time(payload.get("expires_at")),
-        revoked=revoked,
-        subject=subject,
-        ledger_seq=e.seq,
-        role=_str(actor.get("role")),
-    )
+    return LedgerView(steps)
 
 
 # --------------------------------------------------------------------------- the projection
@@ -331,30 +218,38 @@ class StepState:
 
 
 def project_states(
-    entries: Sequence[LedgerEntry],
-    project: Project,
-    *,
-    db_now: datetime,
-    target: tuple[str, str] | None = None,
-    principals: Mapping[int, PrincipalNow] | None = None,
+    entries: Sequence[LedgerEntry], project: Project, *, approved: Mapping[str, tuple[int, ...]] | None = None
 ) -> dict[str, StepState]:
-    """Every step's state, rebuilt from the ledger alone. `target` (system identifier, database) makes
-    approvals recorded in another database (a cloned ledger) not count; `principals` are live facts about
-    approvers (kind, roles, superuser) that override the ledger's ``principal`` records."""
-    view = read_ledger(
-        entries, principals=principals, current_spec_hashes={s.id: s.hash for s in project.steps.values()}
-    )
-    return project_view(view, project, db_now=db_now, target=target)
+    """Every step's state, rebuilt from the ledger. `approved` maps a step id to the evidence of gate 5 (the
+    approvals that count) where the database says gate 5 holds for ``gcos status``; a rehearsed step not in
+    it is not approved (:func:`read_states` asks the database)."""
+    view = read_ledger(entries)
+    return {step_id: _project_step(view, project, step_id, approved or {}) for step_id in project.steps}
 
 
-def project_view(
-    view: LedgerView, project: Project, *, db_now: datetime, target: tuple[str, str] | None = None
+def read_states(
+    conn: psycopg.Connection[Any], project: Project, entries: Sequence[LedgerEntry] | None = None
 ) -> dict[str, StepState]:
-    return {step_id: _project_step(view, project, step_id, db_now, target) for step_id in project.steps}
+    """Every step's state, from the ledger (`entries`, else read now) and, for each rehearsed step, gate 5 as
+    the database decides it for ``gcos status`` (nobody committing), in the caller's transaction if one is open."""
+    entries = ledger.read_all(conn) if entries is None else entries
+    states = project_states(entries, project)
+    approved = {}
+    for step_id, current in states.items():
+        if current.state == REHEARSED:
+            step = project.steps[step_id]
+            measured = gates.world(as_actor=False)
+            decision = gates.evaluate(
+                conn, step, project.plan_of(step_id), action="commit", measured=measured, trace_id=ledger.new_trace_id()
+            )
+            approvals = decision.gate("approvals")
+            if approvals.allow:
+                approved[step_id] = approvals.evidence
+    return project_states(entries, project, approved=approved) if approved else states
 
 
 def _project_step(
-    view: LedgerView, project: Project, step_id: str, db_now: datetime, target: tuple[str, str] | None
+    view: LedgerView, project: Project, step_id: str, approved: Mapping[str, tuple[int, ...]]
 ) -> StepState:
     step = project.steps[step_id]
     plan = project.plan_of(step_id)
@@ -395,30 +290,8 @@ def _project_step(
         else:
             why = f"its latest rehearsal (seq {r.seq}) ran under another plan; the plan changed since"
         return make(fallback, f"{step_id} needs a rehearsal: {why}")
-    count = count_approvals(
-        h.approvals,
-        step_id=step_id,
-        spec_hash=step.hash,
-        plan_hash=plan.hash,
-        subject=SUBJECT_STEP,
-        required=step.signers,
-        signer_roles=step.signer_roles,
-        db_now=db_now,
-        system_identifier=target[0] if target else None,
-        database=target[1] if target else None,
-        rehearser=(r.actor_role_oid, r.actor_principal),
-        actor=None,
-        epoch_seq=h.epoch_seq,
-    )
-    if count.holds:
-        ids = tuple(a.id for a in count.counted)
-        return make(
-            APPROVED,
-            f"{step_id} is rehearsed (seq {r.seq}) and approved by "
-            f"{', '.join(a.principal or str(a.role_oid) for a in count.counted)}",
-            ids,
-        )
-    return make(
-        REHEARSED,
-        f"{step_id} passed rehearsal seq {r.seq}; {len(count.counted)} of {step.signers} approval(s) in force",
-    )
+    if step_id in approved:
+        ids = approved[step_id]
+        listed = ", ".join(str(i) for i in ids)
+        return make(APPROVED, f"{step_id} is rehearsed (seq {r.seq}) and approved (approval {listed})", ids)
+    return make(REHEARSED, f"{step_id} passed rehearsal seq {r.seq}; gate 5 (approvals) does not hold yet")

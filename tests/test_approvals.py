@@ -1,13 +1,14 @@
-"""Approvals, decisions and revocations through the write aperture, and the facts gathered for the gates, with
-real database roles (issue 5 items 1, 2 and 4; CONTRACT.md "Authority", "Gates"; seed 000 "TOCTOU check",
-P4 expiry; seed 002 §70.0 M-1; seed 004 §§3-4 "human-only approvers, privilege wall").
+"""Approvals, decisions and revocations through the write aperture, and how the gates (decided by the database,
+``gcos.evaluate_gates``) see them, with real database roles (issue 5 items 1, 2 and 4; CONTRACT.md "Authority",
+"Gates"; seed 000 "TOCTOU check", P4 expiry; seed 002 §70.0 M-1; seed 004 §§3-4 "human-only approvers,
+privilege wall").
 
-The reference world (seed 002) gets gcos installed and its own principals; rehearsals and commits are
-appended as the ledger records rehearsal.py and apply.py write (same kinds and payload keys)."""
+The reference world (seed 002) gets gcos installed, its own principals and the project's specs registered;
+rehearsals and commits are appended as the ledger records rehearsal.py and apply.py write (same kinds and
+payload keys)."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid
@@ -23,10 +24,10 @@ from conftest import REPO, MakeRole, Role
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gcos import approvals, ledger
-from gcos.approvals import approve, decide, gather_facts, lock_approvals, parse_duration, revoke, revoke_decision
+from gcos import approvals, gates, ledger, registry
+from gcos.approvals import approve, decide, lock_approvals, parse_duration, revoke, revoke_decision
 from gcos.errors import DatabaseUnavailable, GateRefused, LedgerBroken, SpecError
-from gcos.gates import Facts, evaluate, rollback_subject_hash
+from gcos.gates import PolicyDecisionRecord, rollback_subject_hash
 from gcos.install import install
 from gcos.principals import add_principal
 from gcos.spec import Project, StepSpec, load_project
@@ -77,6 +78,7 @@ def world(world_dsn: str, make_role: MakeRole) -> Iterator[World]:
         if kind is not None:
             add_principal(admin, roles[hint].name, name=hint.title(), kind=kind, roles=gcos_roles, grant=False)
     w = World(admin, world_dsn, roles, load_project(REPO), [admin])
+    register(admin, w.project)
     try:
         yield w
     finally:
@@ -137,17 +139,32 @@ def commit_record(conn: psycopg.Connection[Any], project: Project, step: StepSpe
     return entry.seq
 
 
-def facts_for(conn: psycopg.Connection[Any], project: Project, step: StepSpec, action: str = "commit") -> Facts:
-    return gather_facts(
-        conn,
-        project,
-        step,
-        action=action,
-        reverify_ok=True,
-        reverify_reason="all checks hold",
-        current_schema_hash=SCHEMA if action == "commit" else "af" * 32,
-        global_stops_held=(),
-    )
+def register(admin: psycopg.Connection[Any], project: Project) -> None:
+    """Every spec and plan registered: the database judges registered documents only."""
+    for step in project.steps.values():
+        registry.register_spec(admin, step)
+    for plan in project.plans.values():
+        registry.register_plan(admin, plan)
+
+
+def judge(
+    conn: psycopg.Connection[Any], project: Project, step: StepSpec, action: str = "commit", *, as_actor: bool = True
+) -> PolicyDecisionRecord:
+    """The gates of `action` on `step` as the database decides them for the session's role, on a measured world
+    where re-verify holds, no global stop holds and the schema is the rehearsals' (for a rollback: the commit's)."""
+    plan = project.plan_of(step.id)
+    reverify = [
+        {"name": c["name"], "expected": c["expect"], "actual": c["expect"], "ok": True, "error": None}
+        for c in step.document.get("reverify", [])
+    ]
+    stops = [
+        {"name": s.name, "holds": False, "detail": "clear"}
+        for s in (plan.global_stop if plan else ())
+        if s.kind != "max_new_tables"
+    ]
+    schema = SCHEMA if action == "commit" else "af" * 32
+    measured = gates.world(schema_hash=schema, reverify=reverify, global_stops=stops, as_actor=as_actor)
+    return gates.evaluate(conn, step, plan, action=action, measured=measured, trace_id=TRACE)
 
 
 def db_clock(conn: psycopg.Connection[Any]) -> Any:
@@ -272,7 +289,7 @@ def test_revoke_appends_and_the_gate_sees_it(world: World) -> None:
     rehearsal(world.connect("rita"), world.project, step)
     alice, bob, opal = world.connect("alice"), world.connect("bob"), world.connect("opal")
     receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
-    assert evaluate(facts_for(opal, world.project, step), trace_id=TRACE).allow
+    assert judge(opal, world.project, step).allow
     revoked = revoke(bob, receipt.approval_id, "spec under review")
     assert (revoked.kind, revoked.revoked_id, revoked.subject, revoked.revoked_by) == (
         "approval",
@@ -286,14 +303,10 @@ def test_revoke_appends_and_the_gate_sees_it(world: World) -> None:
         "approval_revocation",
         receipt.approval_id,
     )
-    f = facts_for(opal, world.project, step)
-    assert [a.revoked for a in f.approvals] == [True] and f.state == "rehearsed"
-    decision = evaluate(f, trace_id=TRACE)
-    assert not decision.allow
-    assert decision.refusal_sentence() == (
-        f"No approval counts for SB-12: approval {receipt.approval_id} by Alice was revoked; "
-        "ask a sovereign to run: gcos approve SB-12 --verdict approve --expires-in 24h"
-    )
+    decision = judge(opal, world.project, step)
+    assert not decision.allow and [g.gate for g in decision.failed] == ["approvals"]
+    assert decision.gate("approvals").evidence == () and "was revoked" in decision.gate("approvals").reason
+    assert decision.gate("approvals").command == "gcos approve SB-12 --verdict approve --expires-in 24h"
     with pytest.raises(SpecError, match="already revoked"):
         revoke(bob, receipt.approval_id)
     with pytest.raises(SpecError, match="does not exist"):
@@ -311,75 +324,44 @@ def test_decide_and_revoke_decision(world: World) -> None:
     assert receipt.expires_at > before + timedelta(hours=2)
     with pytest.raises(SpecError, match="is not a decision name"):
         decide(alice, "approve everything", verdict="approve", expires_in=DAY, note=None)
-    f = facts_for(opal, world.project, step)
-    assert [(d.decision, d.verdict, d.kind, d.revoked) for d in f.decisions] == [("A-8", "approve", "human", False)]
-    assert evaluate(f, trace_id=TRACE).gate("decisions").allow
+    held = judge(opal, world.project, step).gate("decisions")
+    assert held.allow and held.evidence == (receipt.decision_id,)
     revoked = revoke_decision(bob, receipt.decision_id, "superseded")
     assert (revoked.kind, revoked.subject, revoked.revoked_by) == ("decision", "A-8", "Bob")
-    gate = evaluate(facts_for(opal, world.project, step), trace_id=TRACE).gate("decisions")
+    gate = judge(opal, world.project, step).gate("decisions")
     assert not gate.allow
     assert gate.reason == f"decision A-8 has no approve in force: record {receipt.decision_id} was revoked"
 
 
-# --------------------------------------------------------------------------- gather_facts on the reference world
+# --------------------------------------------------------------------------- the gates on the reference world
 
 
-def test_gather_facts_on_the_reference_world(world: World) -> None:
+def test_the_gates_on_the_reference_world(world: World) -> None:
     step = world.step("SB-12")
     opal = world.connect("opal")
-    f = facts_for(opal, world.project, step)
-    identity = world.admin.execute(
-        "SELECT system_identifier::text, current_database() FROM pg_control_system()"
-    ).fetchone()
-    assert (f.target_system_identifier, f.target_database) == identity
-    assert (f.actor_role_oid, f.actor_principal, f.state, f.rehearsal, f.approvals) == (
-        world.roles["opal"].oid,
-        "Opal",
-        "planned",
-        None,
-        (),
-    )
-    assert f.plan_id == "build" and f.dependency_states == {} and f.db_now.tzinfo is not None
-    assert evaluate(f, trace_id=TRACE).refusal_sentence() == "SB-12 has no rehearsal; run: gcos rehearse SB-12"
+    record = judge(opal, world.project, step)
+    assert [g.gate for g in record.failed] == ["rehearsal", "approvals"]
+    assert record.first_failed is not None and record.first_failed.command == "gcos rehearse SB-12"
+    assert record.step_id == "SB-12" and record.plan_hash == world.project.plans["build"].hash
 
     seq = rehearsal(world.connect("rita"), world.project, step)
     bob_approval = approve(world.connect("bob"), world.project, step, verdict="approve", expires_in=DAY)
-    f = facts_for(opal, world.project, step)
-    assert f.rehearsal is not None and f.rehearsal.seq == seq and f.rehearsal.actor_principal == "Rita"
-    assert f.state == "rehearsed"
-    assert evaluate(f, trace_id=TRACE).gate("approvals").reason == (
-        f"no approval counts for SB-12: approval {bob_approval.approval_id} by Bob is by Bob, who holds council, "
-        "not sovereign"
-    )
+    record = judge(opal, world.project, step)
+    assert [g.gate for g in record.failed] == ["approvals"] and record.gate("rehearsal").evidence == (seq,)
+    assert record.gate("approvals").evidence == ()
+    assert f"approval {bob_approval.approval_id} by Bob is by Bob, who holds council" in record.gate("approvals").reason
 
     alice_approval = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
-    f = facts_for(opal, world.project, step)
-    (a,) = [x for x in f.approvals if x.id == alice_approval.approval_id]
-    assert (a.principal, a.role_oid, a.kind, a.roles, a.is_superuser, a.subject, a.revoked) == (
-        "Alice",
-        world.roles["alice"].oid,
-        "human",
-        ("sovereign",),
-        False,
-        "step",
-        False,
-    )
-    assert a.expires_at == alice_approval.expires_at and a.system_identifier == f.target_system_identifier
-    record = evaluate(f, trace_id=TRACE)
-    assert record.allow and f.state == "approved", record.refusal_sentence()
+    record = judge(opal, world.project, step)
+    assert record.allow, record.refusal_sentence()
     assert record.gate("approvals").evidence == (alice_approval.approval_id,)
     ledger.append(
         opal, "policy_decision", record.to_payload(), step_id=step.id, spec_hash=step.hash, trace_id=TRACE
     )  # what apply.py writes: the ledger takes it as is
 
-    # the knife edge, by the database clock the facts were read with
-    at_expiry = dataclasses.replace(f, db_now=a.expires_at)
-    assert not evaluate(at_expiry, trace_id=TRACE).gate("approvals").allow
-    assert evaluate(dataclasses.replace(f, db_now=a.expires_at - timedelta(microseconds=1)), trace_id=TRACE).allow
-
     # SB-10 waits for SB-12 and SB-13
-    f10 = facts_for(opal, world.project, world.step("SB-10"))
-    assert f10.dependency_states == {"SB-12": "approved", "SB-13": "planned"}
+    record = judge(opal, world.project, world.step("SB-10"))
+    assert not record.gate("dependencies").allow and record.gate("dependencies").command == "gcos commit SB-12"
 
 
 def test_self_approval_by_the_rehearser_and_the_committer(world: World) -> None:
@@ -387,31 +369,15 @@ def test_self_approval_by_the_rehearser_and_the_committer(world: World) -> None:
     sam = world.connect("sam")
     rehearsal(sam, world.project, step)
     mine = approve(sam, world.project, step, verdict="approve", expires_in=DAY)
-    reason = evaluate(facts_for(world.connect("opal"), world.project, step), trace_id=TRACE).gate("approvals").reason
-    assert (
-        reason == f"no approval counts for SB-12: approval {mine.approval_id} by Sam is by Sam, who ran the "
-        "rehearsal (no self-approval)"
-    )
+    reason = judge(world.connect("opal"), world.project, step).gate("approvals").reason
+    assert f"approval {mine.approval_id} by Sam is by Sam, who ran the rehearsal (no self-approval)" in reason
     rehearsal(world.connect("rita"), world.project, step)  # now Rita's rehearsal is the evidence
-    assert evaluate(facts_for(world.connect("opal"), world.project, step), trace_id=TRACE).allow
-    looking = gather_facts(
-        sam,
-        world.project,
-        step,
-        action="commit",
-        reverify_ok=None,
-        reverify_reason="",
-        current_schema_hash=None,
-        global_stops_held=(),
-        as_actor=False,
-    )
-    assert looking.state == "approved" and evaluate(looking, trace_id=TRACE).gate("approvals").allow  # status
-    record = evaluate(facts_for(sam, world.project, step), trace_id=TRACE)  # Sam commits his own approval
-    assert record.refusal_sentence() == (
-        f"No approval counts for SB-12: approval {mine.approval_id} by Sam is by Sam, the committer himself "
-        "(no self-approval); ask a sovereign other than Sam to run: gcos approve SB-12 --verdict approve "
-        "--expires-in 24h"
-    )
+    assert judge(world.connect("opal"), world.project, step).allow
+    assert judge(sam, world.project, step, as_actor=False).gate("approvals").allow  # gcos status: only looking
+    record = judge(sam, world.project, step)  # Sam commits his own approval
+    assert [g.gate for g in record.failed] == ["approvals"]
+    assert "the committer himself (no self-approval)" in record.gate("approvals").reason
+    assert record.gate("approvals").remedy.startswith("ask a sovereign other than Sam to run")
 
 
 def test_cross_sign_needs_two_distinct_humans(world: World) -> None:
@@ -421,16 +387,16 @@ def test_cross_sign_needs_two_distinct_humans(world: World) -> None:
     alice, opal = world.connect("alice"), world.connect("opal")
     first = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
     again = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
-    gate = evaluate(facts_for(opal, world.project, step), trace_id=TRACE).gate("approvals")
+    gate = judge(opal, world.project, step).gate("approvals")
     assert gate.reason == (
         f"SB-1-2 needs 2 distinct approvers and has 1 (Alice (approval {again.approval_id})): "
         f"approval {first.approval_id} by Alice is by Alice again (as approval "
         f"{again.approval_id}): one person counts once"
     )
     approve(world.connect("bob"), world.project, step, verdict="approve_with_conditions", expires_in=DAY)
-    assert not evaluate(facts_for(opal, world.project, step), trace_id=TRACE).gate("approvals").allow
+    assert not judge(opal, world.project, step).gate("approvals").allow
     bob = approve(world.connect("bob"), world.project, step, verdict="approve", expires_in=DAY)
-    record = evaluate(facts_for(opal, world.project, step), trace_id=TRACE)
+    record = judge(opal, world.project, step)
     assert record.allow, record.refusal_sentence()
     assert record.gate("approvals").evidence == (again.approval_id, bob.approval_id)
 
@@ -445,13 +411,10 @@ def test_an_approval_of_an_older_spec_after_a_one_byte_sql_edit(world: World, pr
     edited = load_project(project_dir)
     new = edited.step("SB-12")
     assert new.hash != step.hash
-    f = facts_for(world.connect("opal"), edited, new)
-    assert f.state == "planned"  # its rehearsal was of the old spec
-    record = evaluate(f, trace_id=TRACE)
-    assert record.gate("rehearsal").reason == (
-        f"the latest rehearsal of SB-12 (seq {f.rehearsal.seq if f.rehearsal else 0}) is of spec {step.hash[:12]}…, "
-        f"not the current {new.hash[:12]}…"
-    )
+    register(world.admin, edited)
+    record = judge(world.connect("opal"), edited, new)
+    assert [g.gate for g in record.failed] == ["rehearsal", "approvals"]  # its rehearsal was of the old spec
+    assert f"is of spec {step.hash[:12]}…, not the current {new.hash[:12]}…" in record.gate("rehearsal").reason
     assert record.gate("approvals").reason == (
         f"no approval counts for SB-12: approval {receipt.approval_id} by Alice is bound to spec {step.hash[:12]}…, "
         f"not the current {new.hash[:12]}…"
@@ -472,7 +435,7 @@ def test_approvals_from_another_database_do_not_count(world: World, pg_admin_dsn
         copy = World(world.admin, make_conninfo(world.dsn, dbname=clone), world.roles, world.project, [])
         opal = copy.connect("opal")
         try:
-            gate = evaluate(facts_for(opal, copy.project, step), trace_id=TRACE).gate("approvals")
+            gate = judge(opal, copy.project, step).gate("approvals")
         finally:
             opal.close()
         assert gate.reason == (
@@ -495,26 +458,18 @@ def test_rollback_approvals_bind_the_rollback_subject(world: World) -> None:
     receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY, rollback=True)
     assert receipt.subject == "rollback" and receipt.bound_hash == rollback_subject_hash(step.hash)
     assert receipt.spec_hash == step.hash and receipt.rehearsal_seq is None
-    f = facts_for(opal, world.project, step, action="rollback")
-    assert (f.state, f.commit_seq, f.committed_spec_hash, f.epoch_seq) == (
-        "committed",
-        commit_seq,
-        step.hash,
-        commit_seq,
-    )
-    subjects = {a.id: (a.subject, a.spec_hash) for a in f.approvals}
-    assert subjects == {for_commit.approval_id: ("step", step.hash), receipt.approval_id: ("rollback", step.hash)}
-    record = evaluate(f, trace_id=TRACE)
+    record = judge(opal, world.project, step, action="rollback")
     assert record.allow, record.refusal_sentence()
-    assert record.gate("approvals").evidence == (receipt.approval_id,)
-    # the commit is refused now: already committed, and its approval does not open the rollback
-    assert evaluate(facts_for(opal, world.project, step), trace_id=TRACE).refusal_sentence() == (
-        f"SB-12 is already committed (commit seq {commit_seq}) and is never re-applied; to apply it again, first "
-        "run: gcos rollback SB-12"
-    )
+    assert record.gate("approvals").evidence == (receipt.approval_id,)  # the commit's approval is not the rollback's
+    assert f"is committed (seq {commit_seq})" in record.gate("state").reason
+    # the commit is refused now: already committed (decisively), and its approval is spent
+    record = judge(opal, world.project, step)
+    assert record.first_failed is not None and record.first_failed.gate == "state" and record.first_failed.decisive
+    assert record.first_failed.command == "gcos rollback SB-12"
+    assert for_commit.approval_id not in record.gate("approvals").evidence
 
 
-def test_gather_facts_refuses_tables_that_disagree_with_the_ledger(world: World) -> None:
+def test_the_gates_refuse_tables_that_disagree_with_the_ledger(world: World) -> None:
     step = world.step("SB-12")
     approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
     # a superuser forges an approval row that has no ledger record of its own
@@ -525,7 +480,7 @@ def test_gather_facts_refuses_tables_that_disagree_with_the_ledger(world: World)
         "system_identifier, database_name, expires_at, created_at, 1 FROM gcos.os_proposal_approvals"
     )
     with pytest.raises(LedgerBroken, match=r"approvals of SB-12 in gcos\.os_proposal_approvals and in the ledger"):
-        facts_for(world.connect("opal"), world.project, step)
+        judge(world.connect("opal"), world.project, step)
 
 
 # --------------------------------------------------------------------------- TOCTOU: the commit's lock
@@ -562,12 +517,12 @@ def test_a_revocation_waits_for_a_commit_that_holds_the_lock(world: World) -> No
     bob = world.connect("bob", options="-c lock_timeout=200ms")
     with opal.transaction():
         lock_approvals(opal, step.id, step.decisions)
-        assert evaluate(facts_for(opal, world.project, step), trace_id=TRACE).allow
+        assert judge(opal, world.project, step).allow
         with pytest.raises(DatabaseUnavailable, match="retry"):
             revoke(bob, receipt.approval_id, "too late")  # waits for the commit, here until lock_timeout
         # ... the commit record would be appended and COMMIT issued here
     revoke(bob, receipt.approval_id, "after the commit")  # once the commit ended, the revocation goes through
-    assert not evaluate(facts_for(opal, world.project, step), trace_id=TRACE).allow
+    assert not judge(opal, world.project, step).allow
 
 
 def test_a_revocation_that_commits_first_is_never_ignored(world: World) -> None:
@@ -581,7 +536,7 @@ def test_a_revocation_that_commits_first_is_never_ignored(world: World) -> None:
         try:
             with opal.transaction():
                 lock_approvals(opal, step.id)  # waits for the revocation's row lock
-                result["facts"] = facts_for(opal, world.project, step)
+                result["decision"] = judge(opal, world.project, step)
         except Exception as exc:  # handed to the main thread
             result["error"] = exc
 
@@ -592,9 +547,9 @@ def test_a_revocation_that_commits_first_is_never_ignored(world: World) -> None:
         _wait_for_lock_wait(world.admin, opal.info.backend_pid)
     thread.join(30)
     assert "error" not in result, result.get("error")
-    f: Facts = result["facts"]
-    assert [a.revoked for a in f.approvals] == [True]
-    assert evaluate(f, trace_id=TRACE).gate("approvals").reason.endswith("was revoked")
+    decision: PolicyDecisionRecord = result["decision"]
+    assert not decision.allow and decision.gate("approvals").evidence == ()
+    assert decision.gate("approvals").reason.endswith("was revoked")
 
 
 def test_under_repeatable_read_a_revocation_after_the_snapshot_fails_the_commits_append(world: World) -> None:
@@ -607,8 +562,8 @@ def test_under_repeatable_read_a_revocation_after_the_snapshot_fails_the_commits
         opal.execute("SELECT 1")  # the snapshot
         revoke(bob, receipt.approval_id, "withdrawn")  # commits after the snapshot
         lock_approvals(opal, step.id)
-        stale = facts_for(opal, world.project, step)
-        assert [a.revoked for a in stale.approvals] == [False]  # the snapshot cannot see it ...
+        stale = judge(opal, world.project, step)
+        assert stale.allow  # the snapshot cannot see it ...
         # ... but the commit's own ledger append fails: the revocation moved the ledger head after the snapshot
         ledger.append(opal, "commit", {"outcome": "applied"}, step_id=step.id, spec_hash=step.hash)
     assert [e.kind for e in ledger.read_all(world.admin)][-1] == "approval_revocation"

@@ -22,13 +22,13 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import ledger
+from gcos import gates, ledger
 from gcos.adopt import adopt
-from gcos.approvals import approve, decide, gather_facts
+from gcos.approvals import approve, decide
 from gcos.canonical import canonical_bytes
 from gcos.embedded import EmbeddedServer
 from gcos.errors import GateRefused
-from gcos.gates import CONFLICT_TEXT, GateResult, conflicts_text, evaluate
+from gcos.gates import CONFLICT_TEXT, GateResult, conflicts_text
 from gcos.install import Migration, install, migrations
 from gcos.principals import OVERLAP_TEXT, add_principal, list_principals, whoami
 from gcos.registry import register_plan, register_spec
@@ -46,18 +46,12 @@ def in_db(role: Role, dbname: str) -> psycopg.Connection[Any]:
 
 
 def gate(conn: psycopg.Connection[Any], step: StepSpec, name: str, project: Project = PROJECT) -> GateResult:
-    """Gate `name` as a commit by the session's role would evaluate it now."""
-    facts = gather_facts(
-        conn,
-        project,
-        step,
-        action="commit",
-        reverify_ok=True,
-        reverify_reason="checked",
-        current_schema_hash=SCHEMA,
-        global_stops_held=(),
-    )
-    return evaluate(facts, trace_id=TRACE).gate(name)
+    """Gate `name` (approvals or decisions: they need nothing measured) as the database decides it now for a
+    commit by the session's role, the spec and plan registered first."""
+    plan = project.plan_of(step.id)
+    assert gates.register(conn, step, plan)
+    decision = gates.evaluate(conn, step, plan, action="commit", measured=gates.world(), trace_id=TRACE)
+    return decision.gate(name)
 
 
 def raw_approve(conn: psycopg.Connection[Any]) -> int:
@@ -504,6 +498,8 @@ def refusal(
 
 def test_the_reviewers_forgery_is_refused_at_every_step(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
     alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
+    register_spec(conn, PROJECT.step("SB-12"))  # before the forged successor of the head is computed
+    register_plan(conn, PROJECT.plans["build"])
     etl = forger(conn, make_role)
     modes = ["origin"]
     if conn.info.server_version >= 150000:  # a role may be granted replica mode from 15 on

@@ -179,10 +179,7 @@ def step_records(world: World) -> list[ledger.LedgerEntry]:
 
 def step_state(world: World) -> str:
     with world.connect() as conn:
-        entries = ledger.read_all(conn)
-        row = conn.execute("SELECT clock_timestamp()").fetchone()
-    assert row is not None
-    return state.project_states(entries, world.project, db_now=row[0])[STEP].state
+        return state.read_states(conn, world.project)[STEP].state
 
 
 def birth_evidence(world: World) -> tuple[str, int, int]:

@@ -13,7 +13,6 @@ never a fixed sleep.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import secrets
@@ -282,42 +281,36 @@ def test_a_superuser_never_approves(world: World) -> None:
     refused_commit(world, "SB-12", rf"approval {receipt.approval_id} by Alice is by Alice, whose role is a superuser")
 
 
-def _facts_in_commit_transaction(world: World, step_ref: str = "SB-12") -> gates.Facts:
-    """The facts exactly as a commit gathers them: approval rows locked, the live schema, the database clock."""
-    project = load_project(world.project_dir)
-    step = project.step(step_ref)
-    with psycopg.connect(world.dsn, autocommit=True) as conn, conn.transaction():
-        approvals.lock_approvals(conn, step.id, step.decisions)
-        schema = fingerprint.take(conn, watch=step.watch).schema_hash
-        return approvals.gather_facts(
-            conn,
-            project,
-            step,
-            action="commit",
-            reverify_ok=True,
-            reverify_reason="all re-verify checks hold",
-            current_schema_hash=schema,
-            global_stops_held=(),
-        )
-
-
 def test_expiry_knife_edge_by_the_database_clock(world: World) -> None:
+    """The database's own rule (gcos._approval_binding, what gate 5 applies to every approval) at the knife
+    edge: expires_at <= now is expired, by the database clock the gates read."""
     world.rehearse()
     receipt = world.approve("alice")
-    facts = _facts_in_commit_transaction(world)
-    assert gates.evaluate(facts, trace_id=ledger.new_trace_id()).allow
-    (fact,) = facts.approvals
-    assert fact.expires_at == receipt.expires_at  # the ledger and the table agree to the microsecond
-    assert facts.db_now < fact.expires_at
-    tick = timedelta(microseconds=1)
-    outcomes = {}
-    for name, at in (("before", fact.expires_at - tick), ("at", fact.expires_at), ("after", fact.expires_at + tick)):
-        decision = gates.evaluate(dataclasses.replace(facts, db_now=at), trace_id=ledger.new_trace_id())
-        outcomes[name] = (decision.allow, decision.gate("approvals").reason)
-    assert outcomes["before"][0] is True
-    expired = f"approval {receipt.approval_id} by Alice expired at {gates.utc_text(fact.expires_at)}"
-    assert outcomes["at"][0] is False and expired in outcomes["at"][1]  # expires_at <= now is expired
-    assert outcomes["after"][0] is False and expired in outcomes["after"][1]
+    project = load_project(world.project_dir)
+    step = project.step("SB-12")
+    plan = project.plan_of(step.id)
+    assert plan is not None
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        assert gates.register(conn, step, plan)
+        row = conn.execute(
+            "SELECT expires_at FROM gcos.os_proposal_approvals WHERE id = %s", (receipt.approval_id,)
+        ).fetchone()
+        assert row is not None and row[0] == receipt.expires_at  # the ledger and the table agree to the microsecond
+        tick = timedelta(microseconds=1)
+        outcomes = {}
+        for name, at in (("before", row[0] - tick), ("at", row[0]), ("after", row[0] + tick)):
+            why = conn.execute(
+                "SELECT gcos._approval_binding(c || jsonb_build_object('now', %s::timestamptz), a.spec_hash, "
+                "a.plan_hash, a.system_identifier, a.database_name::text, a.database_oid::bigint, false, "
+                "a.expires_at, a.ledger_seq) FROM gcos._gates_context(%s, %s, 'commit', '{}') AS c, "
+                "gcos.os_proposal_approvals AS a WHERE a.id = %s",
+                (at, step.hash, plan.hash, receipt.approval_id),
+            ).fetchone()
+            assert why is not None
+            outcomes[name] = why[0]
+    assert outcomes["before"] is None
+    expired = f"expired at {gates.utc_text(receipt.expires_at)}"
+    assert outcomes["at"].startswith(expired) and outcomes["after"].startswith(expired)
 
 
 def test_an_expired_approval_is_refused_end_to_end(world: World) -> None:
@@ -589,7 +582,7 @@ KILLED_CLIENT = textwrap.dedent(
 
     def die(conn):
         print(conn.info.backend_pid, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)  # the client dies between the commit record and COMMIT
+        os.kill(os.getpid(), signal.SIGKILL)  # the client dies between the policy decision record and COMMIT
 
     commands.commit(Target(sys.argv[1], "--dsn"), Path(sys.argv[2]), "SB-12", hooks=ApplyHooks(before_commit=die))
     """
@@ -624,8 +617,8 @@ def test_a_connection_lost_before_commit_is_settled_from_the_ledger(world: World
     seen: dict[str, Any] = {}
 
     def kill_my_backend(conn: psycopg.Connection[Any]) -> None:
-        seen["run_id"] = conn.execute(
-            "SELECT record -> 'payload' ->> 'run_id' FROM gcos.ledger WHERE kind = 'commit' ORDER BY seq DESC LIMIT 1"
+        seen["decision"] = conn.execute(
+            "SELECT seq FROM gcos.ledger WHERE kind = 'policy_decision' ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         with psycopg.connect(world.dsn, autocommit=True) as admin:
             assert admin.execute("SELECT pg_terminate_backend(%s, 30000)", (conn.info.backend_pid,)).fetchone() == (
@@ -636,13 +629,16 @@ def test_a_connection_lost_before_commit_is_settled_from_the_ledger(world: World
         world.commit(hooks=ApplyHooks(before_commit=kill_my_backend))
     exc = info.value
     assert exc.exit_code == ExitCode.DATABASE_UNAVAILABLE
-    (run_id,) = seen["run_id"]
-    assert re.search(
-        rf"^the connection dropped during commit of SB-12 \(.*\); the ledger has no record of run {run_id}, so "
+    assert seen["decision"] is not None  # the transaction was killed after its allowing policy decision
+    found = re.search(
+        r"^the connection dropped during commit of SB-12 \(.*\); the ledger has no record of run ([0-9a-f]{32}), so "
         "nothing was applied; retry when the database is back\\.$",
         exc.message,
-    ), exc.message
+    )
+    assert found, exc.message
+    assert world.one("SELECT count(*) FROM gcos.ledger WHERE record::text LIKE %s", (f"%{found[1]}%",)) == 0
     assert not world.exists("governance_ruleset") and world.records("commit") == []
+    assert world.records("policy_decision") == []
     assert world.state("SB-12") == "approved"
     assert world.commit().ok  # retrying is safe: nothing was applied
 

@@ -1,13 +1,13 @@
-"""The seven commit gates decided by the database (gcos/sql/010_gates.sql, issue 9 item 3) agree with the Python
-rules of gcos/gates.py, gate by gate, on real flows (CONTRACT.md "Gates that COMMIT must pass").
+"""The seven commit gates, decided in one place: the database (gcos/sql/010_gates.sql, issue 9 item 3), on real
+flows (CONTRACT.md "Gates that COMMIT must pass").
 
 Each test gets a copy of a SMALL reference world (seed 002's schema, 1,000 birth_registry rows, gcos installed),
 the repo's steps and plans registered in the database, and its own LOGIN roles mapped to principals. Rehearsals,
 approvals, decisions, revocations, commits and rollbacks run through gcos's real commands as the right people.
-At each point of a story, the same measured world (schema fingerprint, re-verify, global stops) is judged twice
-in one transaction of the acting role: by ``gates.evaluate(approvals.gather_facts(...))`` as apply.py does, and
-by ``gcos.evaluate_gates(...)``; gate numbers, names, allow/known/decisive flags, evidence and the command
-to run must be the same."""
+At each point of a story the world is measured as the client's commit measures it (schema fingerprint,
+re-verify, global stops: ``apply.read_world_now``; the database's own check functions must read the same) and
+judged by ``gates.evaluate`` (``gcos.evaluate_gates``) in one transaction of the acting role: gate ids,
+allow/known/decisive flags, evidence and the command to run are asserted."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from gcos import apply, approvals, commands, gates, ledger, reference_world, registry
-from gcos.errors import LedgerBroken
+from gcos import apply, commands, gates, ledger, reference_world, registry
+from gcos.errors import ExitCode, LedgerBroken
 from gcos.install import install
 from gcos.principals import add_principal
 from gcos.spec import Project, StepSpec, load_project
@@ -195,7 +195,7 @@ def world(pg_admin_dsn: str, small_template: str, project_dir: Path) -> Iterator
 
 @dataclass(frozen=True)
 class Measured:
-    """The world as the kernel measures it, in the two shapes: apply.WorldNow and evaluate_gates' p_world."""
+    """The world as the client measures it: apply.WorldNow, and what it hands evaluate_gates (p_world)."""
 
     now: apply.WorldNow
     world: dict[str, Any]
@@ -208,8 +208,9 @@ def one(conn: psycopg.Connection[Any], query: LiteralString, document: dict[str,
 
 
 def measure(w: World, step: StepSpec, *, as_actor: bool = True) -> Measured:
-    """Schema fingerprint, re-verify and the plan's global stops, read once by Python and once by the database's
-    own check functions (gcos.evaluate_check, gcos.stop_holds) in one snapshot; they must agree."""
+    """Schema fingerprint, re-verify and the plan's global stops, read once by the client (as its commit does)
+    and once by the database's own check functions (gcos.evaluate_check, gcos.stop_holds, as the kernel does)
+    in one snapshot; they must agree."""
     plan = w.project.plan_of(step.id)
     with w.connect() as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -220,57 +221,33 @@ def measure(w: World, step: StepSpec, *, as_actor: bool = True) -> Measured:
             for s in (plan.document.get("global_stop", []) if plan else [])
             if "max_new_tables" not in s
         ]
-    assert [r["ok"] for r in reverify] == [c.ok for c in now.reverify], (reverify, now.reverify)
-    assert sum(1 for s in stops if s["holds"]) == len(now.global_stops_held), (stops, now.global_stops_held)
-    world: dict[str, Any] = {"schema_hash": now.fingerprint.schema_hash, "reverify": reverify, "global_stops": stops}
-    if not as_actor:
-        world["as_actor"] = False
-    return Measured(now, world)
+    mine = now.measured(step, as_actor=as_actor)  # what the client's commit hands the gates
+    assert [r["ok"] for r in reverify] == [r["ok"] for r in mine["reverify"]], (reverify, now.reverify)
+    assert [r["name"] for r in reverify] == [r["name"] for r in mine["reverify"]]
+    assert [s["holds"] for s in stops] == [s["holds"] for s in mine["global_stops"]], (stops, now.global_stops)
+    return Measured(now, mine)
 
 
-def judge(
-    w: World, step_id: str, action: str = "commit", who: str | None = None
-) -> tuple[gates.PolicyDecisionRecord, dict[str, Any]]:
-    """Both judgements of `action` on `step_id` by `who` (None: the superuser), in one transaction of theirs."""
+def judge(w: World, step_id: str, action: str = "commit", who: str | None = None) -> dict[str, Any]:
+    """The database's decision of `action` on `step_id` by `who` (None: the superuser), in a transaction of
+    theirs, as the ledger's policy_decision payload; the payload round-trips through the client's type."""
     project = w.project
     step = project.step(step_id)
     plan = project.plan_of(step.id)
     assert plan is not None
     m = measure(w, step)
     with w.connect(who) as conn, conn.transaction():
-        facts = approvals.gather_facts(
-            conn,
-            project,
-            step,
-            action=action,
-            reverify_ok=m.now.reverify_ok,
-            reverify_reason=m.now.reverify_reason,
-            current_schema_hash=m.now.fingerprint.schema_hash,
-            global_stops_held=m.now.global_stops_held,
-        )
-        python = gates.evaluate(facts, trace_id=TRACE)
-        row = conn.execute(
-            "SELECT gcos.evaluate_gates(%s, %s, %s, %s)", (step.hash, plan.hash, action, Jsonb(m.world))
-        ).fetchone()
-    assert row is not None
-    return python, row[0]
-
-
-_SAME = ("number", "gate", "allow", "known", "decisive", "evidence", "command")
-
-
-def parity(w: World, step_id: str, action: str = "commit", who: str | None = None) -> dict[str, Any]:
-    """Judge twice and require the same verdict, gate by gate; returns the database's decision."""
-    python, database = judge(w, step_id, action, who)
-    expected = python.to_payload()
-    assert database["allow"] is expected["allow"], (expected, database)
-    assert database["failed"] == expected["failed"], (expected["failed"], database["failed"])
-    for mine, theirs in zip(expected["gates"], database["gates"], strict=True):
-        assert {k: theirs[k] for k in _SAME} == {k: mine[k] for k in _SAME}, (mine, theirs)
-    assert (database["refusal"] is None) is (expected["refusal"] is None)
-    assert database["step_id"] == step_id and database["plan_hash"] == expected["plan_hash"]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", database["evaluated_at"])
-    return database
+        decision = gates.evaluate(conn, step, plan, action=action, measured=m.world, trace_id=TRACE)
+    payload = decision.to_payload()
+    assert gates.PolicyDecisionRecord.from_payload(payload) == decision
+    assert [g["number"] for g in payload["gates"]] == list(range(1, 8))
+    assert [g["gate"] for g in payload["gates"]] == list(gates.GATE_NAMES)
+    assert (payload["refusal"] is None) is payload["allow"] and payload["trace_id"] == TRACE
+    assert payload["failed"] == [g["gate"] for g in payload["gates"] if not g["allow"]]
+    assert payload["step_id"] == step_id and payload["plan_hash"] == plan.hash
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", payload["evaluated_at"])
+    ledger.check_payload(payload)  # what the ledger takes
+    return payload
 
 
 def gate(decision: dict[str, Any], name: str) -> dict[str, Any]:
@@ -286,30 +263,30 @@ def failed(decision: dict[str, Any]) -> list[str]:
 
 def test_a_commit_story_from_nothing_to_committed(world: World) -> None:
     """Nothing done; rehearsed; a stale rehearsal; an expired, a revoked and a real approval; committed."""
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["rehearsal", "approvals"] and gate(d, "rehearsal")["command"] == "gcos rehearse SB-12"
     world.rehearse()
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["approvals"] and gate(d, "approvals")["command"].startswith("gcos approve SB-12 ")
     world.execute("CREATE TABLE public.gates_sql_probe (id integer)")  # the schema moves after the rehearsal
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert "rehearsal" in failed(d) and gate(d, "rehearsal")["command"] == "gcos rehearse SB-12"
     world.execute("DROP TABLE public.gates_sql_probe")
     world.rehearse()
     short = world.approve("alice", expires_in="1s")
     world.wait_past("os_proposal_approvals")
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["approvals"] and "expired" in gate(d, "approvals")["reason"]
     revoked = world.approve("alice")
     commands.revoke(world.target("alice"), revoked)
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["approvals"] and gate(d, "approvals")["evidence"] == []
     carol = world.approve("carol")
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert d["allow"] and d["refusal"] is None and gate(d, "approvals")["evidence"] == [carol]
     assert short not in gate(d, "approvals")["evidence"]
     world.commit()
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert not d["allow"] and gate(d, "state")["decisive"] and d["refusal"].startswith("SB-12 is already committed")
     assert gate(d, "state")["command"] == "gcos rollback SB-12"
 
@@ -321,12 +298,12 @@ def test_no_self_approval_by_the_rehearser_or_the_committer(world: World) -> Non
     world.execute(sql.SQL("GRANT INSERT, DELETE ON evolution_snapshots TO {}").format(sql.Identifier(sam.name)))
     world.rehearse(who="sam")
     mine = world.approve("sam")
-    d = parity(world, "SB-12")  # the superuser commits; Sam rehearsed
+    d = judge(world, "SB-12")  # the superuser commits; Sam rehearsed
     assert failed(d) == ["approvals"] and "(no self-approval)" in gate(d, "approvals")["reason"]
     world.rehearse()  # the superuser's rehearsal is the evidence now; Sam commits
-    d = parity(world, "SB-12", who="sam")
+    d = judge(world, "SB-12", who="sam")
     assert failed(d) == ["approvals"] and "other than Sam" in gate(d, "approvals")["remedy"]
-    d = parity(world, "SB-12", who="opal")  # rehearsed and committed by others, Sam's approval is a real one
+    d = judge(world, "SB-12", who="opal")  # rehearsed and committed by others, Sam's approval is a real one
     assert d["allow"] and gate(d, "approvals")["evidence"] == [mine]
 
 
@@ -336,90 +313,90 @@ def test_agents_council_members_and_conflicted_approvers_never_count(world: Worl
     with world.connect() as admin:  # Andy is reclassified as an agent after approving
         add_principal(admin, world.role("andy").name, name="Andy", kind="agent", roles=("sovereign",), grant=False)
     world.approve("bob")  # a council member: SB-12 needs a sovereign
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["approvals"] and gate(d, "approvals")["evidence"] == []
     alice = world.approve("alice")
-    assert parity(world, "SB-12")["allow"]
+    assert judge(world, "SB-12")["allow"]
     world.execute(sql.SQL("GRANT gcos_owner TO {}").format(sql.Identifier(world.role("alice").name)))
-    d = parity(world, "SB-12")  # separation of duties is read now: Alice's approval drops
+    d = judge(world, "SB-12")  # separation of duties is read now: Alice's approval drops
     assert failed(d) == ["approvals"] and "other than Alice" in gate(d, "approvals")["remedy"]
     world.execute(sql.SQL("REVOKE gcos_owner FROM {}").format(sql.Identifier(world.role("alice").name)))
-    assert gate(parity(world, "SB-12"), "approvals")["evidence"] == [alice]
+    assert gate(judge(world, "SB-12"), "approvals")["evidence"] == [alice]
 
 
 def test_two_signers_one_person_twice_and_the_decision(world: World) -> None:
     """SB-1-2: two distinct signers (sovereign or council) and decision A-8."""
     world.rehearse("SB-1-2")
     alice = world.approve("alice", "SB-1-2")
-    d = parity(world, "SB-1-2")
+    d = judge(world, "SB-1-2")
     assert failed(d) == ["approvals", "decisions"] and gate(d, "approvals")["evidence"] == [alice]
     world.approve("alice2", "SB-1-2")  # Alice's second role ("  ALICE "): one person counts once
-    d = parity(world, "SB-1-2")
+    d = judge(world, "SB-1-2")
     assert gate(d, "approvals")["evidence"] == [alice] and "counts once" in gate(d, "approvals")["reason"]
     bob = world.approve("bob", "SB-1-2")
-    d = parity(world, "SB-1-2")
+    d = judge(world, "SB-1-2")
     assert failed(d) == ["decisions"] and gate(d, "approvals")["evidence"] == [alice, bob]
     assert gate(d, "decisions")["command"] == "gcos decide A-8 --verdict approve --expires-in 24h"
     world.decide("carol", "A-8", expires_in="1s")
     world.wait_past("decisions")
-    assert failed(parity(world, "SB-1-2")) == ["decisions"]
+    assert failed(judge(world, "SB-1-2")) == ["decisions"]
     revoked = world.decide("carol", "A-8")
     commands.revoke(world.target("carol"), revoked, decision=True)
-    assert failed(parity(world, "SB-1-2")) == ["decisions"]
+    assert failed(judge(world, "SB-1-2")) == ["decisions"]
     world.decide("carol", "A-8", verdict="reject")
-    assert failed(parity(world, "SB-1-2")) == ["decisions"]
+    assert failed(judge(world, "SB-1-2")) == ["decisions"]
     held = world.decide("carol", "A-8")
-    d = parity(world, "SB-1-2")
+    d = judge(world, "SB-1-2")
     assert d["allow"] and gate(d, "decisions")["evidence"] == [held]
 
 
 def test_dependencies_and_rollbacks(world: World) -> None:
-    d = parity(world, "SB-10")
+    d = judge(world, "SB-10")
     assert "dependencies" in failed(d) and gate(d, "dependencies")["command"] == "gcos commit SB-12"
     for step in ("SB-12", "SB-13"):
         world.rehearse(step)
         world.approve("alice", step)
         world.commit(step)
-        parity(world, "SB-10")
+        judge(world, "SB-10")
     world.rehearse("SB-10")
     world.approve("alice", "SB-10")
-    d = parity(world, "SB-10")
+    d = judge(world, "SB-10")
     assert d["allow"] and gate(d, "dependencies")["allow"]
     world.commit("SB-10")
-    d = parity(world, "SB-12", "rollback")  # SB-10 depends on it and is committed; the schema moved since; no approval
+    d = judge(world, "SB-12", "rollback")  # SB-10 depends on it and is committed; the schema moved since; no approval
     assert failed(d) == ["dependencies", "rehearsal", "approvals"]
     assert gate(d, "dependencies")["command"] == "gcos rollback SB-10"
-    d = parity(world, "SB-10", "rollback")
+    d = judge(world, "SB-10", "rollback")
     assert failed(d) == ["approvals"]
     assert gate(d, "approvals")["command"] == "gcos approve SB-10 --rollback --verdict approve --expires-in 24h"
     world.approve("bob", "SB-10", rollback=True)  # a council member may not sign SB-10's rollback
     carol = world.approve("carol", "SB-10", rollback=True)
-    d = parity(world, "SB-10", "rollback")
+    d = judge(world, "SB-10", "rollback")
     assert d["allow"] and gate(d, "approvals")["evidence"] == [carol]
     # committed: the commit is refused (decisively), and a rollback approval is no commit's
-    assert failed(parity(world, "SB-10")) == ["reverify", "rehearsal", "approvals", "state"]
+    assert failed(judge(world, "SB-10")) == ["reverify", "rehearsal", "approvals", "state"]
     world.rollback("SB-10")
-    d = parity(world, "SB-10", "rollback")
+    d = judge(world, "SB-10", "rollback")
     assert gate(d, "state")["decisive"] and d["refusal"].startswith("SB-10 is not committed")
-    d = parity(world, "SB-10")  # rolled back: its rehearsal and approvals are spent
+    d = judge(world, "SB-10")  # rolled back: its rehearsal and approvals are spent
     assert failed(d) == ["rehearsal", "approvals"]
-    d = parity(world, "SB-12", "rollback")  # no dependant any more; SB-13 was committed after it
+    d = judge(world, "SB-12", "rollback")  # no dependant any more; SB-13 was committed after it
     assert failed(d) == ["rehearsal", "approvals"] and gate(d, "rehearsal")["command"] == "gcos drift"
 
 
 def test_re_verify_that_fails_and_a_global_stop_that_holds(world: World) -> None:
     world.rehearse()
     world.approve("alice")
-    assert parity(world, "SB-12")["allow"]
+    assert judge(world, "SB-12")["allow"]
     world.execute(
         "UPDATE measurement_registry SET enabled = false "
         "WHERE metric_key = (SELECT min(metric_key) FROM measurement_registry)"
     )
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["reverify"] and gate(d, "reverify")["command"] == "gcos verify SB-12"
     world.execute("UPDATE measurement_registry SET enabled = true")
     world.execute("CREATE FUNCTION public.dot_governance_assignment_apply() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
-    d = parity(world, "SB-12")
+    d = judge(world, "SB-12")
     assert failed(d) == ["rehearsal", "state"] and "global stop condition held" in gate(d, "state")["reason"]
 
 
@@ -428,17 +405,17 @@ def test_a_clone_refuses_the_copied_approvals_and_decisions(world: World, pg_adm
     world.approve("alice", "SB-1-2")
     world.approve("bob", "SB-1-2")
     world.decide("carol", "A-8")
-    assert parity(world, "SB-1-2")["allow"]
+    assert judge(world, "SB-1-2")["allow"]
     original, away, clone = world.dbname, f"{world.dbname}_away", f"{world.dbname}_clone"
     ident = sql.Identifier
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident(clone), ident(original)))
-        d = parity(World(make_conninfo(world.dsn, dbname=clone), world.project_dir, world.roles), "SB-1-2")
+        d = judge(World(make_conninfo(world.dsn, dbname=clone), world.project_dir, world.roles), "SB-1-2")
         assert failed(d) == ["approvals", "decisions"] and "another database" in gate(d, "approvals")["reason"]
         admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(original), ident(away)))
         admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(clone), ident(original)))
         try:  # the clone under the original's name: another OID
-            d = parity(world, "SB-1-2")
+            d = judge(world, "SB-1-2")
             assert failed(d) == ["approvals", "decisions"] and "incarnation" in gate(d, "decisions")["reason"]
         finally:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident(original)))
@@ -504,30 +481,23 @@ def test_unregistered_specs_and_plans_unmeasured_worlds_and_bad_input(world: Wor
 
 
 def test_status_mode_does_not_count_the_sessions_own_approval_as_self_approval(world: World) -> None:
-    """p_world {"as_actor": false} is `gcos status` (approvals.gather_facts(as_actor=False))."""
+    """p_world {"as_actor": false} is `gcos status`: Alice looking is not Alice committing."""
     world.rehearse()
-    world.approve("alice")
+    alice = world.approve("alice")
     step = world.project.step("SB-12")
     plan = world.project.plan_of("SB-12")
     assert plan is not None
     m = measure(world, step, as_actor=False)
     with world.connect("alice") as conn:
-        facts = approvals.gather_facts(
-            conn,
-            world.project,
-            step,
-            action="commit",
-            reverify_ok=m.now.reverify_ok,
-            reverify_reason=m.now.reverify_reason,
-            current_schema_hash=m.now.fingerprint.schema_hash,
-            global_stops_held=m.now.global_stops_held,
-            as_actor=False,
-        )
-        assert gates.evaluate(facts, trace_id=TRACE).allow
         assert evaluate(conn, step.hash, plan.hash, world=m.world)["allow"]
         m.world.pop("as_actor")
         d = evaluate(conn, step.hash, plan.hash, world=m.world)  # as the committer, Alice is her own approver
         assert failed(d) == ["approvals"] and "(no self-approval)" in gate(d, "approvals")["reason"]
+    world.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(world.role("alice").name)))
+    (status,) = commands.status(world.target("alice"), world.project_dir, "SB-12").steps  # re-verify reads tables
+    assert (
+        status.decision.allow and status.state == "approved" and status.decision.gate("approvals").evidence == (alice,)
+    )
 
 
 def test_only_gcos_roles_may_ask_and_an_auditor_sees_the_same_decision(world: World) -> None:
@@ -576,16 +546,12 @@ def test_an_approval_row_the_ledger_does_not_know_is_an_integrity_failure(world:
         with pytest.raises(psycopg.Error) as info:
             evaluate(admin, step.hash, plan.hash, world=m.world)
         assert info.value.sqlstate == "GC007"
-        with pytest.raises(LedgerBroken):
-            approvals.gather_facts(
-                admin,
-                world.project,
-                step,
-                action="commit",
-                reverify_ok=True,
-                reverify_reason="",
-                current_schema_hash=None,
-                global_stops_held=(),
-            )
+        with pytest.raises(LedgerBroken) as broken:  # wherever the gates are asked: exit 7
+            gates.evaluate(admin, step, plan, action="commit", measured=m.world, trace_id=TRACE)
+        assert broken.value.exit_code == ExitCode.LEDGER_BROKEN
+    with pytest.raises(LedgerBroken):
+        commands.status(world.target(), world.project_dir, "SB-12")
+    with pytest.raises(LedgerBroken):
+        commands.commit(world.target(), world.project_dir, "SB-12")
     with world.connect() as conn:
         assert ledger.verify(conn).ok

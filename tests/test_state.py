@@ -1,8 +1,9 @@
 """Step states as a projection of the ledger (CONTRACT.md "Step states": planned → rehearsed → approved →
 committed → rolled_back, never stored; seed 003 "append-only truth with rebuildable projections").
 
-First from constructed ledger entries (every transition and every way back), then from a real ledger written
-through the aperture by real roles."""
+First from constructed ledger entries (every transition and every way back; "approved" is gate 5's evidence,
+given, since the approval rules are the database's), then from a real ledger written through the aperture by
+real roles, with gate 5 decided by ``gcos.evaluate_gates`` (``state.read_states``)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ import psycopg
 import pytest
 from conftest import REPO, MakeRole
 
-from gcos import ledger
+from gcos import ledger, registry
 from gcos.approvals import approve, revoke
 from gcos.gates import rollback_subject_hash, utc_text
 from gcos.ledger import LedgerEntry
 from gcos.spec import Project, load_project
-from gcos.state import PrincipalNow, project_states, read_ledger
+from gcos.state import project_states, read_states
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=24)
@@ -181,8 +182,8 @@ class Ledger:
             spec_hash=s.hash,
         )
 
-    def state(self, step: str, *, db_now: datetime = NOW, **kw: Any) -> str:
-        return project_states(self.entries, self.project, db_now=db_now, **kw)[step].state
+    def state(self, step: str, *, approved: dict[str, tuple[int, ...]] | None = None) -> str:
+        return project_states(self.entries, self.project, approved=approved)[step].state
 
 
 @pytest.fixture
@@ -191,7 +192,7 @@ def book(project: Project) -> Ledger:
 
 
 def test_an_empty_ledger_is_all_planned(project: Project) -> None:
-    states = project_states([], project, db_now=NOW)
+    states = project_states([], project)
     assert list(states) == list(project.steps)
     assert {s.state for s in states.values()} == {"planned"}
     s = states["SB-12"]
@@ -208,111 +209,59 @@ def test_planned_rehearsed_approved_committed_rolled_back(book: Ledger) -> None:
     r = book.rehearse("SB-12")
     assert book.state("SB-12") == "rehearsed"
     a = book.approve("SB-12")
-    states = project_states(book.entries, book.project, db_now=NOW)
+    assert book.state("SB-12") == "rehearsed"  # an approval record alone is no verdict: gate 5 decides
+    states = project_states(book.entries, book.project, approved={"SB-12": (a,)})
     assert states["SB-12"].state == "approved" and states["SB-12"].approval_ids == (a,)
     assert states["SB-12"].last_rehearsal_seq == r and states["SB-13"].state == "planned"
     book.add("policy_decision", {"allow": True}, actor=OPAL, step_id="SB-12")
     c = book.commit("SB-12")
-    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    s = project_states(book.entries, book.project, approved={"SB-12": (a,)})["SB-12"]
     assert (s.state, s.commit_seq, s.committed_spec_hash) == ("committed", c, book.project.step("SB-12").hash)
     book.add("commit_refused", {"run_id": "x", "reason": "already committed"}, actor=OPAL, step_id="SB-12")
     assert book.state("SB-12") == "committed"  # refusals are events, not states
     rb = book.rollback("SB-12", c)
-    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    s = project_states(book.entries, book.project)["SB-12"]
     assert (s.state, s.rollback_seq, s.epoch_seq) == ("rolled_back", rb, rb)
 
 
-def test_expiry_by_the_database_clock_returns_it_to_rehearsed(book: Ledger) -> None:
+def test_gate_5_evidence_approves_only_a_rehearsed_step(book: Ledger) -> None:
+    approved = {"SB-12": (1,)}
+    assert book.state("SB-12", approved=approved) == "planned"
+    book.rehearse("SB-12", outcome="stopped")
+    assert book.state("SB-12", approved=approved) == "planned"
     book.rehearse("SB-12")
-    book.approve("SB-12", expires=NOW + timedelta(hours=1))
-    edge = NOW + timedelta(hours=1)
-    assert book.state("SB-12", db_now=edge - timedelta(microseconds=1)) == "approved"
-    assert book.state("SB-12", db_now=edge) == "rehearsed"  # knife edge: expires_at <= now is expired
-    assert book.state("SB-12", db_now=edge + timedelta(microseconds=1)) == "rehearsed"
-
-
-def test_revocation_returns_it_to_rehearsed(book: Ledger) -> None:
-    book.rehearse("SB-12")
-    a = book.approve("SB-12")
-    book.revoke(a)
-    assert book.state("SB-12") == "rehearsed"
-    book.approve("SB-12")
-    assert book.state("SB-12") == "approved"
-
-
-@pytest.mark.parametrize("verdict", ["reject", "defer", "approve_with_conditions"])
-def test_only_approve_approves(book: Ledger, verdict: str) -> None:
-    book.rehearse("SB-12")
-    book.approve("SB-12", verdict=verdict)
-    assert book.state("SB-12") == "rehearsed"
+    assert book.state("SB-12", approved=approved) == "approved"
+    c = book.commit("SB-12")
+    assert book.state("SB-12", approved=approved) == "committed"
+    book.rollback("SB-12", c)
+    assert book.state("SB-12", approved=approved) == "rolled_back"  # its rehearsal is spent
 
 
 def test_a_spec_edit_or_a_failed_rehearsal_returns_it_to_planned_and_a_new_rehearsal_to_rehearsed(
     book: Ledger,
 ) -> None:
     book.rehearse("SB-12", spec=hashlib.sha256(b"the spec before a one-byte edit").hexdigest())
-    book.approve("SB-12")
-    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    s = project_states(book.entries, book.project)["SB-12"]
     assert s.state == "planned" and "is of another spec" in s.detail
     book.rehearse("SB-12")
-    assert book.state("SB-12") == "approved"
+    assert book.state("SB-12") == "rehearsed"
     book.rehearse("SB-12", outcome="residue")
-    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    s = project_states(book.entries, book.project)["SB-12"]
     assert s.state == "planned" and s.detail == (
         f"SB-12 needs a rehearsal: its latest rehearsal (seq {s.last_rehearsal_seq}) did not pass (residue)"
     )
 
 
-def test_who_approves_matters(book: Ledger) -> None:
+def test_after_a_rollback_old_rehearsals_are_spent(book: Ledger) -> None:
     book.rehearse("SB-12")
-    book.approve("SB-12", by=BOB)  # council, SB-12 needs a sovereign
-    book.approve("SB-12", by=AGGIE)  # an agent
-    assert book.state("SB-12") == "rehearsed"
-    book.people[RITA] = ("Rita", "human", ["operator", "sovereign"])
-    book.approve("SB-12", by=RITA)  # the rehearser
-    assert book.state("SB-12") == "rehearsed"
-    book.approve("SB-12", by=ALICE)
-    assert book.state("SB-12") == "approved"
-    book.principal(ALICE, kind="agent")  # Alice is reclassified: her approval stops counting
-    assert book.state("SB-12") == "rehearsed"
-    live = {ALICE: PrincipalNow(ALICE, "Alice", "human", ("sovereign",), is_superuser=True)}
-    book.principal(ALICE, kind="human")
-    assert book.state("SB-12") == "approved"
-    assert book.state("SB-12", principals=live) == "rehearsed"  # a superuser now, by the live facts
-
-
-def test_approvals_of_another_database_count_only_when_the_target_is_unknown(book: Ledger) -> None:
-    book.rehearse("SB-12")
-    book.approve("SB-12", database="elsewhere")
-    assert book.state("SB-12") == "approved"
-    assert book.state("SB-12", target=(SYSID, DB)) == "rehearsed"
-
-
-def test_cross_sign(book: Ledger) -> None:
-    book.rehearse("SB-1-2")
-    book.approve("SB-1-2", by=ALICE)
-    book.approve("SB-1-2", by=ALICE)
-    assert book.state("SB-1-2") == "rehearsed"
-    book.approve("SB-1-2", by=BOB)
-    assert book.state("SB-1-2") == "approved"
-
-
-def test_after_a_rollback_old_rehearsals_and_approvals_are_spent(book: Ledger) -> None:
-    book.rehearse("SB-12")
-    book.approve("SB-12")
     c = book.commit("SB-12")
-    book.approve("SB-12", rollback=True)
     assert book.state("SB-12") == "committed"
     book.rollback("SB-12", c)
     assert book.state("SB-12") == "rolled_back"
     book.rehearse("SB-12")
-    assert book.state("SB-12") == "rehearsed"  # the approval given before the commit is spent
-    book.approve("SB-12", rollback=True)
-    assert book.state("SB-12") == "rehearsed"  # a rollback approval never approves the commit
-    book.approve("SB-12")
-    assert book.state("SB-12") == "approved"
+    assert book.state("SB-12") == "rehearsed"
     c2 = book.commit("SB-12")
-    s = project_states(book.entries, book.project, db_now=NOW)["SB-12"]
+    s = project_states(book.entries, book.project)["SB-12"]
     assert (s.state, s.commit_seq) == ("committed", c2)
 
 
@@ -323,50 +272,21 @@ def test_a_commit_that_was_not_applied_is_not_a_commit(book: Ledger) -> None:
     assert book.state("SB-12") == "rehearsed"
 
 
-def test_read_ledger_decodes_rollback_approvals(book: Ledger) -> None:
-    book.approve("SB-12", rollback=True)
-    book.approve("SB-12")
-    unknown = book.add(
-        "approval",
-        {
-            "approval_id": 99,
-            "plan_hash": "p",
-            "verdict": "approve",
-            "expires_at": utc_text(LATER),
-            "approver_roles": ["sovereign"],
-            "target": {"system_identifier": SYSID, "database": DB},
-        },
-        actor=ALICE,
-        step_id="SB-12",
-        spec_hash=rollback_subject_hash("f" * 64),
-    )
-    view = read_ledger(book.entries, current_spec_hashes={"SB-12": book.project.step("SB-12").hash})
-    spec = book.project.step("SB-12").hash
-    got = [(a.id, a.subject, a.spec_hash, a.ledger_seq) for a in view.history("SB-12").approvals]
-    assert got[:2] == [(1, "rollback", spec, got[0][3]), (2, "step", spec, got[1][3])]
-    assert got[2] == (99, "step", rollback_subject_hash("f" * 64), unknown)  # of a spec never seen: a stranger
-
-
 # --------------------------------------------------------------------------- a real ledger
 
 
 def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: MakeRole, project: Project) -> None:
+    """ "approved" is gate 5 as the database decides it for `gcos status`: who approves, the verdict, a revocation,
+    a later word of the same person, and the spec registered (the database judges registered specs only)."""
     alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
     bob = make_role("bob", kind="human", roles=("council",), grant=("council",))
     rita = make_role("rita", kind="human", roles=("operator",), grant=("operator",))
     step = project.step("SB-12")
     plan = project.plan_of(step.id)
     assert plan is not None
-    identity = conn.execute("SELECT system_identifier::text, current_database() FROM pg_control_system()").fetchone()
-    assert identity is not None
-    target = (str(identity[0]), str(identity[1]))
 
     def states() -> dict[str, str]:
-        now = conn.execute("SELECT clock_timestamp()").fetchone()
-        assert now is not None
-        return {
-            k: v.state for k, v in project_states(ledger.read_all(conn), project, db_now=now[0], target=target).items()
-        }
+        return {k: v.state for k, v in read_states(conn, project).items()}
 
     assert set(states().values()) == {"planned"}
     with rita.connect() as r, alice.connect() as a, bob.connect() as b:
@@ -379,11 +299,19 @@ def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: Mak
         )
         assert states()["SB-12"] == "rehearsed"
         receipt = approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
+        assert states()["SB-12"] == "rehearsed"  # nobody registered the spec: the database cannot judge it
+        registry.register_spec(r, step)
+        registry.register_plan(r, plan)
         assert states()["SB-12"] == "approved"
+        assert read_states(conn, project)["SB-12"].approval_ids == (receipt.approval_id,)
         revoke(b, receipt.approval_id, "wait")
+        assert states()["SB-12"] == "rehearsed"
+        approve(b, project, step, verdict="approve", expires_in=timedelta(hours=1))  # council: SB-12 needs a sovereign
         assert states()["SB-12"] == "rehearsed"
         approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
         assert states()["SB-12"] == "approved"
+        approve(a, project, step, verdict="defer", expires_in=timedelta(hours=1))  # Alice's later word counts
+        assert states()["SB-12"] == "rehearsed"
         trace = ledger.new_trace_id()
         decision = ledger.append(
             r, "policy_decision", {"allow": True}, step_id=step.id, spec_hash=step.hash, trace_id=trace
@@ -408,6 +336,6 @@ def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: Mak
 def test_a_commit_record_without_its_allowing_policy_decision_never_counts(book: Ledger) -> None:
     """Review finding: a forged "commit" record must not make a step look committed."""
     book.commit("SB-12", allowed=False)
-    assert project_states(book.entries, book.project, db_now=NOW)["SB-12"].state != "committed"
+    assert project_states(book.entries, book.project)["SB-12"].state != "committed"
     book.commit("SB-12")
-    assert project_states(book.entries, book.project, db_now=NOW)["SB-12"].state == "committed"
+    assert project_states(book.entries, book.project)["SB-12"].state == "committed"

@@ -6,7 +6,7 @@ the approvals tables (cross-checked against the ledger's approval records), the 
 database's identity and time. The ledger is verified (``ledger.check_rows``) before anything is written: a
 report is never built from a broken chain. Every number shown - seqs, hashes, check values, approval ids and
 expiries, fingerprints, footprints, gates - is copied from a ledger record; the only derived facts are the
-step states (``state.project_states``, the same projection ``gcos status`` uses) and whether an approval
+step states (``state.read_states``, the same projection ``gcos status`` uses) and whether an approval
 had expired at the report's database time.
 
 Formats (one view model, so they cannot disagree):

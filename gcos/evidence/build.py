@@ -42,13 +42,7 @@ def build_report(
     chosen = [project.step(step_id)] if step_id else list(project.steps.values())
     snapshot = read_snapshot(conn)
     cross_check_approvals(snapshot)
-    states = state.project_states(
-        snapshot.entries,
-        project,
-        db_now=snapshot.db_now,
-        target=(snapshot.system_identifier, snapshot.database),
-        principals=snapshot.principals,
-    )
+    states = state.read_states(conn, project, snapshot.entries)
     context = report_context(project, snapshot, states, chosen, chosen[0].id if step_id else None)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -1,6 +1,6 @@
 """The view model: what md, html and the pack's ``steps/<STEP>.json`` show, built once from a snapshot so the
 formats cannot disagree. Every value is copied from a ledger record (or a spec); the only derived facts are
-the step states (``state.project_states``) and whether an approval or decision had expired at the snapshot's
+the step states (``state.read_states``) and whether an approval or decision had expired at the snapshot's
 database time. A step's dict is also its pack file: a key added here is a key auditors see."""
 
 from __future__ import annotations
