@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from gcos import approvals, fingerprint, gates, ledger, rehearsal, sqlcheck
+from gcos import approvals, execute, fingerprint, gates, ledger, sqlcheck
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import (
     DatabaseUnavailable,
@@ -64,9 +64,9 @@ class ApplyResult:
     message: str
     decision: gates.PolicyDecisionRecord | None = None
     reverify: tuple[CheckResult, ...] = ()
-    stops: tuple[rehearsal.StopResult, ...] = ()
+    stops: tuple[execute.StopResult, ...] = ()
     success: tuple[CheckResult, ...] = ()
-    footprint: rehearsal.Footprint | None = None
+    footprint: execute.Footprint | None = None
     fingerprint_before: dict[str, Any] = field(default_factory=dict)
     fingerprint_after: dict[str, Any] = field(default_factory=dict)
     ledger_seq: int | None = None
@@ -119,7 +119,7 @@ def apply_step(
         raise SpecError(f"unknown action {action!r}.")
     hooks = hooks or ApplyHooks()
     plan = project.plan_of(step.id)
-    rehearsal.static_check(step, plan)
+    execute.static_check(step, plan)
     if step.mode == "batched" and action == "commit":
         raise SpecError(f"{step.id} is a batched step: it is applied in resumable batches, not by gcos commit yet.")
     statements = sqlcheck.split(step.mutation.sql) if (step.mutation and action == "commit") else []
@@ -165,7 +165,7 @@ def apply_step(
         except _CommitBusy as busy:
             raise commit_busy(busy.holders, settings, step.id) from None
         except pgerrors.LockNotAvailable as exc:
-            who = rehearsal.blockers(conn, statements)
+            who = execute.blockers(conn, statements)
             message = (
                 f"{action} of {step.id} could not get a lock within lock_timeout {settings.lock_timeout}: "
                 f"{who}; nothing was applied, retry when they are done."
@@ -202,7 +202,7 @@ class WorldNow:
 
     fingerprint: fingerprint.Fingerprint
     reverify: tuple[CheckResult, ...]
-    global_stops: tuple[rehearsal.StopResult, ...]  # the plan's, but the new-table footprint
+    global_stops: tuple[execute.StopResult, ...]  # the plan's, but the new-table footprint
 
     @property
     def reverify_ok(self) -> bool:
@@ -233,9 +233,9 @@ def read_world_now(
     global stop conditions that can be judged before any mutation (all but the new-table footprint)."""
     taken = fingerprint.take(conn, watch=step.watch if watch else ())
     reverify = tuple(evaluate_all(conn, step.reverify, section="re-verify check"))
-    no_footprint = rehearsal.Footprint((), (), {})
+    no_footprint = execute.Footprint((), (), {})
     stops = tuple(
-        rehearsal.evaluate_stop(conn, s, no_footprint) for s in rehearsal.plan_stops(plan) if s.kind != "max_new_tables"
+        execute.evaluate_stop(conn, s, no_footprint) for s in execute.plan_stops(plan) if s.kind != "max_new_tables"
     )
     return WorldNow(taken, reverify, stops)
 
@@ -292,23 +292,23 @@ def _apply_in_transaction(
                 refusal = _refusal(action, run_id, decision)
                 raise _RollbackTransaction
             pre_commit = _last_commit(conn, step) if action == "rollback" else None
-            identity = rehearsal.session_identity(conn)
-            footprint: rehearsal.Footprint | None = None
-            stops: tuple[rehearsal.StopResult, ...] = ()
+            identity = execute.session_identity(conn)
+            footprint: execute.Footprint | None = None
+            stops: tuple[execute.StopResult, ...] = ()
             success: tuple[CheckResult, ...] = ()
             try:
-                rehearsal.run_statements(conn, step, action, statements, identity)
+                execute.run_statements(conn, step, action, statements, identity)
                 after = fingerprint.take(conn, watch=step.watch)
                 if action == "commit":
-                    footprint = rehearsal.footprint_of(conn, before, after)
+                    footprint = execute.footprint_of(conn, before, after)
                     stops = tuple(
-                        rehearsal.evaluate_stop(conn, s, footprint) for s in (*step.stop, *rehearsal.plan_stops(plan))
+                        execute.evaluate_stop(conn, s, footprint) for s in (*step.stop, *execute.plan_stops(plan))
                     )
                     success = tuple(evaluate_all(conn, step.success, section="success check"))
                     _check_stops_and_success(step, stops, success)
                 else:
                     _prove_rollback(step, pre_commit, after)
-            except rehearsal.Outcome as stop:
+            except execute.Outcome as stop:
                 refusal = _Refused(
                     "stop",
                     stop.message,
@@ -334,8 +334,8 @@ def _apply_in_transaction(
                 "outcome": "applied",
                 "plan_id": plan.id if plan else None,
                 "plan_hash": plan.hash if plan else None,
-                "fingerprint_before": rehearsal.fingerprint_summary(before),
-                "fingerprint_after": rehearsal.fingerprint_summary(after),
+                "fingerprint_before": execute.fingerprint_summary(before),
+                "fingerprint_after": execute.fingerprint_summary(after),
                 # the whole fingerprint, so that `gcos drift` can name what changed since (not just that it did)
                 "fingerprint_after_full": after.to_json(),
                 "policy_decision_seq": decision_entry.seq,
@@ -345,7 +345,7 @@ def _apply_in_transaction(
             if pre_commit is not None:
                 record["of_commit_seq"] = pre_commit.seq
             entry = ledger.append(
-                conn, action, rehearsal.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=trace_id
+                conn, action, execute.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=trace_id
             )
     except _RollbackTransaction:
         assert refusal is not None
@@ -360,10 +360,10 @@ def _apply_in_transaction(
         stops=stops,
         success=success,
         footprint=footprint,
-        fingerprint_before=rehearsal.fingerprint_summary(before),
-        fingerprint_after=rehearsal.fingerprint_summary(after),
+        fingerprint_before=execute.fingerprint_summary(before),
+        fingerprint_after=execute.fingerprint_summary(after),
         ledger_seq=entry.seq,
-        duration_us=rehearsal.micros_since(started),
+        duration_us=execute.micros_since(started),
     )
 
 
@@ -413,18 +413,18 @@ def _refusal(action: str, run_id: str, decision: gates.PolicyDecisionRecord, *, 
 
 
 def _check_stops_and_success(
-    step: StepSpec, stops: tuple[rehearsal.StopResult, ...], success: tuple[CheckResult, ...]
+    step: StepSpec, stops: tuple[execute.StopResult, ...], success: tuple[CheckResult, ...]
 ) -> None:
     held = [s for s in stops if s.held]
     if held:
-        raise rehearsal.Outcome(
+        raise execute.Outcome(
             "stopped",
             f"stop condition {held[0].name!r} of {step.id} held ({held[0].detail}); nothing was committed.",
             StopHeld,
         )
     bad = [c for c in success if not c.ok]
     if bad:
-        raise rehearsal.Outcome(
+        raise execute.Outcome(
             "success_failed",
             f"success check {bad[0].name!r} of {step.id} expected {bad[0].expected}, got "
             f"{bad[0].shown_actual}; nothing was committed.",
@@ -442,9 +442,9 @@ def _last_commit(conn: psycopg.Connection[Any], step: StepSpec) -> ledger.Ledger
 def _prove_rollback(step: StepSpec, pre_commit: ledger.LedgerEntry | None, after: fingerprint.Fingerprint) -> None:
     """The rollback must return the world to the fingerprint its commit recorded before applying."""
     expected = (pre_commit.payload.get("fingerprint_before") or {}) if pre_commit else {}
-    actual = rehearsal.fingerprint_summary(after)
+    actual = execute.fingerprint_summary(after)
     if not expected:
-        raise rehearsal.Outcome("rollback_unproven", f"{step.id} has no commit on record to roll back.", GateRefused)
+        raise execute.Outcome("rollback_unproven", f"{step.id} has no commit on record to roll back.", GateRefused)
     if expected.get("schema_hash") != actual["schema_hash"] or expected.get("tables") != actual["tables"]:
         tables = sorted(
             t
@@ -453,7 +453,7 @@ def _prove_rollback(step: StepSpec, pre_commit: ledger.LedgerEntry | None, after
         )
         what = "schema" if expected.get("schema_hash") != actual["schema_hash"] else ""
         detail = ", ".join(filter(None, [what, *(f"table {t}" for t in tables)]))
-        raise rehearsal.Outcome(
+        raise execute.Outcome(
             "rollback_unproven",
             f"the rollback of {step.id} does not return the world to its pre-commit fingerprint "
             f"(differs: {detail}); nothing was rolled back.",

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from gcos import ledger
-from gcos.errors import LedgerBroken, SpecError
+from gcos.errors import LedgerBroken, SpecError, translated
 from gcos.gates import SUBJECT_ROLLBACK, SUBJECT_STEP, VERDICTS, rollback_subject_hash
 from gcos.spec import Project, StepSpec
 from gcos.state import COMMITTED, project_states
@@ -139,7 +139,7 @@ def approve(
         raise SpecError(f"{step.id} is in no plan; an approval binds the plan's hash, so add it to a plan first.")
     rehearsal_seq: int | None = None
     rehearsal_outcome: str | None = None
-    with ledger.map_db_errors():
+    with translated():
         if rollback:
             bound = rollback_subject_hash(step.hash)
             _require_committed(conn, project, step)
@@ -204,7 +204,7 @@ def decide(
     name = decision.strip().upper() if isinstance(decision, str) else ""
     if not _DECISION.fullmatch(name):
         raise SpecError(f"decision {decision!r} is not a decision name; use one such as A-4 or C-7.1.")
-    with ledger.map_db_errors():
+    with translated():
         decision_id, ledger_seq = _fetch_one(
             conn,
             "SELECT decision_id, ledger_seq FROM gcos.record_decision(%s, %s, "
@@ -221,7 +221,7 @@ def revoke(
     conn: psycopg.Connection[Any], approval_id: int, reason: str | None = None, *, trace_id: str | None = None
 ) -> RevocationReceipt:
     """Withdraw an approval (an append: the approval stays, a revocation joins it and the ledger)."""
-    with ledger.map_db_errors():
+    with translated():
         revocation_id, ledger_seq = _fetch_one(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_approval(%s, %s, %s)",
@@ -240,7 +240,7 @@ def revoke_decision(
     conn: psycopg.Connection[Any], decision_id: int, reason: str | None = None, *, trace_id: str | None = None
 ) -> RevocationReceipt:
     """Withdraw a decision record."""
-    with ledger.map_db_errors():
+    with translated():
         revocation_id, ledger_seq = _fetch_one(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_decision(%s, %s, %s)",
@@ -270,7 +270,7 @@ def lock_approvals(conn: psycopg.Connection[Any], step_id: str, decisions: tuple
     seen by the next statement). Waits up to lock_timeout (then DatabaseUnavailable, exit 8)."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
         raise SpecError("lock_approvals must run inside the commit's transaction (the lock ends with it).")
-    with ledger.map_db_errors():
+    with translated():
         approvals, locked = _fetch_one(
             conn, "SELECT approvals, decisions FROM gcos.lock_approvals(%s, %s::text[])", (step_id, list(decisions))
         )

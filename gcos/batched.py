@@ -66,7 +66,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from gcos import approvals, fingerprint, gates, kernel, ledger, rehearsal, sqlcheck
+from gcos import approvals, execute, fingerprint, gates, kernel, ledger, sqlcheck
 from gcos.apply import read_world_now, set_local_timeouts, take_commit_lock
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
@@ -109,7 +109,7 @@ class BatchedResult:
     resumed_from: int | None = None  # the watermark a resumed run continued after
     max_batch_ms: int = 0  # the slowest batch transaction, wall clock, COMMIT included
     ledger_seq: int | None = None  # the commit record (or the refusal / stop record)
-    stops: tuple[rehearsal.StopResult, ...] = ()
+    stops: tuple[execute.StopResult, ...] = ()
     success: tuple[CheckResult, ...] = ()
     decision: gates.PolicyDecisionRecord | None = None
     row_deltas: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -204,7 +204,7 @@ def apply_batched(
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise SpecError(f"batch size must be a positive integer, not {size!r}.")
     plan = project.plan_of(step.id)
-    rehearsal.static_check(step, plan)
+    execute.static_check(step, plan)
     run = _Run(step, plan, project, settings, ledger.new_trace_id(), size=size)
     conn = connect(target, settings)
     try:
@@ -287,7 +287,7 @@ def _record_halt(conn: psycopg.Connection[Any], run: _Run, halt: _Halt) -> GcosE
         entry = ledger.append(
             conn,
             halt.kind,
-            rehearsal.ledger_safe(payload),
+            execute.ledger_safe(payload),
             step_id=run.step.id,
             spec_hash=run.step.hash,
             trace_id=run.trace_id,
@@ -329,10 +329,10 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
             run.watermark = run.started_from = _peek_watermark(conn, run)
         now = read_world_now(conn, step, plan)
         before = now.fingerprint
-        no_footprint = rehearsal.Footprint((), (), {})
-        stops_now: tuple[rehearsal.StopResult, ...] = ()
+        no_footprint = execute.Footprint((), (), {})
+        stops_now: tuple[execute.StopResult, ...] = ()
         if run.resumed_of is not None:
-            stops_now = tuple(rehearsal.evaluate_stop(conn, s, no_footprint) for s in step.stop)
+            stops_now = tuple(execute.evaluate_stop(conn, s, no_footprint) for s in step.stop)
 
         def decide() -> gates.PolicyDecisionRecord:
             measured = now.measured(step)
@@ -345,11 +345,11 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
         run.decision = decision
         if not decision.allow:
             raise _refusal(run, decision)
-        identity = rehearsal.session_identity(conn)
+        identity = execute.session_identity(conn)
         statements = sqlcheck.split(step.mutation.sql) if step.mutation else []
         try:
-            rehearsal.run_statements(conn, step, "mutation", statements, identity)
-        except rehearsal.Outcome as stop:
+            execute.run_statements(conn, step, "mutation", statements, identity)
+        except execute.Outcome as stop:
             raise _Halt("stop", stop.message, stop.error, {"outcome": stop.outcome}) from None
         run.watermark = _read_cursor(conn, run)
         run.started_from = run.watermark
@@ -364,7 +364,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
         run.decision_seq = decision_entry.seq
         cursor = {"worker": _batch(run).cursor_worker, "source": _batch(run).cursor_source}
         if run.resumed_of is None:
-            run.start_fp = rehearsal.fingerprint_summary(before)
+            run.start_fp = execute.fingerprint_summary(before)
             run.start_relations = tuple(sorted(before.schema.get("relation", {})))
             rehearsal_gate = decision.gate("rehearsal")
             payload: dict[str, Any] = {
@@ -396,7 +396,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
             }
             kind = RESUMED
         marker = ledger.append(
-            conn, kind, rehearsal.ledger_safe(payload), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id
+            conn, kind, execute.ledger_safe(payload), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id
         )
         # The last statement before COMMIT: the gates again, by the database clock now (an approval or decision
         # that expired meanwhile refuses the start; the run's own records are no commit to the gates).
@@ -412,7 +412,7 @@ def _resume_decision(
     run: _Run,
     started: ledger.LedgerEntry,
     schema_now: str,
-    stops_now: tuple[rehearsal.StopResult, ...],
+    stops_now: tuple[execute.StopResult, ...],
 ) -> gates.PolicyDecisionRecord:
     """The commit gates, adapted to resuming run `started` (see the module docstring)."""
     sid, plan = run.step.id, run.plan
@@ -655,13 +655,13 @@ def _batches(
                 break
             lower = run.watermark if run.watermark is not None else int(row[1]) - 1
             upto = int(row[2])
-            identity = rehearsal.session_identity(conn)
+            identity = execute.session_identity(conn)
             before = _read_counters(conn, run)
             try:
-                with rehearsal.statement_errors(step, "batch", statement):
+                with execute.statement_errors(step, "batch", statement):
                     written = conn.execute(batch.sql, {"after": lower, "upto": upto, "run_id": run.run_id}).rowcount
-                rehearsal.assert_session(conn, step, "batch", statement, identity)
-            except rehearsal.Outcome as stop:
+                execute.assert_session(conn, step, "batch", statement, identity)
+            except execute.Outcome as stop:
                 message = (
                     f"batch {number} of {step.id} (keys {lower} < {batch.key} <= {upto}): {stop.message.rstrip('.')}"
                     f"{_kept(run)}; lower the batch size or fix the cause, then commit again to resume."
@@ -744,13 +744,13 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
         _check_authority(conn, run, at="close")
         after = fingerprint.take(conn, watch=step.watch)
         relations_now = set(after.schema.get("relation", {}))
-        tables_now = rehearsal.table_identities(conn)
-        footprint = rehearsal.Footprint(
+        tables_now = execute.table_identities(conn)
+        footprint = execute.Footprint(
             new_tables=tuple(sorted((relations_now - set(run.start_relations)) & tables_now)),
             dropped_tables=tuple(sorted(set(run.start_relations) - relations_now)),
             row_deltas={k: dict(v) for k, v in run.deltas.items()},
         )
-        stops = tuple(rehearsal.evaluate_stop(conn, s, footprint) for s in (*step.stop, *rehearsal.plan_stops(plan)))
+        stops = tuple(execute.evaluate_stop(conn, s, footprint) for s in (*step.stop, *execute.plan_stops(plan)))
         success = tuple(evaluate_all(conn, step.success, section="success check"))
         held = [s for s in stops if s.held]
         bad = [c for c in success if not c.ok]
@@ -771,7 +771,7 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
                 "success": [{"name": c.name, "expected": c.expected, "actual": c.actual, "ok": c.ok} for c in success],
             }
             raise _Halt("stop", message, StopHeld, detail)
-        after_summary = rehearsal.fingerprint_summary(after)
+        after_summary = execute.fingerprint_summary(after)
         batch = _batch(run)
         record: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
@@ -812,7 +812,7 @@ def _close(conn: psycopg.Connection[Any], run: _Run) -> BatchedResult:
         # refuses the commit (after the commit record, the gates would read it as this step's commit).
         _check_authority(conn, run, at="the last check before COMMIT")
         entry = ledger.append(
-            conn, "commit", rehearsal.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id
+            conn, "commit", execute.ledger_safe(record), step_id=step.id, spec_hash=step.hash, trace_id=run.trace_id
         )
     resumed = run.resumed_of is not None
     how = f"resumed after key {run.started_from}, " if resumed else ""

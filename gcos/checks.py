@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from gcos.errors import DatabaseUnavailable, SpecError
+from gcos.errors import Condition, SpecError, condition_of, from_database, reason
 from gcos.spec import Check, StepSpec
 
 # A check that names an object the world does not have is a mismatch of the world, not a bad spec.
@@ -74,19 +74,20 @@ def evaluate(conn: psycopg.Connection[Any], check: Check, *, section: str = "che
     except WORLD_MISMATCH_STATES as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         return CheckResult(check.name, check.sql, check.expect.describe(), None, False, error=message)
-    except pgerrors.LockNotAvailable as exc:
-        raise DatabaseUnavailable(
-            f"{section} {check.name!r} could not get a lock within lock_timeout; retry when the other session is done."
-        ) from exc
-    except pgerrors.QueryCanceled as exc:
-        raise DatabaseUnavailable(
-            f"{section} {check.name!r} hit statement_timeout; retry, or raise GCOS_STATEMENT_TIMEOUT."
-        ) from exc
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"the connection was lost during {section} {check.name!r}; retry.") from exc
     except psycopg.Error as exc:
-        message = (exc.diag.message_primary if isinstance(exc, psycopg.errors.DatabaseError) else None) or str(exc)
-        raise SpecError(f"{section} {check.name!r} failed in the database: {message.strip()}; fix its SQL.") from exc
+        said: dict[Condition | str, str] = {
+            Condition.LOCK: f"{section} {check.name!r} could not get a lock within lock_timeout; retry when the other "
+            "session is done.",
+            Condition.TIMEOUT: f"{section} {check.name!r} hit statement_timeout; retry, or raise "
+            "GCOS_STATEMENT_TIMEOUT.",
+            Condition.CONFLICT: f"{section} {check.name!r} met a concurrent change; retry.",
+            Condition.LOST: f"the connection was lost during {section} {check.name!r}; retry.",
+        }
+        if condition_of(exc) in said:
+            error = from_database(exc, say=said)
+            assert error is not None
+            raise error from exc
+        raise SpecError(f"{section} {check.name!r} failed in the database: {reason(exc)}; fix its SQL.") from exc
     if len(rows) != 1 or width != 1:
         raise SpecError(
             f"{section} {check.name!r} must return one row of one column, got {len(rows)} row(s) of {width} "

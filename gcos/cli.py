@@ -26,7 +26,7 @@ from gcos import adopt as adopt_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
 from gcos.embedded import ServerStatus
-from gcos.errors import DatabaseUnavailable, ExitCode, GcosError
+from gcos.errors import ExitCode, GcosError, from_database
 from gcos.principals import OVERLAP_TEXT, Principal
 from gcos.target import Target, resolve_target
 
@@ -111,14 +111,13 @@ def _run(
         result = action()
     except GcosError as exc:
         _fail(exc, as_json, render_details)
-    except psycopg.OperationalError as exc:
-        _fail(
-            DatabaseUnavailable(
-                f"the database is unreachable ({str(exc).splitlines()[0]}); check the target and retry."
-            ),
-            as_json,
-            None,
+    except psycopg.Error as exc:
+        if os.environ.get("GCOS_DEBUG"):
+            traceback.print_exc()
+        internal = (
+            f"internal error: {type(exc).__name__}: {exc}; rerun with GCOS_DEBUG=1 for the traceback and report it."
         )
+        _fail(from_database(exc) or GcosError(internal + "."), as_json, None)
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as exc:

@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from gcos import ledger, registry
+from gcos import registry
 from gcos.canonical import content_hash
-from gcos.errors import GateRefused
+from gcos.errors import GateRefused, translated
 from gcos.spec import PlanSpec, StepSpec
 
 FORMAT_VERSION = 1
@@ -243,7 +243,7 @@ def evaluate(
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if not _TRACE.fullmatch(trace_id):
         raise ValueError("trace_id must be 32 lowercase hex digits")
-    with ledger.map_db_errors():
+    with translated():
         row = conn.execute(
             "SELECT gcos.evaluate_gates(%s, %s, %s, %s)",
             (step.hash, plan.hash if plan else None, action, Jsonb(dict(measured))),

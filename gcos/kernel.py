@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from gcos import apply, gates, ledger, registry, rehearsal
+from gcos import apply, execute, gates, ledger, registry, rehearsal, rehearsal_evidence
 from gcos.apply import set_local_timeouts
 from gcos.checks import CheckResult
 from gcos.errors import (
@@ -24,6 +24,7 @@ from gcos.errors import (
     ReverifyMismatch,
     SpecError,
     StopHeld,
+    translated,
 )
 from gcos.install import require_installed
 from gcos.spec import Check, Expectation, PlanSpec, Project, StepSpec
@@ -64,11 +65,11 @@ def rehearse(
     """Register the step and its plan, let the kernel rehearse them, write the evidence; raise the outcome's
     error (with the result as details) unless it passed."""
     plan = _plan(project, step)
-    rehearsal.static_check(step, plan)  # early feedback: the kernel judges what actually changes
+    execute.static_check(step, plan)  # early feedback: the kernel judges what actually changes
     spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
-        with ledger.map_db_errors(), conn.transaction():
+        with translated(), conn.transaction():
             set_local_timeouts(conn, settings)
             row = conn.execute(
                 "SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, ledger.new_trace_id())
@@ -80,7 +81,7 @@ def rehearse(
     seq = int(body.pop("ledger_seq"))
     body.pop("ledger_hash", None)
     result = result_of(step, spec_hash, body, seq)
-    files = rehearsal.write_evidence(evidence_dir, result, ledger.read_one(conn, seq), body)
+    files = rehearsal_evidence.write_evidence(evidence_dir, result, ledger.read_one(conn, seq), body)
     result = dataclasses.replace(result, evidence=files)
     error = OUTCOME_ERRORS.get(result.outcome)
     if error is not None:
@@ -100,7 +101,7 @@ def commit(
     """Let the kernel commit (or roll back) the step in one transaction on a fresh connection; the outcome's
     error unless it applied. A connection lost around COMMIT is settled from the ledger by the run id."""
     plan = _plan(project, step)
-    rehearsal.static_check(step, plan)
+    execute.static_check(step, plan)
     run_id = uuid.uuid4().hex
     base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
     with connect(target, settings) as conn:
@@ -118,7 +119,7 @@ def commit(
             holders = apply.commit_lock_holders(conn) if isinstance(exc, psycopg.errors.LockNotAvailable) else ""
             if holders:  # it waited for another commit, not for a table
                 raise apply.commit_busy(holders, settings, step.id) from exc
-            with ledger.map_db_errors():
+            with translated():
                 raise
     assert row is not None
     return _applied(step, base, dict(row[0]))
@@ -136,11 +137,11 @@ def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> appl
         decision=decision,
         reverify=checks_of(step.reverify, body.get("reverify") or []),
         stops=tuple(
-            rehearsal.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
+            execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
             for s in body.get("stops") or []
         ),
         success=checks_of(step.success, body.get("success") or []),
-        footprint=rehearsal.Footprint(tuple(footprint["new_tables"]), (), dict(footprint["row_deltas"]))
+        footprint=execute.Footprint(tuple(footprint["new_tables"]), (), dict(footprint["row_deltas"]))
         if footprint
         else None,
         fingerprint_before=prints[0],
@@ -209,11 +210,11 @@ def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) ->
         message=str(body.get("message")),
         reverify=checks_of(step.reverify, checks.get("reverify") or []),
         stops=tuple(
-            rehearsal.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
+            execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
             for s in checks.get("stop") or []
         ),
         success=checks_of(step.success, checks.get("success") or []),
-        footprint=rehearsal.Footprint(
+        footprint=execute.Footprint(
             tuple(footprint["new_tables"]), tuple(footprint["dropped_tables"]), dict(footprint["row_deltas"])
         )
         if footprint

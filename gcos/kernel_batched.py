@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 
-from gcos import apply, batched, kernel, ledger, registry, rehearsal
+from gcos import apply, batched, execute, kernel, ledger, registry
 from gcos.apply import set_local_timeouts
-from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
+from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld, translated
 from gcos.install import require_installed
 from gcos.spec import Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
@@ -96,7 +96,7 @@ def commit_batched(
     plan = project.plan_of(step.id)
     if plan is None:
         raise SpecError(f"{step.id} is in no plan; add it to one under plans/ first.")
-    rehearsal.static_check(step, plan)  # early feedback: the kernel judges what actually changes
+    execute.static_check(step, plan)  # early feedback: the kernel judges what actually changes
     run = _Run(step, trace_id=ledger.new_trace_id())
     with connect(target, settings) as conn:
         require_installed(conn)
@@ -113,7 +113,7 @@ def commit_batched(
     if closed.get("outcome") != "applied":
         raise _failure(run, closed)
     stops = tuple(
-        rehearsal.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
+        execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
         for s in closed.get("stops") or []
     )
     outcome = batched.RESUMED_APPLIED if closed.get("resumed") else batched.APPLIED
@@ -225,7 +225,7 @@ def _database_error(
         message = f"{(exc.diag.message_primary or str(exc)).removeprefix('gcos: ')}{kept}"
         return DatabaseUnavailable(_sentence(message), details=run.result("stopped", message))
     try:
-        with ledger.map_db_errors():
+        with translated():
             raise exc
     except GcosError as error:
         message = f"{error.message.rstrip('.')}{kept}" if run.run_id else error.message

@@ -301,10 +301,6 @@ def _entry(row: Row) -> LedgerEntry:
     return LedgerEntry(row.seq, row.prev_hash, row.hash, row.canonical, record if isinstance(record, dict) else {})
 
 
-# Transitional: approvals.py, kernel.py and report.py still say ledger.map_db_errors(); it is the one translation.
-map_db_errors = translated
-
-
 # --------------------------------------------------------------------------- verify
 
 

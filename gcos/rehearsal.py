@@ -273,24 +273,3 @@ def _record(conn: psycopg.Connection[Any], result: RehearsalResult, evidence_dir
     if evidence_dir is not None:
         files = _write_evidence(evidence_dir, result, entry, body)
     return RehearsalResult(**{**result.__dict__, "ledger_seq": entry.seq, "evidence": files})
-
-
-# Transitional: apply.py, batched.py and kernel.py still name these rehearsal.X; they live in gcos.execute
-# (and gcos.rehearsal_evidence). Drop these lines once those callers import them from there.
-Footprint = execute.Footprint
-Outcome = execute.Outcome
-StopResult = execute.StopResult
-assert_session = execute.assert_session
-blockers = execute.blockers
-evaluate_stop = execute.evaluate_stop
-fingerprint_summary = execute.fingerprint_summary
-footprint_of = execute.footprint_of
-ledger_safe = execute.ledger_safe
-micros_since = execute.micros_since
-plan_stops = execute.plan_stops
-run_statements = execute.run_statements
-session_identity = execute.session_identity
-static_check = execute.static_check
-statement_errors = execute.statement_errors
-table_identities = execute.table_identities
-write_evidence = _write_evidence

@@ -30,7 +30,7 @@ from conftest import PROJECT_DIRS, REPO, _fresh_database
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gcos import approvals, batched, commands, fingerprint, ledger, rehearsal, state
+from gcos import approvals, batched, commands, execute, fingerprint, ledger, state
 from gcos.batched import BATCH_STATEMENT_LIMIT_MS, BatchedResult, BatchProgress, apply_batched
 from gcos.errors import ExitCode, GateRefused, StopHeld
 from gcos.install import install
@@ -102,8 +102,8 @@ def commit_directly(conn: psycopg.Connection[Any], project: Project, step_id: st
         "outcome": "applied",
         "plan_id": plan.id,
         "plan_hash": plan.hash,
-        "fingerprint_before": rehearsal.fingerprint_summary(before),
-        "fingerprint_after": rehearsal.fingerprint_summary(after),
+        "fingerprint_before": execute.fingerprint_summary(before),
+        "fingerprint_after": execute.fingerprint_summary(after),
     }
     # a commit counts only with the allowing policy decision of its own trace (what gcos commit writes)
     trace = ledger.new_trace_id()
@@ -111,7 +111,7 @@ def commit_directly(conn: psycopg.Connection[Any], project: Project, step_id: st
         conn, "policy_decision", {"allow": True}, step_id=step_id, spec_hash=step.hash, trace_id=trace
     )
     payload["policy_decision_seq"] = decision.seq
-    ledger.append(conn, "commit", rehearsal.ledger_safe(payload), step_id=step_id, spec_hash=step.hash, trace_id=trace)
+    ledger.append(conn, "commit", execute.ledger_safe(payload), step_id=step_id, spec_hash=step.hash, trace_id=trace)
 
 
 def prepare(dsn: str, project_dir: Path, sovereign: Sovereign, *, approve: bool = True) -> World:

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from gcos import approvals, gates, ledger
 from gcos.canonical import content_hash
-from gcos.errors import SpecError
+from gcos.errors import SpecError, translated
 from gcos.gates import PolicyDecisionRecord
 from gcos.principals import add_principal
 from gcos.spec import Project, load_project
@@ -195,7 +195,7 @@ def test_bad_input_is_refused(book: Book) -> None:
         gates.evaluate(book.conn, step, None, action="apply", measured={}, trace_id=TRACE)
     with pytest.raises(ValueError, match="trace_id"):
         gates.evaluate(book.conn, step, None, action="commit", measured={}, trace_id="not-a-trace")
-    with pytest.raises(SpecError), ledger.map_db_errors():  # 22023: a measured world that is not an object
+    with pytest.raises(SpecError), translated():  # 22023: a measured world that is not an object
         book.conn.execute("SELECT gcos.evaluate_gates(%s, NULL, 'commit', '[]')", (step.hash,))
     assert gates.rollback_subject_hash(step.hash) == content_hash({"rollback_of": step.hash})
     row = book.conn.execute("SELECT gcos.rollback_subject_hash(%s)", (step.hash,)).fetchone()

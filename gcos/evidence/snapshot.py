@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from gcos import ledger, state
-from gcos.errors import LedgerBroken, SpecError
+from gcos.errors import LedgerBroken, SpecError, translated
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def read_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
     does not verify, SpecError if gcos is not installed."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise SpecError("A report reads the database in its own transaction; commit or roll back first.")
-    with ledger.map_db_errors(), conn.transaction():
+    with translated(), conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         found = conn.execute("SELECT pg_catalog.to_regclass('gcos.ledger') IS NOT NULL").fetchone()
         if found is None or not found[0]:
