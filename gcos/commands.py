@@ -445,13 +445,18 @@ class StatusReport:
     steps: tuple[StepStatus, ...]
 
 
-def _judge(conn: psycopg.Connection[Any], project: Project, step: StepSpec) -> gates.PolicyDecisionRecord:
+def _judge(
+    conn: psycopg.Connection[Any], project: Project, step: StepSpec, *, kernel_measures: bool
+) -> gates.PolicyDecisionRecord:
     """The seven gates of committing `step`, as the database decides them for a session that only looks
     (``as_actor`` false), on re-verify, the schema hash and the global stops read in the same READ ONLY
-    snapshot."""
+    snapshot: by the kernel where schema public is adopted (it reads what it owns), else with the session's
+    own rights."""
     plan = project.plan_of(step.id)
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if kernel_measures:
+            return gates.explain(conn, step, plan, trace_id=ledger.new_trace_id())
         now = apply.read_world_now(conn, step, plan, watch=False)
         measured = now.measured(step, as_actor=False)
         return gates.evaluate(conn, step, plan, action="commit", measured=measured, trace_id=ledger.new_trace_id())
@@ -461,7 +466,8 @@ def status(
     target: Target, project_dir: Path, step_ref: str | None = None, settings: SessionSettings | None = None
 ) -> StatusReport:
     """Each gate of each step and why it holds or not, without acting: the database's own evaluation
-    (``gcos.evaluate_gates``), and the states it implies with the ledger.
+    (``gcos.evaluate_gates``; ``gcos.explain_gates`` where the kernel runs), and the states it implies with the
+    ledger.
 
     The database judges registered specs only, so the specs and plans on disk are registered first when the
     connected role may (an operator, admin or superuser; idempotent). For a sovereign, council member or
@@ -473,7 +479,8 @@ def status(
         for step in chosen:
             if not gates.register(conn, step, project.plan_of(step.id)):
                 break  # the role may not register: the gates say what is not registered
-        decisions = {step.id: _judge(conn, project, step) for step in chosen}
+        kernel_measures = kernel.adopted(conn)
+        decisions = {step.id: _judge(conn, project, step, kernel_measures=kernel_measures) for step in chosen}
         entries = ledger.read_all(conn)
     approved = {k: d.gate("approvals").evidence for k, d in decisions.items() if d.gate("approvals").allow}
     states = state.project_states(entries, project, approved=approved)

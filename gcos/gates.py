@@ -252,6 +252,20 @@ def evaluate(
     return PolicyDecisionRecord.from_payload(row[0], trace_id=trace_id)
 
 
+def explain(
+    conn: psycopg.Connection[Any], step: StepSpec, plan: PlanSpec | None, *, trace_id: str
+) -> PolicyDecisionRecord:
+    """The decision a commit of `step` would get now, on the world as the KERNEL measures it (where schema
+    public is adopted: ``gcos.explain_gates``), for someone who only looks. The kernel reads what it owns,
+    which a sovereign or an operator may not be able to read."""
+    with translated():
+        row = conn.execute(
+            "SELECT gcos.explain_gates(%s, %s, 'commit')", (step.hash, plan.hash if plan else None)
+        ).fetchone()
+    assert row is not None  # a function call always returns its row
+    return PolicyDecisionRecord.from_payload(row[0], trace_id=trace_id)
+
+
 def register(conn: psycopg.Connection[Any], step: StepSpec, plan: PlanSpec | None) -> bool:
     """Register `step` and its plan (idempotent, content-addressed) so that the database can judge them;
     False when the session's role may not register (only operators, admins and superusers may: a sovereign,

@@ -444,6 +444,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "batch_start",
         "batch_next",
         "batch_close",
+        "explain_gates",
         *KERNEL_OWNED,
     }
     approvers = ["gcos_council", "gcos_sovereign"]
@@ -472,6 +473,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "batch_start": ["gcos_admin", "gcos_operator"],
         "batch_next": ["gcos_admin", "gcos_operator"],
         "batch_close": ["gcos_admin", "gcos_operator"],
+        "explain_gates": ALL_GCOS,
         "_invalid": ["gcos_kernel"],
         **{name: ["gcos_owner"] for name in KERNEL_OWNED},
         **{name: ["gcos_admin"] for name in ADOPTION_HELPERS},

@@ -326,3 +326,29 @@ def test_a_kernel_commit_waiting_too_long_for_the_commit_lock_names_who_holds_it
         assert info.value.exit_code == ExitCode.DATABASE_UNAVAILABLE
         assert f"pid {holder.info.backend_pid}" in info.value.message
     assert world.records("commit") == [] and world.owner("governance_ruleset") is None
+
+
+@pytest.mark.parametrize("who", ["sovereign", "operator"])
+def test_status_explains_the_gates_on_the_world_the_kernel_measures(world: World, who: str) -> None:
+    """A sovereign or operator who cannot read the governed tables still sees every gate measured: by the
+    kernel (gcos.explain_gates), in a READ ONLY transaction, writing nothing."""
+    world.rehearse()
+    world.approve()
+    report = commands.status(world.target(who), world.project, "SB-12")
+    (step,) = report.steps
+    assert step.decision is not None and step.decision.allow, step.decision
+    assert step.decision.gate("reverify").known and step.decision.gate("reverify").allow
+    head = ledger.read_all(world.admin)[-1].seq
+    world.commit()
+    (after,) = commands.status(world.target(who), world.project, "SB-12").steps
+    assert after.state == "committed" and after.decision is not None
+    assert after.decision.first_failed is not None and after.decision.first_failed.gate == "state"
+    assert [e.kind for e in ledger.read_all(world.admin) if e.seq > head] == ["policy_decision", "commit"]
+
+
+def test_the_kernel_explains_only_where_public_is_adopted(conn: psycopg.Connection[Any]) -> None:
+    from gcos.install import install
+
+    install(conn)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        conn.execute("SELECT gcos.explain_gates(%s, %s)", (SPEC, SPEC))
