@@ -37,6 +37,27 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIRS = ("steps", "plans", "rollback")
 
 
+TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) Hand each worker the terminal size variables as this process sees
+    them: a worker inherits the C environment, where a terminal library may have set COLUMNS=80 after
+    Python read os.environ, and rich fixes its width from COLUMNS once, when gcos.cli is imported."""
+    node.workerinput["gcos_terminal_env"] = {name: os.environ.get(name) for name in TERMINAL_ENV}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker (before any test module imports gcos.cli): the controller's terminal variables."""
+    given: dict[str, str | None] = getattr(config, "workerinput", {}).get("gcos_terminal_env", {})
+    for name, value in given.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 # Durability the throw-away test server does not need; each costs a sync per commit, CREATE or DROP DATABASE.
 _TEST_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 
