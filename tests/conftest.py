@@ -2,6 +2,10 @@
 
 Set GCOS_TEST_DSN to a superuser DSN to run the suite against an existing server instead of the
 embedded one (each test still gets its own database, dropped afterwards).
+
+Speed (the whole suite runs on every CI run): the embedded test server runs without fsync (its data dir
+is thrown away after the session), and gcos is installed ONCE per session into template databases that
+tests copy (`gcos_installed`, `make_role`, `world_role`) instead of running every migration per test.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,45 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIRS = ("steps", "plans", "rollback")
 
 
+TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) Hand each worker the terminal size variables as this process sees
+    them: a worker inherits the C environment, where a terminal library may have set COLUMNS=80 after
+    Python read os.environ, and rich fixes its width from COLUMNS once, when gcos.cli is imported."""
+    node.workerinput["gcos_terminal_env"] = {name: os.environ.get(name) for name in TERMINAL_ENV}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker (before any test module imports gcos.cli): the controller's terminal variables."""
+    given: dict[str, str | None] = getattr(config, "workerinput", {}).get("gcos_terminal_env", {})
+    for name, value in given.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+# Durability the throw-away test server does not need; each costs a sync per commit, CREATE or DROP DATABASE.
+_TEST_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+
+
+def _tune_test_server(admin_dsn: str) -> None:
+    """Switch the session's own embedded server to _TEST_SERVER_SETTINGS (reloadable: no restart)."""
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        for name, value in _TEST_SERVER_SETTINGS.items():
+            admin.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        admin.execute("SELECT pg_catalog.pg_reload_conf()")
+    for _ in range(100):  # the reload is asynchronous: wait until a new session sees it
+        with psycopg.connect(admin_dsn, autocommit=True) as check:
+            if check.execute("SELECT pg_catalog.current_setting('fsync')").fetchone() == ("off",):
+                return
+        time.sleep(0.05)
+    raise RuntimeError("the embedded test server did not take its test settings")
+
+
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     """A superuser DSN: GCOS_TEST_DSN, else one embedded server for the whole session."""
@@ -43,55 +88,115 @@ def pg_admin_dsn() -> Iterator[str]:
     server = EmbeddedServer(home)
     server.up()
     try:
+        _tune_test_server(server.url("postgres"))
         yield server.url()
     finally:
         server.down()
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[str]:
-    name = f"gcos_test_{uuid.uuid4().hex[:12]}"
+def _create_database(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+    """CREATE DATABASE, copying `template` file by file where the server can (15+): a WAL-logged copy of
+    the 1M-row world writes all of it to the WAL again."""
     create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template:
         create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        if admin.info.server_version >= 150000:
+            create += sql.SQL(" STRATEGY FILE_COPY")
+    admin.execute(create)
+
+
+def _drop_database(admin: psycopg.Connection[Any], name: str) -> None:
+    force = admin.info.server_version >= 130000
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)") if force else sql.SQL("DROP DATABASE IF EXISTS {}")
+    admin.execute(drop.format(sql.Identifier(name)))
+
+
+def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[str]:
+    name = f"gcos_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(create)
-        force = admin.info.server_version >= 130000
+        _create_database(admin, name, template)
     try:
         yield make_conninfo(pg_admin_dsn, dbname=name)
     finally:
         with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            drop = (
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)") if force else sql.SQL("DROP DATABASE IF EXISTS {}")
-            )
-            admin.execute(drop.format(sql.Identifier(name)))
+            _drop_database(admin, name)
+
+
+@contextmanager
+def _session_template(
+    pg_admin_dsn: str, prefix: str, fill: Callable[[str], None], source: str | None = None
+) -> Iterator[str]:
+    """A template database for the session: a copy of `source` (else empty) that `fill(dsn)` completes."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        _create_database(admin, name, source)
+    try:
+        fill(make_conninfo(pg_admin_dsn, dbname=name))
+        yield name
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            _drop_database(admin, name)
+
+
+def _install_into(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        install(conn)
+
+
+def _build_world_into(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        reference_world.build_world(conn)
+
+
+INSTALLED_BY = frozenset({"gcos_installed", "make_role"})
+"""A test that requests one of these gets `dsn`/`conn` copied from a database where gcos is installed."""
+WORLD_INSTALLED_BY = frozenset({"gcos_installed", "world_role"})
+"""... and `world_dsn` copied from a reference world where gcos is installed."""
+
+
+@pytest.fixture(scope="session")
+def installed_template(pg_admin_dsn: str) -> Iterator[str]:
+    """An empty database with every shipped gcos migration installed, once per session (a template)."""
+    with _session_template(pg_admin_dsn, "gcos_installed", _install_into) as name:
+        yield name
 
 
 @pytest.fixture
-def dsn(pg_admin_dsn: str) -> Iterator[str]:
-    """DSN of a fresh, empty database created for this test and dropped after it."""
-    yield from _fresh_database(pg_admin_dsn)
+def gcos_installed() -> None:
+    """Request it (beside `dsn`/`conn` or `world_dsn`) for a database that has gcos installed already: a copy
+    of the session's installed template, so `install()` in the test finds nothing left to do."""
+
+
+@pytest.fixture
+def dsn(request: pytest.FixtureRequest, pg_admin_dsn: str) -> Iterator[str]:
+    """DSN of a fresh database created for this test and dropped after it: empty, or with gcos installed
+    when the test requests `gcos_installed` or `make_role` (which installs gcos there anyway)."""
+    template = request.getfixturevalue("installed_template") if INSTALLED_BY & set(request.fixturenames) else None
+    yield from _fresh_database(pg_admin_dsn, template)
 
 
 @pytest.fixture(scope="session")
 def world_template(pg_admin_dsn: str) -> Iterator[str]:
     """Seed 002's reference world at its default size, built once per session as a template database."""
-    name = f"gcos_world_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(make_conninfo(pg_admin_dsn, dbname=name), autocommit=True) as conn:
-            reference_world.build_world(conn)
+    with _session_template(pg_admin_dsn, "gcos_world", _build_world_into) as name:
         yield name
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def installed_world_template(pg_admin_dsn: str, world_template: str) -> Iterator[str]:
+    """The reference world with gcos installed, once per session (a template)."""
+    with _session_template(pg_admin_dsn, "gcos_world_installed", _install_into, world_template) as name:
+        yield name
 
 
 @pytest.fixture
-def world_dsn(pg_admin_dsn: str, world_template: str) -> Iterator[str]:
-    """DSN of a fresh copy of the reference world (cloned from the session's template) for this test."""
-    yield from _fresh_database(pg_admin_dsn, template=world_template)
+def world_dsn(request: pytest.FixtureRequest, pg_admin_dsn: str) -> Iterator[str]:
+    """DSN of a fresh copy of the reference world (cloned from the session's template) for this test; with
+    gcos installed when the test requests `gcos_installed` or `world_role` (which installs it anyway)."""
+    installed = WORLD_INSTALLED_BY & set(request.fixturenames)
+    template = request.getfixturevalue("installed_world_template" if installed else "world_template")
+    yield from _fresh_database(pg_admin_dsn, template=template)
 
 
 @pytest.fixture

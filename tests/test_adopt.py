@@ -419,7 +419,7 @@ def test_what_the_kernel_would_read_or_run_elsewhere_is_refused(conn: psycopg.Co
     assert state(conn) == before
 
 
-def test_every_kind_of_object_and_extension_members(conn: psycopg.Connection[Any]) -> None:
+def test_every_kind_of_object_and_extension_members(conn: psycopg.Connection[Any], gcos_installed: None) -> None:
     install(conn)
     conn.execute(
         """

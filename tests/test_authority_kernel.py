@@ -423,7 +423,7 @@ def unguarded(conn: psycopg.Connection[Any]) -> list[str]:
     ]
 
 
-def test_every_gcos_table_carries_the_guard_enabled_always(conn: psycopg.Connection[Any]) -> None:
+def test_every_gcos_table_carries_the_guard_enabled_always(conn: psycopg.Connection[Any], gcos_installed: None) -> None:
     install(conn)
     assert set(gcos_tables(conn)) >= KNOWN_TABLES and unguarded(conn) == []
     newer = len(migrations()) + 1

@@ -28,7 +28,7 @@ Conn = psycopg.Connection[Any]
 
 
 @pytest.fixture
-def gconn(conn: Conn) -> Conn:
+def gconn(conn: Conn, gcos_installed: None) -> Conn:
     """This test's fresh database with gcos installed (autocommit superuser connection)."""
     install(conn)
     return conn
@@ -312,7 +312,7 @@ def test_the_loaded_queries_are_the_packages(gconn: Conn) -> None:
 
 
 @pytest.fixture
-def world_conn(world_dsn: str) -> Iterator[Conn]:
+def world_conn(world_dsn: str, gcos_installed: None) -> Iterator[Conn]:
     with psycopg.connect(world_dsn, autocommit=True) as connection:
         install(connection)
         yield connection

@@ -40,7 +40,7 @@ def vector_input(vector: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def db(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+def db(conn: psycopg.Connection[Any], gcos_installed: None) -> psycopg.Connection[Any]:
     install(conn)
     return conn
 

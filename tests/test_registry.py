@@ -47,7 +47,9 @@ def with_document(step: StepSpec, change: Any) -> StepSpec:
 
 
 @pytest.mark.parametrize("step_id", list(PROJECT.steps))
-def test_every_real_step_hashes_the_same_in_the_database(conn: psycopg.Connection[Any], step_id: str) -> None:
+def test_every_real_step_hashes_the_same_in_the_database(
+    conn: psycopg.Connection[Any], step_id: str, gcos_installed: None
+) -> None:
     install(conn)
     step = PROJECT.steps[step_id]
     assert register_spec(conn, step) == step.hash
@@ -61,7 +63,9 @@ def test_every_real_step_hashes_the_same_in_the_database(conn: psycopg.Connectio
 
 
 @pytest.mark.parametrize("plan_id", list(PROJECT.plans))
-def test_every_real_plan_hashes_the_same_in_the_database(conn: psycopg.Connection[Any], plan_id: str) -> None:
+def test_every_real_plan_hashes_the_same_in_the_database(
+    conn: psycopg.Connection[Any], plan_id: str, gcos_installed: None
+) -> None:
     install(conn)
     plan = PROJECT.plans[plan_id]
     assert register_plan(conn, plan) == plan.hash
@@ -100,7 +104,9 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_non_ascii_and_control_characters_hash_the_same(conn: psycopg.Connection[Any], text: str) -> None:
+def test_non_ascii_and_control_characters_hash_the_same(
+    conn: psycopg.Connection[Any], text: str, gcos_installed: None
+) -> None:
     install(conn)
 
     def edit(doc: dict[str, Any]) -> None:
@@ -115,7 +121,7 @@ def test_non_ascii_and_control_characters_hash_the_same(conn: psycopg.Connection
     assert stored is not None and stored[0] == text
 
 
-def test_a_nul_character_is_bad_input(conn: psycopg.Connection[Any]) -> None:
+def test_a_nul_character_is_bad_input(conn: psycopg.Connection[Any], gcos_installed: None) -> None:
     install(conn)
     step = with_document(SB12, lambda d: d["mutation"].update(sql="SELECT '\x00'"))
     with pytest.raises(SpecError) as err:
@@ -123,7 +129,9 @@ def test_a_nul_character_is_bad_input(conn: psycopg.Connection[Any]) -> None:
     assert err.value.exit_code == ExitCode.BAD_INPUT and registry_rows(conn) == 0
 
 
-def test_a_hash_the_database_disagrees_with_registers_nothing(conn: psycopg.Connection[Any]) -> None:
+def test_a_hash_the_database_disagrees_with_registers_nothing(
+    conn: psycopg.Connection[Any], gcos_installed: None
+) -> None:
     install(conn)
     lying = dataclasses.replace(SB12, hash="0" * 64)
     with pytest.raises(LedgerBroken) as err:
@@ -175,7 +183,9 @@ BAD_SPECS: list[tuple[Any, str]] = [
 
 
 @pytest.mark.parametrize(("document", "reason"), BAD_SPECS)
-def test_invalid_spec_documents_are_refused(conn: psycopg.Connection[Any], document: Any, reason: str) -> None:
+def test_invalid_spec_documents_are_refused(
+    conn: psycopg.Connection[Any], document: Any, reason: str, gcos_installed: None
+) -> None:
     install(conn)
     with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
         conn.execute("SELECT gcos.register_spec(%s)", (Jsonb(document),))
@@ -203,7 +213,9 @@ BAD_PLANS: list[tuple[Any, str]] = [
 
 
 @pytest.mark.parametrize(("document", "reason"), BAD_PLANS)
-def test_invalid_plan_documents_are_refused(conn: psycopg.Connection[Any], document: Any, reason: str) -> None:
+def test_invalid_plan_documents_are_refused(
+    conn: psycopg.Connection[Any], document: Any, reason: str, gcos_installed: None
+) -> None:
     install(conn)
     with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
         conn.execute("SELECT gcos.register_plan(%s)", (Jsonb(document),))
@@ -211,7 +223,7 @@ def test_invalid_plan_documents_are_refused(conn: psycopg.Connection[Any], docum
     assert registry_rows(conn, "plans") == 0
 
 
-def test_null_documents_and_the_python_side_are_bad_input(conn: psycopg.Connection[Any]) -> None:
+def test_null_documents_and_the_python_side_are_bad_input(conn: psycopg.Connection[Any], gcos_installed: None) -> None:
     install(conn)
     for function in ("register_spec", "register_plan"):
         with pytest.raises(psycopg.errors.InvalidParameterValue):
@@ -312,7 +324,9 @@ def test_direct_writes_to_the_registry_are_refused_for_every_gcos_role(
     assert registry_rows(conn) == 1 and registry_rows(conn, "plans") == 1
 
 
-def test_even_a_superuser_cannot_change_or_forge_registry_rows(conn: psycopg.Connection[Any]) -> None:
+def test_even_a_superuser_cannot_change_or_forge_registry_rows(
+    conn: psycopg.Connection[Any], gcos_installed: None
+) -> None:
     install(conn)
     register_spec(conn, SB12)
     register_plan(conn, PROJECT.plans["build"])
@@ -353,7 +367,9 @@ def test_ledger_append_refuses_the_registry_kinds(
     assert kind not in kinds(conn)
 
 
-def test_two_sessions_registering_the_same_spec_append_one_record(conn: psycopg.Connection[Any], dsn: str) -> None:
+def test_two_sessions_registering_the_same_spec_append_one_record(
+    conn: psycopg.Connection[Any], dsn: str, gcos_installed: None
+) -> None:
     install(conn)
     results: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as first, psycopg.connect(dsn, autocommit=True) as second:

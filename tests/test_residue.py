@@ -183,7 +183,13 @@ def my_advisory_locks(conn: psycopg.Connection[Any]) -> list[Any]:
     ],
 )
 def test_a_created_function_taking_a_session_advisory_lock_is_exit_5_and_released(
-    conn: psycopg.Connection[Any], dsn: str, tmp_path: Path, function: str, key: tuple[int, ...], named: str
+    conn: psycopg.Connection[Any],
+    dsn: str,
+    tmp_path: Path,
+    function: str,
+    key: tuple[int, ...],
+    named: str,
+    gcos_installed: None,
 ) -> None:
     root = function_step(tmp_path, f"PERFORM {function}({', '.join(map(str, key))});")
     with pytest.raises(ResidueFound) as err:
@@ -199,7 +205,9 @@ def test_a_created_function_taking_a_session_advisory_lock_is_exit_5_and_release
     assert conn.execute("SELECT to_regclass('residue_t')").fetchone() == (None,)  # and the step rolled back
 
 
-def test_a_lock_left_by_a_failed_mutation_is_still_residue(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+def test_a_lock_left_by_a_failed_mutation_is_still_residue(
+    conn: psycopg.Connection[Any], tmp_path: Path, gcos_installed: None
+) -> None:
     root = function_step(tmp_path, "PERFORM pg_advisory_lock(77);", tail="INSERT INTO residue_t VALUES (1 / 0);")
     with pytest.raises(ResidueFound):
         rehearse(conn, root)
@@ -219,7 +227,7 @@ def test_a_lock_left_by_a_failed_mutation_is_still_residue(conn: psycopg.Connect
     ],
 )
 def test_a_created_function_changing_a_session_setting_is_exit_5(
-    conn: psycopg.Connection[Any], tmp_path: Path, body: str, setting: str
+    conn: psycopg.Connection[Any], tmp_path: Path, body: str, setting: str, gcos_installed: None
 ) -> None:
     shown = "SELECT current_setting(%s)"
     before = conn.execute(shown, (setting,)).fetchone()
@@ -239,13 +247,17 @@ def test_a_created_function_changing_a_session_setting_is_exit_5(
         "PERFORM current_setting('work_mem');",
     ],
 )
-def test_transaction_scoped_locks_and_reads_pass(conn: psycopg.Connection[Any], tmp_path: Path, body: str) -> None:
+def test_transaction_scoped_locks_and_reads_pass(
+    conn: psycopg.Connection[Any], tmp_path: Path, body: str, gcos_installed: None
+) -> None:
     result = rehearse(conn, function_step(tmp_path, body))
     assert result.ok, result.message
     assert my_advisory_locks(conn) == []
 
 
-def test_a_top_level_set_local_and_nextval_pass(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+def test_a_top_level_set_local_and_nextval_pass(
+    conn: psycopg.Connection[Any], tmp_path: Path, gcos_installed: None
+) -> None:
     conn.execute("CREATE SEQUENCE residue_seq")
     root = write_step(
         tmp_path,

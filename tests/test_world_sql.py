@@ -102,9 +102,10 @@ def project() -> Project:
 
 
 @pytest.fixture
-def world(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    rw.build_world(conn)
-    yield conn
+def world(world_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A copy of the session's default world (built by `rw.build_world` once, not once per test)."""
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        yield conn
 
 
 def test_small_world_has_the_seed_counts_and_reports_progress(conn: psycopg.Connection[Any]) -> None:
