@@ -68,7 +68,7 @@ class World:
 
 
 @pytest.fixture
-def world(world_dsn: str, make_role: MakeRole) -> Iterator[World]:
+def world(world_dsn: str, gcos_installed: None, make_role: MakeRole) -> Iterator[World]:
     """The reference world with gcos installed and the PEOPLE as principals of THIS database."""
     admin = psycopg.connect(world_dsn, autocommit=True)
     install(admin)

@@ -139,7 +139,7 @@ class World:
 
 
 @pytest.fixture
-def world(world_dsn: str, project_dir: Path) -> Iterator[World]:
+def world(world_dsn: str, gcos_installed: None, project_dir: Path) -> Iterator[World]:
     """The reference world with gcos installed in it; the roles made for the test are dropped afterwards."""
     with psycopg.connect(world_dsn, autocommit=True) as conn:
         install(conn)

@@ -27,7 +27,7 @@ INSERT INTO other VALUES (1, 'x');
 
 
 @pytest.fixture
-def db(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+def db(conn: psycopg.Connection[Any], gcos_installed: None) -> psycopg.Connection[Any]:
     install(conn)
     conn.execute(WORLD)
     return conn

@@ -25,7 +25,7 @@ MAIN_PLAN = ["SB-12", "SB-13", "SB-10", "SB-11", "VERIFY-1-4", "T6-T7", "ACTIVAT
 
 
 @pytest.fixture
-def world(world_dsn: str) -> Target:
+def world(world_dsn: str, gcos_installed: None) -> Target:
     """The reference world with gcos installed (rehearsals are ledger records)."""
     with psycopg.connect(world_dsn, autocommit=True) as conn:
         install(conn)
