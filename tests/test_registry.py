@@ -291,10 +291,10 @@ ATTEMPTS = [
     "VALUES (%s, %s, now(), %s, %s, %s)",
     "UPDATE gcos.specs SET registered_by = 'someone else'",
     "DELETE FROM gcos.specs",
-    "TRUNCATE gcos.specs",
+    "TRUNCATE gcos.specs CASCADE",  # batch_runs references specs and plans
     "UPDATE gcos.plans SET canonical = canonical",
     "DELETE FROM gcos.plans",
-    "TRUNCATE gcos.plans",
+    "TRUNCATE gcos.plans CASCADE",
 ]
 
 
