@@ -8,8 +8,8 @@
   (``gcos.evaluate_gates`` with ``as_actor`` false: nobody is committing yet); its evidence (the approvals
   that count) is passed in as `approved`, since no approval rule is decided here. An expired or revoked
   approval returns the step to rehearsed;
-* **committed** — a ``commit`` record with outcome ``applied`` not followed by a ``rollback`` record with
-  outcome ``applied``;
+* **committed** — the step has a commit in force (history.py: a ``commit`` record with outcome ``applied``,
+  backed by an allowing policy decision of its step and trace, not followed by such a ``rollback``);
 * **rolled_back** — the last commit was rolled back and nothing was rehearsed since.
 
 Refusals, stops and policy decisions are events, not states. :func:`project_states` is a pure function of
