@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from gcos import approvals, execute, fingerprint, gates, ledger, sqlcheck
+from gcos import approvals, execute, fingerprint, gates, history, ledger, sqlcheck
 from gcos.checks import CheckResult, evaluate_all
 from gcos.errors import (
     DatabaseUnavailable,
@@ -291,7 +291,7 @@ def _apply_in_transaction(
             if not decision.allow:
                 refusal = _refusal(action, run_id, decision)
                 raise _RollbackTransaction
-            pre_commit = _last_commit(conn, step) if action == "rollback" else None
+            pre_commit = _commit_in_force(conn, step) if action == "rollback" else None
             identity = execute.session_identity(conn)
             footprint: execute.Footprint | None = None
             stops: tuple[execute.StopResult, ...] = ()
@@ -432,11 +432,10 @@ def _check_stops_and_success(
         )
 
 
-def _last_commit(conn: psycopg.Connection[Any], step: StepSpec) -> ledger.LedgerEntry | None:
-    for entry in reversed(ledger.read_all(conn)):
-        if entry.kind == "commit" and entry.record.get("step_id") == step.id:
-            return entry
-    return None
+def _commit_in_force(conn: psycopg.Connection[Any], step: StepSpec) -> ledger.LedgerEntry | None:
+    """The commit a rollback undoes: the step's commit in force as history.py (and gcos._commit_in_force) read it."""
+    force = history.read_now(conn).step(step.id).commit_in_force
+    return force.entry if force is not None else None
 
 
 def _prove_rollback(step: StepSpec, pre_commit: ledger.LedgerEntry | None, after: fingerprint.Fingerprint) -> None:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,9 +66,10 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from gcos import approvals, execute, fingerprint, gates, kernel, ledger, sqlcheck
+from gcos import approvals, execute, fingerprint, gates, history, kernel, ledger, sqlcheck
 from gcos.apply import read_world_now, set_local_timeouts, take_commit_lock
 from gcos.checks import CheckResult, evaluate_all
+from gcos.domain import Kind, Outcome
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld
 from gcos.install import require_installed
 from gcos.spec import Batch, PlanSpec, Project, StepSpec
@@ -78,8 +79,8 @@ FORMAT_VERSION = 1
 BATCH_STATEMENT_LIMIT = "5s"  # seed 002 step 9: "non-resumable/blanket full scan that times out (5s statement limit)"
 BATCH_STATEMENT_LIMIT_MS = 5000
 CURSOR_TABLE = "gov_worker_cursor"  # SB-13's cursor table: (worker_name, source) -> text watermark
-STARTED, RESUMED = "batch_started", "batch_resumed"
-APPLIED, RESUMED_APPLIED = "applied", "resumed_applied"
+STARTED, RESUMED = Kind.BATCH_STARTED, Kind.BATCH_RESUMED
+APPLIED, RESUMED_APPLIED = Outcome.APPLIED, Outcome.RESUMED_APPLIED
 _STOP_ON_RESUME = "stop condition"
 
 
@@ -303,19 +304,6 @@ def _record_halt(conn: psycopg.Connection[Any], run: _Run, halt: _Halt) -> GcosE
 # --------------------------------------------------------------------------- phase 1: start or resume
 
 
-def _open_run(entries: Sequence[ledger.LedgerEntry], step_id: str) -> ledger.LedgerEntry | None:
-    """The step's batch_started record with no later applied commit of the step, if any."""
-    found: ledger.LedgerEntry | None = None
-    for e in entries:
-        if e.record.get("step_id") != step_id:
-            continue
-        if e.kind == STARTED:
-            found = e
-        elif e.kind == "commit" and e.payload.get("outcome") == APPLIED:
-            found = None
-    return found
-
-
 def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
     step, plan = run.step, run.plan
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
@@ -323,7 +311,7 @@ def _start(conn: psycopg.Connection[Any], run: _Run) -> None:
         set_local_timeouts(conn, run.settings)
         take_commit_lock(conn)
         approvals.lock_approvals(conn, step.id, step.decisions)
-        run.resumed_of = _open_run(ledger.read_all(conn), step.id)
+        run.resumed_of = history.read_now(conn).step(step.id).open_run
         run.run_id = str(run.resumed_of.payload.get("run_id")) if run.resumed_of else uuid.uuid4().hex
         if run.resumed_of is not None:
             run.watermark = run.started_from = _peek_watermark(conn, run)

@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-from gcos import fingerprint, ledger
+from gcos import fingerprint, history, ledger
+from gcos.domain import Kind
 from gcos.errors import ReverifyMismatch, SpecError
 
 FORMAT_VERSION = 1
@@ -31,17 +32,10 @@ class DriftResult:
         return not self.differences
 
 
-def _baseline(entries: list[ledger.LedgerEntry]) -> ledger.LedgerEntry | None:
-    for entry in reversed(entries):
-        if entry.kind in ("commit", "rollback") and entry.payload.get("outcome") == "applied":
-            return entry
-    return None
-
-
 def detect(conn: psycopg.Connection[Any]) -> DriftResult:
-    """Compare the live world with the last commit's (or rollback's) fingerprint; record drift if any."""
-    entries = ledger.read_all(conn)
-    base = _baseline(entries)
+    """Compare the live world with the last commit's (or rollback's) fingerprint; record drift if any. Only a
+    commit or rollback that counts (history.py: applied and backed by an allowing policy decision) is a baseline."""
+    base = history.read_now(conn).baseline
     if base is None:
         return DriftResult(None, None, None, None, ())
     payload = base.payload
@@ -68,7 +62,7 @@ def detect(conn: psycopg.Connection[Any]) -> DriftResult:
         return result
     entry = ledger.append(
         conn,
-        "drift",
+        Kind.DRIFT,
         {
             "format_version": FORMAT_VERSION,
             "baseline_seq": base.seq,

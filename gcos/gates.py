@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from gcos import registry
 from gcos.canonical import content_hash
+from gcos.domain import Gate
 from gcos.errors import GateRefused, translated
 from gcos.spec import PlanSpec, StepSpec
 
@@ -45,16 +46,8 @@ CONFLICT_TEXT = {  # gcos.principal_conflicts codes, as words after "who is" (gc
     "admin": "a gcos admin",
 }
 
-GATE_TITLES = {
-    "spec": "spec and plan valid, fold-ins declared",
-    "dependencies": "dependencies committed",
-    "reverify": "re-verify holds now",
-    "rehearsal": "rehearsed entry==exit on this spec and schema",
-    "approvals": "approved by distinct named humans",
-    "decisions": "required decisions hold",
-    "state": "global stops clear, step in the right state",
-}
-GATE_NAMES = tuple(GATE_TITLES)  # in contract order: gate 1 is "spec", gate 7 is "state"
+GATE_TITLES = {str(g): g.heading for g in Gate}  # gate id -> title (domain.Gate holds them)
+GATE_NAMES = tuple(str(g) for g in Gate)  # in contract order: gate 1 is "spec", gate 7 is "state"
 _TRACE = re.compile(r"[0-9a-f]{32}")
 
 

@@ -16,6 +16,7 @@ import psycopg
 from gcos import apply, execute, gates, ledger, registry, rehearsal, rehearsal_evidence
 from gcos.apply import set_local_timeouts
 from gcos.checks import CheckResult
+from gcos.domain import Outcome
 from gcos.errors import (
     DatabaseUnavailable,
     GateRefused,
@@ -148,7 +149,7 @@ def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> appl
         fingerprint_after=prints[1],
         ledger_seq=body.get("ledger_seq"),
     )
-    if outcome == "applied":
+    if outcome == Outcome.APPLIED:
         return result
     error = OUTCOME_ERRORS.get(outcome, GcosError)
     if decision is not None and not decision.allow:

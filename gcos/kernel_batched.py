@@ -21,6 +21,7 @@ import psycopg
 
 from gcos import apply, batched, execute, kernel, ledger, registry
 from gcos.apply import set_local_timeouts
+from gcos.domain import Outcome
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld, translated
 from gcos.install import require_installed
 from gcos.spec import Project, StepSpec
@@ -110,7 +111,7 @@ def commit_batched(
         while closed.get("outcome") == "more":  # keys that arrived after the last batch are batched too
             _batches(conn, run, settings, break_glass, progress, after_batch)
             closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
-    if closed.get("outcome") != "applied":
+    if closed.get("outcome") != Outcome.APPLIED:
         raise _failure(run, closed)
     stops = tuple(
         execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))

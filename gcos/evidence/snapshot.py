@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from gcos import ledger, state
+from gcos.domain import Kind
 from gcos.errors import LedgerBroken, SpecError, translated
 
 
@@ -95,11 +96,11 @@ def cross_check_approvals(snapshot: Snapshot) -> None:
     revoked = {
         int(e.payload["approval_id"]): e.seq
         for e in snapshot.entries
-        if e.kind == "approval_revocation" and isinstance(e.payload.get("approval_id"), int)
+        if e.kind == Kind.APPROVAL_REVOCATION and isinstance(e.payload.get("approval_id"), int)
     }
     from_ledger = set()
     for e in snapshot.entries:
-        if e.kind != "approval" or not isinstance(e.payload.get("approval_id"), int):
+        if e.kind != Kind.APPROVAL or not isinstance(e.payload.get("approval_id"), int):
             continue
         aid = int(e.payload["approval_id"])
         expires = time_or_none(e.payload.get("expires_at"))

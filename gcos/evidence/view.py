@@ -11,13 +11,13 @@ from typing import Any
 
 from gcos import __version__ as gcos_version
 from gcos import ledger, state
+from gcos.domain import APPLY_KINDS, Kind
 from gcos.evidence.common import FORMAT_VERSION, as_dict, as_list, utc_text
 from gcos.evidence.snapshot import Snapshot, expired
 from gcos.gates import rollback_subject_hash
 from gcos.spec import Project, StepSpec
 
-POLICY_KINDS = ("policy_decision", "commit_refused", "rollback_refused")
-APPLY_KINDS = ("commit", "rollback")
+POLICY_KINDS = (Kind.POLICY_DECISION, Kind.COMMIT_REFUSED, Kind.ROLLBACK_REFUSED)
 
 
 def _actor_name(e: ledger.LedgerEntry) -> Any:
@@ -82,7 +82,7 @@ def rehearsal_view(e: ledger.LedgerEntry, step: StepSpec) -> dict[str, Any]:
 
 
 def policy_view(e: ledger.LedgerEntry) -> dict[str, Any]:
-    decision = e.payload if e.kind == "policy_decision" else as_dict(e.payload.get("policy_decision"))
+    decision = e.payload if e.kind == Kind.POLICY_DECISION else as_dict(e.payload.get("policy_decision"))
     return {
         "seq": e.seq,
         "hash": e.hash,
@@ -142,14 +142,14 @@ def approval_views(
     revocations = {
         int(e.payload["approval_id"]): e
         for e in entries
-        if e.kind == "approval_revocation" and isinstance(e.payload.get("approval_id"), int)
+        if e.kind == Kind.APPROVAL_REVOCATION and isinstance(e.payload.get("approval_id"), int)
     }
     spec_hashes = {step.hash} | {str(e.record["spec_hash"]) for e in entries if e.record.get("spec_hash")}
     rollback_hashes = {rollback_subject_hash(h) for h in spec_hashes}
     counting = set(counted)
     out = []
     for e in entries:
-        if e.kind != "approval" or not isinstance(e.payload.get("approval_id"), int):
+        if e.kind != Kind.APPROVAL or not isinstance(e.payload.get("approval_id"), int):
             continue
         aid = int(e.payload["approval_id"])
         actor = as_dict(e.record.get("actor"))
@@ -190,11 +190,11 @@ def decision_views(
     revoked = {
         int(e.payload["decision_id"]): e
         for e in entries
-        if e.kind == "decision_revocation" and isinstance(e.payload.get("decision_id"), int)
+        if e.kind == Kind.DECISION_REVOCATION and isinstance(e.payload.get("decision_id"), int)
     }
     out = []
     for e in entries:
-        if e.kind != "decision" or e.payload.get("decision") not in names:
+        if e.kind != Kind.DECISION or e.payload.get("decision") not in names:
             continue
         did = e.payload.get("decision_id")
         expires_at = e.payload.get("expires_at")
@@ -222,7 +222,7 @@ def step_entries(entries: Sequence[ledger.LedgerEntry], step: StepSpec) -> list[
         e
         for e in entries
         if e.record.get("step_id") == step.id
-        or (e.kind in ("decision", "decision_revocation") and e.payload.get("decision") in step.decisions)
+        or (e.kind in (Kind.DECISION, Kind.DECISION_REVOCATION) and e.payload.get("decision") in step.decisions)
     ]
 
 
@@ -239,7 +239,7 @@ def _state_view(current: state.StepState) -> dict[str, Any]:
 
 def _rehearsal_views(own: Sequence[ledger.LedgerEntry], step: StepSpec) -> dict[str, Any]:
     """The step's last rehearsal in full, and every rehearsal of it in brief (ledger order)."""
-    rehearsals = [e for e in own if e.kind == "rehearsal"]
+    rehearsals = [e for e in own if e.kind == Kind.REHEARSAL]
     return {
         "rehearsal": rehearsal_view(rehearsals[-1], step) if rehearsals else None,
         "rehearsals": [
@@ -265,7 +265,7 @@ def _stop_views(own: Sequence[ledger.LedgerEntry]) -> list[dict[str, Any]]:
             "reason": e.payload.get("reason"),
         }
         for e in own
-        if e.kind == "stop"
+        if e.kind == Kind.STOP
     ]
 
 

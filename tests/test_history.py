@@ -1,0 +1,183 @@
+"""history.py, the one reader of the ledger: on real ledgers built by real commits and rollbacks, it agrees with
+the database's own reading (``gcos._step_history``, what the gates rely on), and a commit or rollback record a
+superuser appends without an allowing policy decision of its own trace never counts: not as the commit in
+force, not as the one a rollback undoes, not as the drift baseline."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from test_commit import World, world  # noqa: F401  (the reference world fixture, reused)
+
+from gcos import commands, domain, drift, execute, fingerprint, history, ledger
+from gcos.errors import ReverifyMismatch
+from gcos.ledger import LedgerEntry
+from gcos.spec import load_project
+
+
+def sql_history(w: World, step: str) -> dict[str, Any]:
+    """What the gates read: gcos._step_history (as the superuser of the world)."""
+    return dict(w.one("SELECT gcos._step_history(%s)", (step,)))
+
+
+def agrees(w: World, step: str) -> history.StepHistory:
+    """The client's reading of `step`, after asserting it is the database's."""
+    h = history.read(w.entries()).step(step)
+    force, rollback = h.commit_in_force, h.last_rollback
+    assert sql_history(w, step) == {
+        "committed": h.committed,
+        "last_commit_seq": h.last_commit.seq if h.last_commit else None,
+        "rollback_seq": rollback.seq if rollback else None,
+        "epoch_seq": h.epoch_seq,
+        "commit_seq": force.seq if force else None,
+        "commit_spec_hash": force.spec_hash if force else None,
+        "commit_schema_hash": force.schema_hash_after if force else None,
+    }
+    return h
+
+
+def forge(w: World, kind: str, step: str, payload: dict[str, Any]) -> int:
+    """A record appended by the superuser through gcos.ledger_append, in a trace of its own."""
+    with psycopg.connect(w.dsn, autocommit=True) as conn:
+        spec_hash = load_project(w.project_dir).step(step).hash
+        return ledger.append(conn, kind, payload, step_id=step, spec_hash=spec_hash).seq
+
+
+def live_fingerprint(w: World, step: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    with psycopg.connect(w.dsn, autocommit=True) as conn:
+        fp = fingerprint.take(conn, watch=load_project(w.project_dir).step(step).watch)
+    return execute.fingerprint_summary(fp), fp.to_json()
+
+
+def commit_sb12(w: World) -> LedgerEntry:
+    w.rehearse("SB-12")
+    w.approve("alice", "SB-12")
+    assert w.commit("SB-12").ok
+    (record,) = w.records("commit", "SB-12")
+    return record
+
+
+def test_a_forged_commit_is_no_commit_and_no_drift_baseline(world: World) -> None:  # noqa: F811
+    w = world
+    record = commit_sb12(w)
+    h = agrees(w, "SB-12")
+    assert h.committed and h.commit_in_force is not None and h.commit_in_force.seq == record.seq
+    assert history.read(w.entries()).baseline == record
+
+    # issue 9: an UPDATE behind gcos's back, then a commit record carrying the world after it as its fingerprint
+    w.execute(
+        "UPDATE law_articles SET heading = heading || ' (edited)' WHERE ctid = (SELECT min(ctid) FROM law_articles)"
+    )
+    summary, full = live_fingerprint(w, "SB-12")
+    decision_seq = record.payload["policy_decision_seq"]
+    forged = forge(
+        w,
+        domain.Kind.COMMIT,
+        "SB-12",
+        {
+            **record.payload,
+            "run_id": uuid.uuid4().hex,
+            "fingerprint_after": summary,
+            "fingerprint_after_full": full,
+            "policy_decision_seq": decision_seq,
+        },
+    )
+    unbacked = forge(w, domain.Kind.COMMIT, "SB-12", {"outcome": "applied", "run_id": uuid.uuid4().hex})
+    read = history.read(w.entries())
+    assert read.baseline == record and {forged, unbacked}.isdisjoint({c.seq for c in read.step("SB-12").commits})
+    assert agrees(w, "SB-12").commit_in_force == h.commit_in_force
+    (status,) = commands.status(w.target(), w.project_dir, "SB-12").steps
+    assert (status.state, status.detail) == (
+        domain.StepState.COMMITTED,
+        f"SB-12 was committed by ledger record {record.seq}",
+    )
+    with psycopg.connect(w.dsn, autocommit=True) as conn, pytest.raises(ReverifyMismatch) as info:
+        drift.detect(conn)
+    assert info.value.exit_code == 6 and info.value.details.baseline_seq == record.seq
+
+
+def test_a_rollback_undoes_the_commit_in_force_whatever_was_appended_after_it(world: World) -> None:  # noqa: F811
+    w = world
+    record = commit_sb12(w)
+    # a superuser's commit record with a made-up "before": the rollback must still prove the real one
+    bogus = {"hash": "0" * 64, "schema_hash": "0" * 64, "tables": {}}
+    forge(
+        w,
+        domain.Kind.COMMIT,
+        "SB-12",
+        {
+            "outcome": "applied",
+            "fingerprint_before": bogus,
+            "policy_decision_seq": record.payload["policy_decision_seq"],
+        },
+    )
+    w.approve("alice", "SB-12", rollback=True)
+    undone = commands.rollback(w.target(), w.project_dir, "SB-12")
+    assert undone.ok, undone.message
+    assert undone.fingerprint_after["hash"] == record.payload["fingerprint_before"]["hash"]
+    (rollback,) = w.records("rollback", "SB-12")
+    h = agrees(w, "SB-12")
+    assert not h.committed and h.commit_in_force is None and h.last_rollback is not None
+    assert h.last_rollback.seq == rollback.seq and h.epoch_seq == rollback.seq
+    assert history.read(w.entries()).baseline == rollback
+
+    # a forged commit after the rollback, and a forged rollback: neither counts
+    forge(
+        w,
+        domain.Kind.COMMIT,
+        "SB-12",
+        {"outcome": "applied", "policy_decision_seq": record.payload["policy_decision_seq"]},
+    )
+    forge(w, domain.Kind.ROLLBACK, "SB-12", {"outcome": "applied", "of_commit_seq": record.seq})
+    h = agrees(w, "SB-12")
+    assert not h.committed and h.epoch_seq == rollback.seq
+    (status,) = commands.status(w.target(), w.project_dir, "SB-12").steps
+    assert status.state == domain.StepState.ROLLED_BACK
+
+
+# --------------------------------------------------------------------------- constructed records (no database)
+
+
+def entry(
+    seq: int, kind: str, payload: dict[str, Any], *, trace: str | None = "a" * 32, step: str = "S-1"
+) -> LedgerEntry:
+    record: dict[str, Any] = {"seq": seq, "kind": kind, "step_id": step, "payload": payload}
+    if trace is not None:
+        record["trace_id"] = trace
+    return LedgerEntry(seq, "0" * 64, f"{seq:064x}", "{}", record)
+
+
+def test_only_a_backing_decision_of_the_same_step_and_trace_counts() -> None:
+    backed = {"outcome": "applied", "policy_decision_seq": 1}
+    h = history.read(
+        [
+            entry(1, "policy_decision", {"allow": True}),
+            entry(2, "commit", backed, trace="b" * 32),  # another trace
+            entry(3, "commit", backed, step="S-2"),  # another step
+            entry(4, "commit", {"outcome": "applied", "policy_decision_seq": 5}),  # a later decision
+            entry(5, "policy_decision", {"allow": True}),
+            entry(6, "commit", {"outcome": "stopped", "policy_decision_seq": 1}),  # not applied
+            entry(7, "policy_decision", {"allow": True}, trace=None),
+            entry(8, "commit", {"outcome": "applied", "policy_decision_seq": 7}, trace=None),  # no trace: as SQL
+            entry(9, "policy_decision", {"allow": False}),
+            entry(10, "commit", {"outcome": "applied", "policy_decision_seq": 9}),  # refused
+        ]
+    )
+    assert h.step("S-1").commits == [] and h.step("S-2").commits == [] and h.baseline is None
+    h = history.read([entry(1, "policy_decision", {"allow": True}), entry(2, "commit", backed)])
+    assert [c.seq for c in h.step("S-1").commits] == [2] and h.baseline is not None and h.baseline.seq == 2
+
+
+def test_the_open_batched_run_is_the_last_start_not_followed_by_an_applied_commit() -> None:
+    started = entry(2, "batch_started", {"run_id": "r1"})
+    entries = [entry(1, "policy_decision", {"allow": True}), started]
+    assert history.read(entries).step("S-1").open_run == started
+    entries.append(entry(3, "commit", {"outcome": "stopped"}))
+    assert history.read(entries).step("S-1").open_run == started
+    entries.append(entry(4, "commit", {"outcome": "applied", "policy_decision_seq": 1}))
+    assert history.read(entries).step("S-1").open_run is None
+    again = entry(5, "batch_started", {"run_id": "r2"})
+    assert history.read([*entries, again]).step("S-1").open_run == again
