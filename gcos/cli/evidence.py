@@ -1,0 +1,99 @@
+"""Evidence: gcos drift, gcos report, gcos ledger verify / anchor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gcos.cli import render
+from gcos.cli.app import app, ledger_app, run
+from gcos.cli.options import DsnOpt, JsonOpt, ProjectOpt, project_dir, target
+
+if TYPE_CHECKING:
+    from gcos import ledger
+
+
+@app.command("drift", epilog="Example: gcos drift --json")
+def drift_cmd(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
+    """Compare the live world with the fingerprint recorded after the last commit or rollback.
+
+    Any difference is appended to the ledger as a drift record and shown as a diff (exit 6).
+    """
+    from gcos import commands
+
+    run(as_json, lambda: commands.drift(target(dsn)), render.drift, render_details=render.drift_details)
+
+
+@app.command(
+    "report", epilog="Example: gcos report --format html --out evidence/   (or: gcos report SB-12 --format md)"
+)
+def report_cmd(
+    step: Annotated[str | None, typer.Argument(help="One step (id or step-N); the whole plan if omitted.")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="md, html (one self-contained file) or json (an evidence pack with a manifest)."),
+    ] = "html",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.", file_okay=False)] = Path(
+        "gcos-report"
+    ),
+    dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write evidence reports an auditor can check: specs and hashes, rehearsals, approvals, policy decisions,
+    ledger records and how to verify them. A json pack verifies offline with gcos ledger verify --pack DIR."""
+    from gcos import commands
+
+    run(as_json, lambda: commands.report(target(dsn), project_dir(project), step, fmt, out_dir), render.report)
+
+
+@ledger_app.command("verify", epilog="Example: gcos ledger verify --anchor anchors/2026-11-21.json")
+def ledger_verify(
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor", help="An anchor exported earlier with `gcos ledger anchor`; detects truncation and rewrites."
+        ),
+    ] = None,
+    pack: Annotated[
+        Path | None,
+        typer.Option(
+            "--pack",
+            help="Verify a JSON evidence pack (gcos report --format json) offline, with no "
+            "database: file hashes, the hash chain, the anchor.",
+            file_okay=False,
+        ),
+    ] = None,
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every hash of the ledger from genesis and name the first bad record (exit 7)."""
+    from gcos import commands
+
+    def action() -> ledger.VerifyReport:
+        if pack is not None:
+            return commands.verify_pack(pack, anchor)
+        return commands.ledger_verify(target(dsn), anchor)
+
+    run(as_json, action, render.ledger_report, render_details=render.ledger_report_details)
+
+
+@ledger_app.command("anchor", epilog="Example: gcos ledger anchor --out anchors/$(date +%F).json")
+def ledger_anchor(
+    out_file: Annotated[
+        Path,
+        typer.Option("--out", help="Where to write the anchor (JSON); keep it outside the database.", dir_okay=False),
+    ],
+    dsn: DsnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the ledger, then export its head (seq, hash, time, database identity) to a file."""
+    from gcos import commands
+
+    run(
+        as_json,
+        lambda: commands.ledger_anchor(target(dsn), out_file),
+        lambda out, a: out.print(f"anchor written to {out_file}: seq {a.seq}, hash {a.hash}, at {a.recorded_at}"),
+    )
