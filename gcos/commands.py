@@ -1,6 +1,6 @@
 """The gcos API: one typed function per command. They return result objects; they never print or exit.
 
-Tests call these directly; cli.py is a thin layer that renders their results and maps errors to exits.
+Tests call these directly; gcos/cli/ is a thin layer that renders their results and maps errors to exits.
 """
 
 from __future__ import annotations

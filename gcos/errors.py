@@ -1,4 +1,4 @@
-"""One error hierarchy, one exit code each: the CLI maps them in exactly one place (cli.py).
+"""One error hierarchy, one exit code each: the CLI maps them in exactly one place (gcos/cli/app.py).
 
 And the ONE translation of database errors into that hierarchy: `condition_of` sorts a psycopg error into a
 `Condition` by its SQLSTATE, `ERROR_OF` gives each condition its GcosError class (so its exit code cannot
