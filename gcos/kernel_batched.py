@@ -22,7 +22,17 @@ import psycopg
 from gcos import apply, batched, execute, kernel, ledger, registry
 from gcos.apply import set_local_timeouts
 from gcos.domain import Outcome
-from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, ReverifyMismatch, SpecError, StopHeld, translated
+from gcos.errors import (
+    DatabaseUnavailable,
+    GateRefused,
+    GcosError,
+    ReverifyMismatch,
+    SpecError,
+    StopHeld,
+    from_database,
+    reason,
+    sentence,
+)
 from gcos.install import require_installed
 from gcos.spec import Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
@@ -62,7 +72,7 @@ class _Run:
             spec_hash=self.step.hash,
             run_id=self.run_id,
             outcome=outcome,
-            message=_sentence(message),
+            message=sentence(message),
             batches=self.batches,
             rows_seen=self.rows_seen,
             rows_written=self.rows_written,
@@ -213,24 +223,23 @@ def _database_error(
     kept = _kept(run)
     if conn.broken:
         message = (
-            f"the connection to the database was lost during {run.step.id} ({_first_line(exc)}){kept}; run "
+            f"the connection to the database was lost during {run.step.id} ({reason(exc)}){kept}; run "
             f"`gcos status {run.step.id}`, then commit it again: an unfinished run resumes after its last committed "
             "batch, a committed one is never re-applied"
         )
-        return DatabaseUnavailable(_sentence(message), details=run.result("stopped", message))
+        return DatabaseUnavailable(sentence(message), details=run.result("stopped", message))
     if isinstance(exc, psycopg.errors.LockNotAvailable):
         holders = apply.commit_lock_holders(conn)
         if holders:
             return apply.commit_busy(holders, settings, run.step.id)
     if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):  # another gcos commit resumed the run
-        message = f"{(exc.diag.message_primary or str(exc)).removeprefix('gcos: ')}{kept}"
-        return DatabaseUnavailable(_sentence(message), details=run.result("stopped", message))
-    try:
-        with translated():
-            raise exc
-    except GcosError as error:
-        message = f"{error.message.rstrip('.')}{kept}" if run.run_id else error.message
-        return type(error)(_sentence(message), details=run.result("stopped", message))
+        message = f"{reason(exc)}{kept}"
+        return DatabaseUnavailable(sentence(message), details=run.result("stopped", message))
+    error = from_database(exc)
+    if error is None:
+        raise exc  # not a condition gcos interprets: a bug to report (exit 1)
+    message = f"{error.message.rstrip('.')}{kept}" if run.run_id else error.message
+    return type(error)(sentence(message), details=run.result("stopped", message))
 
 
 def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
@@ -247,7 +256,7 @@ def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
         else:
             error = GateRefused
     kind = "refused" if outcome == "commit_refused" else "stopped"
-    return error(_sentence(message), details=run.result(kind, message, ledger_seq=body.get("ledger_seq")))
+    return error(sentence(message), details=run.result(kind, message, ledger_seq=body.get("ledger_seq")))
 
 
 def _kept(run: _Run) -> str:
@@ -263,16 +272,3 @@ def _kept(run: _Run) -> str:
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
-
-
-def _sentence(message: str) -> str:
-    text = message.strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
-
-
-__all__ = ["commit_batched"]
