@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from gcos import reference_world
+from gcos.adopt import adopt
 from gcos.embedded import EmbeddedServer
 from gcos.install import install
 from gcos.principals import add_principal
@@ -144,6 +145,11 @@ def _install_into(dsn: str) -> None:
         install(conn)
 
 
+def _adopt_public(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        adopt(conn, ["public"])
+
+
 def _build_world_into(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         reference_world.build_world(conn)
@@ -153,6 +159,8 @@ INSTALLED_BY = frozenset({"gcos_installed", "make_role"})
 """A test that requests one of these gets `dsn`/`conn` copied from a database where gcos is installed."""
 WORLD_INSTALLED_BY = frozenset({"gcos_installed", "world_role"})
 """... and `world_dsn` copied from a reference world where gcos is installed."""
+WORLD_ADOPTED_BY = frozenset({"gcos_adopted"})
+"""... and `world_dsn` copied from a reference world where gcos is installed and schema public adopted."""
 
 
 @pytest.fixture(scope="session")
@@ -190,12 +198,30 @@ def installed_world_template(pg_admin_dsn: str, world_template: str) -> Iterator
         yield name
 
 
+@pytest.fixture(scope="session")
+def adopted_world_template(pg_admin_dsn: str, installed_world_template: str) -> Iterator[str]:
+    """The reference world with gcos installed and schema public adopted by the kernel (a template)."""
+    with _session_template(pg_admin_dsn, "gcos_world_adopted", _adopt_public, installed_world_template) as name:
+        yield name
+
+
+@pytest.fixture
+def gcos_adopted() -> None:
+    """Request it beside `world_dsn` (or `world_role`) for a copy of the reference world whose schema public
+    the kernel governs already (`gcos adopt public` done), so that rehearse, commit and rollback run there."""
+
+
 @pytest.fixture
 def world_dsn(request: pytest.FixtureRequest, pg_admin_dsn: str) -> Iterator[str]:
     """DSN of a fresh copy of the reference world (cloned from the session's template) for this test; with
-    gcos installed when the test requests `gcos_installed` or `world_role` (which installs it anyway)."""
-    installed = WORLD_INSTALLED_BY & set(request.fixturenames)
-    template = request.getfixturevalue("installed_world_template" if installed else "world_template")
+    gcos installed when the test requests `gcos_installed` or `world_role` (which installs it anyway), and
+    schema public adopted too when it requests `gcos_adopted`."""
+    names = set(request.fixturenames)
+    if WORLD_ADOPTED_BY & names:
+        template = request.getfixturevalue("adopted_world_template")
+    else:
+        installed = WORLD_INSTALLED_BY & names
+        template = request.getfixturevalue("installed_world_template" if installed else "world_template")
     yield from _fresh_database(pg_admin_dsn, template=template)
 
 

@@ -60,14 +60,13 @@ class World:
 
 
 @pytest.fixture
-def world(world_dsn: str, world_role: MakeRole, project_dir: Path) -> Iterator[World]:
+def world(world_dsn: str, world_role: MakeRole, project_dir: Path, gcos_adopted: None) -> Iterator[World]:
     people = {
         "operator": world_role("op", kind="human", roles=("operator",), grant=("operator",)),
         "sovereign": world_role("sov", kind="human", roles=("sovereign",), grant=("sovereign",)),
         "agent": world_role("agent", kind="agent", roles=("operator",), grant=("operator",)),
     }
     with psycopg.connect(world_dsn, autocommit=True) as admin:
-        adopt(admin, ["public"])
         yield World(world_dsn, admin, project_dir, people)
 
 
