@@ -21,7 +21,6 @@ from test_commit import SIDE_PLAN, SIDE_STEP
 from typer.testing import CliRunner
 
 from gcos import commands, fingerprint, ledger, registry
-from gcos.adopt import adopt
 from gcos.cli import app
 from gcos.errors import DatabaseUnavailable, ExitCode, GateRefused, StopHeld
 from gcos.spec import load_project
