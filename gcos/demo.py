@@ -21,9 +21,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import adopt, approvals, batched, evidence, kernel, kernel_batched, ledger, principals, state
+from gcos import adopt, approvals, evidence, kernel, kernel_batched, ledger, principals, state
 from gcos.errors import GateRefused, GcosError
 from gcos.install import install
+from gcos.results import BatchProgress
 from gcos.spec import Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
 
@@ -168,7 +169,7 @@ def tell(
             )
         if step.mode == "batched":
 
-            def batch_progress(p: batched.BatchProgress, label: str = f"{step.id} backfill") -> None:
+            def batch_progress(p: BatchProgress, label: str = f"{step.id} backfill") -> None:
                 if progress:
                     progress(label, p.done_rows, p.total_rows)
 
