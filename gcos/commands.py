@@ -301,6 +301,7 @@ class StepStatus:
 class StatusReport:
     target: str
     steps: tuple[StepStatus, ...]
+    adopted: bool = True  # schema public is under the kernel; else nothing is measured, rehearsed or committed
 
 
 def _judge(
@@ -345,7 +346,7 @@ def status(
         StepStatus(s.id, s.ref, s.title, states[s.id].state, states[s.id].detail, s.hash, decisions[s.id])
         for s in chosen
     ]
-    return StatusReport(target.display, tuple(out))
+    return StatusReport(target.display, tuple(out), adopted=kernel_measures)
 
 
 def commit(

@@ -230,6 +230,12 @@ def _gate_mark(g: Any) -> str:
 
 
 def status(out: Console, report: commands.StatusReport) -> None:
+    if not report.adopted:
+        out.print(
+            "[yellow]schema public is not adopted[/]: the kernel measures, rehearses and commits nothing here; "
+            "an admin runs `gcos adopt public` first.",
+            soft_wrap=True,
+        )
     for s in report.steps:
         out.print(
             f"[bold]{s.ref}[/] [cyan]{s.id}[/] {s.title}: [magenta]{s.state}[/] [dim]({s.detail})[/]", soft_wrap=True
