@@ -34,20 +34,20 @@ from gcos.spec import Check, Expectation, PlanSpec, Project, StepSpec
 from gcos.target import SessionSettings, Target, connect, set_local_timeouts
 
 OUTCOME_ERRORS: dict[str, type[GcosError]] = {
-    "reverify_mismatch": ReverifyMismatch,
-    "stopped": StopHeld,
-    "success_failed": StopHeld,
-    "rollback_unproven": ResidueFound,
-    "residue": ResidueFound,
-    "lock_timeout": DatabaseUnavailable,
-    "timeout": DatabaseUnavailable,
-    "mutation_failed": SpecError,
-    "batch_failed": SpecError,
-    "check_failed": SpecError,
-    "rollback_failed": SpecError,
-    "commit_failed": SpecError,
-    "commit_refused": GateRefused,
-    "rollback_refused": GateRefused,
+    Outcome.REVERIFY_MISMATCH: ReverifyMismatch,
+    Outcome.STOPPED: StopHeld,
+    Outcome.SUCCESS_FAILED: StopHeld,
+    Outcome.ROLLBACK_UNPROVEN: ResidueFound,
+    Outcome.RESIDUE: ResidueFound,
+    Outcome.LOCK_TIMEOUT: DatabaseUnavailable,
+    Outcome.TIMEOUT: DatabaseUnavailable,
+    Outcome.MUTATION_FAILED: SpecError,
+    Outcome.BATCH_FAILED: SpecError,
+    Outcome.CHECK_FAILED: SpecError,
+    Outcome.ROLLBACK_FAILED: SpecError,
+    Outcome.COMMIT_FAILED: SpecError,
+    Outcome.COMMIT_REFUSED: GateRefused,
+    Outcome.ROLLBACK_REFUSED: GateRefused,
 }
 """The exit of each kernel outcome (CONTRACT.md exit codes); "passed" is the only success."""
 

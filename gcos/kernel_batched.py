@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from gcos import kernel, ledger, registry
-from gcos.domain import Outcome
+from gcos.domain import BatchPhase, Outcome
 from gcos.errors import (
     DatabaseUnavailable,
     GateRefused,
@@ -39,10 +39,10 @@ from gcos.target import SessionSettings, Target, connect, set_local_timeouts
 
 _ERRORS: dict[str, type[GcosError]] = {
     **kernel.OUTCOME_ERRORS,
-    "timeout": StopHeld,  # a batch over the seed's statement limit stops the run
-    "no_cursor": StopHeld,
-    "cursor_mismatch": StopHeld,
-    "cursor_moved": StopHeld,
+    Outcome.TIMEOUT: StopHeld,  # a batch over the seed's statement limit stops the run
+    Outcome.NO_CURSOR: StopHeld,
+    Outcome.CURSOR_MISMATCH: StopHeld,
+    Outcome.CURSOR_MOVED: StopHeld,
 }
 """The exit of each outcome the kernel's batched functions return (CONTRACT.md exit codes)."""
 BATCH_STATEMENT_LIMIT = "5s"  # seed 002 step 9: "non-resumable/blanket full scan that times out (5s statement limit)"
@@ -119,8 +119,8 @@ def commit_batched(
         started = _call(conn, run, settings, "SELECT gcos.batch_start(%s, %s, %s, %s, %s)", call)
         _started(run, started)
         closing = (run.run_id, run.trace_id, break_glass)
-        closed: dict[str, Any] = {"outcome": "more"}
-        while closed.get("outcome") == "more":  # keys that arrived after the last batch are batched too
+        closed: dict[str, Any] = {"outcome": BatchPhase.MORE}
+        while closed.get("outcome") == BatchPhase.MORE:  # keys that arrived after the last batch are batched too
             _batches(conn, run, settings, break_glass, progress, after_batch)
             closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
     if closed.get("outcome") != Outcome.APPLIED:
@@ -141,10 +141,10 @@ def commit_batched(
 def _started(run: _Run, body: dict[str, Any]) -> None:
     run.run_id = str(body.get("run_id") or "")
     run.decision = kernel.decision_of(body.get("decision"))
-    if body.get("outcome") not in ("started", "resumed"):
+    if body.get("outcome") not in (BatchPhase.STARTED, BatchPhase.RESUMED):
         raise _failure(run, body)
     run.watermark = _int(body.get("watermark"))
-    run.resumed_from = run.watermark if body.get("outcome") == "resumed" else None
+    run.resumed_from = run.watermark if body.get("outcome") == BatchPhase.RESUMED else None
     run.total, run.done = int(body.get("total_rows") or 0), int(body.get("done_rows") or 0)
 
 
@@ -178,9 +178,9 @@ def _batches(
             (run.run_id, run.trace_id, break_glass),
             batch=True,
         )
-        if body.get("outcome") == "done":
+        if body.get("outcome") == BatchPhase.DONE:
             return
-        if body.get("outcome") != "batch":
+        if body.get("outcome") != BatchPhase.BATCH:
             raise _failure(run, body)
         run.batches += 1
         run.rows_seen += int(body["rows"])
@@ -226,19 +226,19 @@ def _database_error(
             f"`gcos status {run.step.id}`, then commit it again: an unfinished run resumes after its last committed "
             "batch, a committed one is never re-applied"
         )
-        return DatabaseUnavailable(sentence(message), details=run.result("stopped", message))
+        return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
     if isinstance(exc, psycopg.errors.LockNotAvailable):
         holders = kernel.commit_lock_holders(conn)
         if holders:
             return kernel.commit_busy(holders, settings, run.step.id)
     if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):  # another gcos commit resumed the run
         message = f"{reason(exc)}{kept}"
-        return DatabaseUnavailable(sentence(message), details=run.result("stopped", message))
+        return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
     error = from_database(exc)
     if error is None:
         raise exc  # not a condition gcos interprets: a bug to report (exit 1)
     message = f"{error.message.rstrip('.')}{kept}" if run.run_id else error.message
-    return type(error)(sentence(message), details=run.result("stopped", message))
+    return type(error)(sentence(message), details=run.result(Outcome.STOPPED, message))
 
 
 def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
@@ -254,7 +254,7 @@ def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
             error = StopHeld if first.get("stop_held") else ReverifyMismatch
         else:
             error = GateRefused
-    kind = "refused" if outcome == "commit_refused" else "stopped"
+    kind = Outcome.REFUSED if outcome == Outcome.COMMIT_REFUSED else Outcome.STOPPED
     return error(sentence(message), details=run.result(kind, message, ledger_seq=body.get("ledger_seq")))
 
 
