@@ -1,4 +1,4 @@
-"""Step specs and plans: load YAML, validate fail-closed with JSON Schema, inline SQL files, hash.
+"""Load one step spec or plan: read YAML, validate fail-closed with JSON Schema, inline SQL files, hash.
 
 A spec is trusted only after it has passed the schema, so every error names the file, the step and
 the key path (and the line, where YAML can tell it). The spec hash is sha256 over the RFC 8785
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,9 +23,9 @@ from referencing import Registry, Resource
 
 from gcos.canonical import content_hash
 from gcos.errors import SpecError
+from gcos.spec.model import Batch, Check, Expectation, Mutation, PlanSpec, StepSpec, StopCondition
 
 SCHEMA_FILES = ("common.schema.json", "step.schema.json", "plan.schema.json")
-STEP_REF = re.compile(r"^step-(\d+)$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- YAML with line numbers
@@ -168,157 +166,6 @@ def _validate(kind: str, data: Any, path: Path, node: yaml.Node | None, label: s
     )
 
 
-# --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a check's single value must be: `expect: 140` or `expect: {gte: 1000000}`."""
-
-    op: str
-    value: Any
-
-    @classmethod
-    def parse(cls, raw: Any) -> Expectation:
-        if isinstance(raw, dict):
-            ((op, value),) = raw.items()
-            return cls(op, value)
-        return cls("eq", raw)
-
-    def describe(self) -> str:
-        shown = self.value if isinstance(self.value, str) else json.dumps(self.value)
-        return shown if self.op == "eq" else f"{self.op} {shown}"
-
-    def holds(self, actual: Any) -> bool:
-        if isinstance(actual, Decimal):
-            actual = int(actual) if actual == actual.to_integral_value() else float(actual)
-        if self.op in ("eq", "ne"):
-            same = _same(actual, self.value)
-            return same if self.op == "eq" else not same
-        if self.op == "in":
-            return any(_same(actual, v) for v in self.value)
-        if not _is_number(actual):
-            return False
-        if self.op == "between":
-            low, high = self.value
-            return bool(low <= actual <= high)
-        return bool(
-            {
-                "gt": actual > self.value,
-                "gte": actual >= self.value,
-                "lt": actual < self.value,
-                "lte": actual <= self.value,
-            }[self.op]
-        )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    """Equality without Python's bool/int confusion: `expect: 1` never matches a boolean true."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(expected, bool) and isinstance(actual, bool) and actual == expected
-    if _is_number(expected) and _is_number(actual):
-        return bool(actual == expected)
-    if expected is None or actual is None:
-        return actual is expected
-    return type(actual) is type(expected) and bool(actual == expected)
-
-
-@dataclass(frozen=True)
-class Check:
-    """A named read-only query returning one row of one column, and what that value must be."""
-
-    name: str
-    sql: str
-    expect: Expectation
-
-
-@dataclass(frozen=True)
-class StopCondition:
-    """One stop item: an SQL predicate, forbidden columns or objects, or a new-table limit."""
-
-    name: str
-    kind: str  # sql | forbid_columns | forbid_objects | max_new_tables
-    sql: str | None = None
-    names: tuple[str, ...] = ()
-    limit: int | None = None
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> StopCondition:
-        if "sql" in raw:
-            return cls(raw["name"], "sql", sql=raw["sql"])
-        if "forbid_columns" in raw:
-            names = tuple(raw["forbid_columns"])
-            return cls(raw.get("name", f"no column named {', '.join(names)}"), "forbid_columns", names=names)
-        if "forbid_objects" in raw:
-            names = tuple(raw["forbid_objects"])
-            return cls(raw.get("name", f"no object named {', '.join(names)}"), "forbid_objects", names=names)
-        limit = int(raw["max_new_tables"])
-        return cls(raw.get("name", f"at most {limit} new tables"), "max_new_tables", limit=limit)
-
-
-@dataclass(frozen=True)
-class Mutation:
-    sql: str
-    allow: tuple[tuple[str, tuple[str, ...]], ...]
-
-
-@dataclass(frozen=True)
-class Batch:
-    table: str
-    key: str
-    size: int
-    cursor_worker: str
-    cursor_source: str
-    sql: str
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """A validated step spec; `document` is the spec with SQL files inlined, `hash` its content hash."""
-
-    id: str
-    order: int
-    title: str
-    source: str
-    depends_on: tuple[str, ...]
-    signers: int
-    signer_roles: tuple[str, ...]
-    decisions: tuple[str, ...]
-    fold_ins: tuple[str, ...]
-    watch: tuple[str, ...]
-    reverify: tuple[Check, ...]
-    mutation: Mutation | None
-    stop: tuple[StopCondition, ...]
-    success: tuple[Check, ...]
-    rollback_sql: str
-    mode: str
-    batch: Batch | None
-    path: Path
-    document: dict[str, Any] = field(repr=False)
-    hash: str = ""
-
-    @property
-    def ref(self) -> str:
-        return f"step-{self.order}"
-
-
-@dataclass(frozen=True)
-class PlanSpec:
-    id: str
-    title: str
-    source: str
-    steps: tuple[str, ...]
-    fold_ins: dict[str, tuple[str, ...]]
-    global_stop: tuple[StopCondition, ...]
-    path: Path
-    document: dict[str, Any] = field(repr=False)
-    hash: str = ""
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -375,8 +222,8 @@ def _check_parses(sql: str, spec_path: Path, label: str, where: list[str | int],
         raise SpecError(f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
 
 
-def load_step(path: Path, root: Path) -> StepSpec:
-    """Load, validate and hash one step spec; raise SpecError naming file, step, key and line."""
+def _step_document(path: Path, root: Path) -> dict[str, Any]:
+    """The step's document after the schema, with SQL files inlined and every SQL text parsed."""
     data, node = _read_yaml(path)
     label = "step"
     if isinstance(data, dict) and isinstance(data.get("id"), str):
@@ -404,7 +251,11 @@ def load_step(path: Path, root: Path) -> StepSpec:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise SpecError(f"{path}: {label} key {section}: duplicate check name {dupes[0]!r}; names must be unique.")
+    return doc
 
+
+def _step_from(doc: dict[str, Any], path: Path) -> StepSpec:
+    """The StepSpec of a checked document; its hash is the content hash of exactly that document."""
     mutation = None
     if doc.get("mutation"):
         allow = tuple(
@@ -441,6 +292,11 @@ def load_step(path: Path, root: Path) -> StepSpec:
     )
 
 
+def load_step(path: Path, root: Path) -> StepSpec:
+    """Load, validate and hash one step spec; raise SpecError naming file, step, key and line."""
+    return _step_from(_step_document(path, root), path)
+
+
 def load_plan(path: Path) -> PlanSpec:
     data, node = _read_yaml(path)
     label = f"plan {data['id']}" if isinstance(data, dict) and isinstance(data.get("id"), str) else "plan"
@@ -460,112 +316,3 @@ def load_plan(path: Path) -> PlanSpec:
         document=doc,
         hash=content_hash(doc),
     )
-
-
-# --------------------------------------------------------------------------- the project
-
-
-@dataclass(frozen=True)
-class Project:
-    """Every step and plan of a gcos project, validated together (ids, orders, the DAG)."""
-
-    root: Path
-    steps: dict[str, StepSpec]  # by canonical id, in order
-    plans: dict[str, PlanSpec]
-
-    def step(self, ref: str) -> StepSpec:
-        """Address a step case-insensitively by id (SB-10, sb-10) or by order (step-3)."""
-        wanted = ref.strip()
-        by_order = STEP_REF.match(wanted)
-        for spec in self.steps.values():
-            if spec.id.upper() == wanted.upper() or (by_order and spec.order == int(by_order.group(1))):
-                return spec
-        known = ", ".join(f"{s.id} (step-{s.order})" for s in self.steps.values()) or "none"
-        raise SpecError(f"unknown step {ref!r}; known steps: {known}.")
-
-    def plan_of(self, step_id: str) -> PlanSpec | None:
-        for plan in self.plans.values():
-            if step_id in plan.steps:
-                return plan
-        return None
-
-
-def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A dependency cycle as a list of ids (first repeated at the end), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in graph.get(node, ()):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state and (found := visit(start)):
-            return found
-    return None
-
-
-def load_project(root: Path) -> Project:
-    """Load steps/*.yaml and plans/*.yaml under `root` and validate them as one build order."""
-    root = root.resolve()
-    steps_dir = root / "steps"
-    if not steps_dir.is_dir():
-        raise SpecError(f"{root} has no steps/ directory; run gcos from a gcos project (see README).")
-    steps: dict[str, StepSpec] = {}
-    by_key: dict[str, StepSpec] = {}
-    by_order: dict[int, StepSpec] = {}
-    for path in sorted(steps_dir.glob("*.y*ml")):
-        spec = load_step(path, root)
-        if spec.id.upper() in by_key:
-            raise SpecError(f"{path}: step {spec.id}: duplicate step id, also in {by_key[spec.id.upper()].path}.")
-        if spec.order in by_order:
-            raise SpecError(
-                f"{path}: step {spec.id} key order: order {spec.order} is also used by {by_order[spec.order].id} "
-                f"({by_order[spec.order].path})."
-            )
-        by_key[spec.id.upper()] = by_order[spec.order] = steps[spec.id] = spec
-    if not steps:
-        raise SpecError(f"{steps_dir} holds no step specs (*.yaml).")
-    for spec in steps.values():
-        for dep in spec.depends_on:
-            if dep.upper() not in by_key:
-                raise SpecError(f"{spec.path}: step {spec.id} key depends_on: unknown step {dep!r}.")
-            if by_key[dep.upper()].id != dep:
-                raise SpecError(
-                    f"{spec.path}: step {spec.id} key depends_on: write {by_key[dep.upper()].id!r}, not {dep!r}."
-                )
-    cycle = _find_cycle({s.id: s.depends_on for s in steps.values()})
-    if cycle:
-        raise SpecError(f"dependency cycle: {' -> '.join(cycle)}; remove one depends_on edge.")
-
-    plans: dict[str, PlanSpec] = {}
-    plans_dir = root / "plans"
-    for path in sorted(plans_dir.glob("*.y*ml")) if plans_dir.is_dir() else []:
-        plan = load_plan(path)
-        if plan.id in plans:
-            raise SpecError(f"{path}: plan {plan.id}: duplicate plan id, also in {plans[plan.id].path}.")
-        for i, step_id in enumerate(plan.steps):
-            if step_id not in steps:
-                raise SpecError(f"{path}: plan {plan.id} key steps[{i}]: unknown step {step_id!r}.")
-            other = next((p for p in plans.values() if step_id in p.steps), None)
-            if other:
-                raise SpecError(f"{path}: plan {plan.id}: step {step_id} is already in plan {other.id}.")
-            for dep in steps[step_id].depends_on:
-                if dep in plan.steps and plan.steps.index(dep) > i:
-                    raise SpecError(
-                        f"{path}: plan {plan.id} key steps: {step_id} is listed before {dep}, which it depends on."
-                    )
-        for step_id in plan.fold_ins:
-            if step_id not in plan.steps:
-                raise SpecError(f"{path}: plan {plan.id} key fold_ins.{step_id}: step is not in this plan.")
-        plans[plan.id] = plan
-    ordered = dict(sorted(steps.items(), key=lambda item: item[1].order))
-    return Project(root=root, steps=ordered, plans=plans)
