@@ -100,13 +100,19 @@ def rehearse(
     require_adopted(conn, step, "rehearse")
     static_check(step, plan)  # early feedback: the kernel judges what actually changes
     spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # its record follows what others appended meanwhile
     try:
-        with translated(), conn.transaction():
+        with conn.transaction():
             set_local_timeouts(conn, settings)
             row = conn.execute(
                 "SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, ledger.new_trace_id())
             ).fetchone()
+    except psycopg.Error as exc:
+        holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
+        if holders:  # it waited for a commit, which holds the commit lock a rehearsal shares
+            raise commit_busy(holders, settings, step.id) from exc
+        with translated():
+            raise
     finally:
         conn.isolation_level = None
     assert row is not None
@@ -271,9 +277,10 @@ _TAKE_COMMIT_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext
 
 
 def commit_busy(holders: str, settings: SessionSettings, step_id: str) -> DatabaseUnavailable:
-    """The error of a commit that waited lock_timeout for the commit lock."""
+    """The error of a kernel call that waited lock_timeout for the commit lock (held exclusively by a commit,
+    rollback or batched start or close; shared by rehearsals)."""
     return DatabaseUnavailable(
-        f"another commit or rollback is in progress in this database ({holders}), and it did not "
+        f"another commit, rollback or rehearsal is in progress in this database ({holders}), and it did not "
         f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
         f"{step_id}` when it is done."
     )
