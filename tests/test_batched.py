@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from gcos import approvals, commands, fingerprint, ledger, reference_world
 from gcos.adopt import adopt
 from gcos.cli import app
+from gcos.domain import Gate, Kind, Outcome, StepState
 from gcos.errors import ExitCode, GcosError
 from gcos.install import install
 from gcos.spec import StepSpec, load_project
@@ -226,7 +227,7 @@ def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(
     birth = fingerprint.take(kit.admin, watch=("birth_registry",)).tables["public.birth_registry"].content
     seen: list[Any] = []
     result = kit.commit(progress=seen.append)
-    assert result.ok and result.outcome == "applied", result.message
+    assert result.ok and result.outcome == Outcome.APPLIED, result.message
     assert result.batches == BATCHES and result.rows_seen == ROWS and result.resumed_from is None
     assert 0 < result.max_batch_ms < 5000
     kit.complete()
@@ -245,13 +246,13 @@ def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(
     assert (seen[-1].done_rows, seen[-1].last_key) == (ROWS, last)
 
     records = kit.records()
-    assert [e.kind for e in records][-3:] == ["policy_decision", "batch_started", "commit"]
+    assert [e.kind for e in records][-3:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED, Kind.COMMIT]
     decision, started, commit = records[-3:]
     for e in (decision, started, commit):  # a named human operator acted, through the kernel, in one trace
         assert e.record["actor"]["role"] == kit.person("operator").name and e.record["actor"]["principal"] == "Op"
         assert e.record["trace_id"] == commit.record["trace_id"]
     payload = commit.payload
-    assert payload["kernel"] is True and payload["break_glass"] is False and payload["outcome"] == "applied"
+    assert payload["kernel"] is True and payload["break_glass"] is False and payload["outcome"] == Outcome.APPLIED
     assert payload["run_id"] == started.payload["run_id"] == result.run_id
     assert payload["policy_decision_seq"] == decision.seq and payload["batch_started_seq"] == started.seq
     assert payload["fingerprint_before"] == started.payload["fingerprint_before"]
@@ -260,15 +261,15 @@ def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(
     assert batch["max_batch_ms"] < 5000
     assert payload["footprint"]["rows_net"]["public.governance_candidate_state"] == candidates
     assert "public.birth_registry" not in payload["footprint"]["row_deltas"]
-    assert kit.state() == "committed"
+    assert kit.state() == StepState.COMMITTED
 
     # Committing the closed run again is refused (exit 3) and changes nothing.
     runner = CliRunner()
     args = ["commit", STEP, "--dsn", kit.person("operator").dsn, "--project", str(kit.project_dir), "--json"]
     again = runner.invoke(app, args)
     assert again.exit_code == ExitCode.GATE_REFUSED, again.output
-    assert kit.kinds()[-1] == "commit_refused" and kit.kinds().count("batch_started") == 1
-    assert "state" in kit.records()[-1].payload["policy_decision"]["failed"]
+    assert kit.kinds()[-1] == Kind.COMMIT_REFUSED and kit.kinds().count(Kind.BATCH_STARTED) == 1
+    assert Gate.STATE in kit.records()[-1].payload["policy_decision"]["failed"]
     kit.complete()
 
     # The rollback (its own approval) goes through the kernel and gives back the world before the run.
@@ -277,18 +278,18 @@ def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(
             conn, load_project(kit.project_dir), kit.step, verdict="approve", expires_in=DAY, rollback=True
         )
     rolled = commands.rollback(kit.target(), kit.project_dir, STEP)
-    assert rolled.ok and rolled.outcome == "applied", rolled.message
+    assert rolled.ok and rolled.outcome == Outcome.APPLIED, rolled.message
     assert kit.counts() == (0, 0, None, [])
-    assert kit.records()[-1].kind == "rollback" and kit.records()[-1].payload["kernel"] is True
+    assert kit.records()[-1].kind == Kind.ROLLBACK and kit.records()[-1].payload["kernel"] is True
 
 
 def test_a_run_starts_only_approved_and_for_a_named_human_operator_or_a_superuser_breaking_glass(kit: Kit) -> None:
     kit.rehearse()
     kit.fails(ExitCode.GATE_REFUSED)  # before any approval
     refused = kit.records()[-1]
-    assert refused.kind == "commit_refused" and refused.payload["policy_decision"]["failed"] == [
-        "approvals",
-        "decisions",
+    assert refused.kind == Kind.COMMIT_REFUSED and refused.payload["policy_decision"]["failed"] == [
+        Gate.APPROVALS,
+        Gate.DECISIONS,
     ]
     row = kit.admin.execute(
         "SELECT status, started_at FROM gov_worker_cursor WHERE worker_name = 'gov_backfill_sweep'"
@@ -297,54 +298,46 @@ def test_a_run_starts_only_approved_and_for_a_named_human_operator_or_a_superuse
     kit.approve()
     for who in ("agent", "sovereign", "council", None):  # None: a superuser without --break-glass
         kit.fails(ExitCode.GATE_REFUSED, who)
-    assert "batch_started" not in kit.kinds() and kit.counts()[0] == 0
+    assert Kind.BATCH_STARTED not in kit.kinds() and kit.counts()[0] == 0
 
     result = kit.commit(who=None, break_glass=True)
     assert result.ok and result.batches == BATCHES
-    run = [e for e in kit.records() if e.kind in ("batch_started", "commit")]
+    run = [e for e in kit.records() if e.kind in (Kind.BATCH_STARTED, Kind.COMMIT)]
     assert [(e.payload["break_glass"], e.payload["kernel"]) for e in run] == [(True, True), (True, True)]
 
 
 # --------------------------------------------------------------------------- interrupted, taken over
 
 
-def terminate(kit: Kit, who: str = "operator") -> Callable[[], None]:
-    """End the sessions of `who` in this database, as an admin would (pg_terminate_backend)."""
-
-    def act() -> None:
-        ended = kit.admin.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-            "WHERE usename = %s AND datname = current_database()",
-            (kit.person(who).name,),
-        ).fetchone()
-        assert ended == (1,)
-
-    return act
+def terminate(kit: Kit) -> None:
+    """End the operator's session in this database, as an admin would (pg_terminate_backend)."""
+    query = "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s AND datname = %s"
+    assert kit.admin.execute(query, (kit.person("operator").name, kit.admin.info.dbname)).fetchall() == [(True,)]
 
 
 def test_an_interrupted_run_resumes_from_its_cursor_as_the_same_run(kit: Kit) -> None:
     kit.rehearse()
     kit.approve()
-    kit.fails(ExitCode.DATABASE_UNAVAILABLE, progress=at_batch(2, terminate(kit)))
+    kit.fails(ExitCode.DATABASE_UNAVAILABLE, progress=at_batch(2, lambda: terminate(kit)))
     two = kit.after_batches(2)
     assert kit.counts()[2:] == two and kit.counts()[0] > 0  # the two batches before it stay
-    assert kit.kinds()[-2:] == ["policy_decision", "batch_started"] and kit.state() != "committed"
+    assert kit.kinds()[-2:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED] and kit.state() != StepState.COMMITTED
 
     spec = kit.project_dir / SPEC  # a run is finished by the spec that started it
     original = spec.read_text()
     spec.write_text(original.replace("Backfill seed —", "Backfill seed (edited) —", 1))
     kit.fails(ExitCode.GATE_REFUSED)
-    assert "spec" in kit.records()[-1].payload["policy_decision"]["failed"]
+    assert Gate.SPEC in kit.records()[-1].payload["policy_decision"]["failed"]
     assert kit.counts()[2:] == two
     spec.write_text(original)
 
     resumed = kit.commit()
-    assert resumed.outcome == "resumed_applied", resumed.message
+    assert resumed.outcome == Outcome.RESUMED_APPLIED, resumed.message
     assert resumed.resumed_from == int(two[0]) and resumed.batches == BATCHES - 2
     kit.complete()
     records = kit.records()
     started, again, commit = (
-        next(e for e in records if e.kind == k) for k in ("batch_started", "batch_resumed", "commit")
+        next(e for e in records if e.kind == k) for k in (Kind.BATCH_STARTED, Kind.BATCH_RESUMED, Kind.COMMIT)
     )
     assert started.payload["run_id"] == again.payload["run_id"] == commit.payload["run_id"] == resumed.run_id
     assert again.payload["of_seq"] == started.seq and again.payload["kernel"] is True
@@ -371,12 +364,14 @@ def test_a_second_runner_takes_the_run_over_and_the_first_stops_at_its_next_batc
 
     kit.fails(ExitCode.DATABASE_UNAVAILABLE, progress=at_batch(1, second_runner))
     assert kit.counts()[2:] == kit.after_batches(2)  # one batch of each runner, none twice
-    assert kit.kinds()[-4:] == ["policy_decision", "batch_started", "policy_decision", "batch_resumed"]
+    assert kit.kinds()[-4:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED, Kind.POLICY_DECISION, Kind.BATCH_RESUMED]
 
     result = kit.commit()
-    assert result.outcome == "resumed_applied" and result.batches == BATCHES - 2
+    assert result.outcome == Outcome.RESUMED_APPLIED and result.batches == BATCHES - 2
     kit.complete()
-    runs = {e.payload["run_id"] for e in kit.records() if e.kind in ("batch_started", "batch_resumed", "commit")}
+    runs = {
+        e.payload["run_id"] for e in kit.records() if e.kind in (Kind.BATCH_STARTED, Kind.BATCH_RESUMED, Kind.COMMIT)
+    }
     assert runs == {result.run_id}
 
 
@@ -395,61 +390,59 @@ def test_a_revocation_between_batches_stops_the_run_with_exit_3_and_the_batches_
     two = kit.after_batches(2)
     assert kit.counts()[2:] == two
     refused = kit.records()[-1]
-    assert refused.kind == "commit_refused" and refused.payload["at"] == "batch 3" and refused.payload["kernel"] is True
+    assert (
+        refused.kind == Kind.COMMIT_REFUSED and refused.payload["at"] == "batch 3" and refused.payload["kernel"] is True
+    )
     decision = refused.payload["policy_decision"]
-    assert decision["failed"] == ["approvals"] and decision["run_id"] == refused.payload["run_id"]
+    assert decision["failed"] == [Gate.APPROVALS] and decision["run_id"] == refused.payload["run_id"]
     assert refused.record["trace_id"] == decision["trace_id"]
 
     kit.fails(ExitCode.GATE_REFUSED)  # a resume is gated too
-    assert kit.counts()[2:] == two and kit.state() != "committed"
+    assert kit.counts()[2:] == two and kit.state() != StepState.COMMITTED
 
 
-@contextmanager
-def lock_held(kit: Kit, table: str) -> Iterator[Callable[[], None]]:
-    """A superuser session that, once called, holds a SHARE lock on `table` until the block ends."""
-    with psycopg.connect(kit.dsn) as other:
-
-        def take() -> None:
-            other.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(table)))
-
-        yield take
-        other.rollback()
-
-
-TAMPER = {  # a superuser's change between two batches, and the stop it causes at the next batch or at close
-    "cursor_moved": "UPDATE gov_worker_cursor SET watermark = '999999999' WHERE worker_name = 'gov_backfill_sweep'",
-    "stop_condition": "UPDATE finding_type_registry SET escalation = 'auto_remediate' WHERE domain = 'governance'",
-    "success": "UPDATE candidate_scan_run SET worker_name = 'another_sweep'",  # the candidates are no sweep's
+TAMPER = {  # a superuser's change after batch 1: (its SQL, the outcome of the stop it causes)
+    "cursor_moved": (
+        "UPDATE gov_worker_cursor SET watermark = '999999999' WHERE worker_name = 'gov_backfill_sweep'",
+        "cursor_moved",
+    ),
+    "stop_condition": (
+        "UPDATE finding_type_registry SET escalation = 'auto_remediate' WHERE domain = 'governance'",
+        Outcome.STOPPED,
+    ),
+    "success": ("UPDATE candidate_scan_run SET worker_name = 'another_sweep'", Outcome.SUCCESS_FAILED),
+    "timeout": ("LOCK TABLE governance_candidate_state IN SHARE MODE", Outcome.TIMEOUT),  # held until the run ends
 }
 
 
-@pytest.mark.parametrize("cause", ["timeout", *TAMPER])
+@pytest.mark.parametrize("cause", sorted(TAMPER))
 def test_a_stop_between_batches_or_at_close_exits_4_and_leaves_the_run_open(kit: Kit, cause: str) -> None:
-    """After batch 1 something changes: a lock makes batch 2 run into the 5 s statement limit (the seed's "a
-    blanket full scan that times out"), the cursor moves, a stop condition starts to hold, or the ruleset makes
-    success evidence fail. The kernel undoes the batch or refuses the close, records a `stop`, and the run
+    """After batch 1 the cursor moves, a held lock makes batch 2 run into the 5 s statement limit (the seed's
+    "a blanket full scan that times out"), a stop condition starts to hold, or the scan runs are relabelled so
+    success evidence fails. The kernel undoes the batch or refuses the close, records a `stop`, and the run
     stays open at its last committed batch."""
     kit.rehearse()
     kit.approve()
+    change, outcome = TAMPER[cause]
+    with psycopg.connect(kit.dsn) as other:  # a superuser's session (a transaction, for the lock)
 
-    def tamper() -> None:
-        assert kit.admin.execute(TAMPER[cause]).rowcount > 0
+        def tamper() -> None:
+            assert other.execute(change).rowcount != 0
+            if cause != "timeout":  # the lock is held, every other change is committed at once
+                other.commit()
 
-    with lock_held(kit, "governance_candidate_state") as lock:
-        settings = SessionSettings(lock_timeout="30s")  # the statement limit, not lock_timeout, ends the wait
-        act = lock if cause == "timeout" else tamper
-        kit.fails(ExitCode.STOP_HELD, progress=at_batch(1, act), settings=settings)
+        settings = SessionSettings(lock_timeout="30s")  # the statement limit, not lock_timeout, ends a wait
+        kit.fails(ExitCode.STOP_HELD, progress=at_batch(1, tamper), settings=settings)
     stop = kit.records()[-1]
-    assert stop.kind == "stop" and stop.payload["kernel"] is True and "batch_started" in kit.kinds()
-    assert stop.record["actor"]["role"] == kit.person("operator").name and kit.state() != "committed"
+    assert stop.kind == Kind.STOP and stop.payload["kernel"] is True and stop.payload["outcome"] == outcome
+    assert stop.record["actor"]["role"] == kit.person("operator").name and kit.state() != StepState.COMMITTED
     if cause in ("timeout", "cursor_moved"):  # batch 2 was undone, batch 1 stays
-        assert (stop.payload["outcome"], stop.payload["batch"]) == (cause, 2)
-        assert kit.counts()[3] == kit.after_batches(1)[1]
-    else:  # every batch ran, the close was refused
-        assert kit.counts()[2] == kit.after_batches(BATCHES)[0] and "commit" not in kit.kinds()
-        held = [s["name"] for s in stop.payload["stops"] if s["held"]]
-        failed = [c["name"] for c in stop.payload["success"] if not c["ok"]]
-        if cause == "stop_condition":
-            assert held and held[0].startswith("a governance finding type set to auto-remediate")
-        else:
-            assert held == [] and failed == ["candidate rows seeded incrementally"]
+        assert stop.payload["batch"] == 2 and kit.counts()[3] == kit.after_batches(1)[1]
+        return
+    assert kit.counts()[2] == kit.after_batches(BATCHES)[0] and Kind.COMMIT not in kit.kinds()  # the close refused
+    held = [s["name"] for s in stop.payload["stops"] if s["held"]]
+    failed = [c["name"] for c in stop.payload["success"] if not c["ok"]]
+    if cause == "stop_condition":
+        assert len(held) == 1 and held[0].startswith("a governance finding type set to auto-remediate")
+    else:
+        assert held == [] and failed == ["candidate rows seeded incrementally"]

@@ -16,6 +16,7 @@ from psycopg import errors as pg_errors
 from test_batched import SIZE, SPEC, STEP, Kit, make_kit, world_template
 
 from gcos import ledger, registry
+from gcos.domain import Kind, Outcome
 from gcos.errors import GateRefused
 from gcos.spec import load_project
 
@@ -48,10 +49,10 @@ def call(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> 
 
 def test_no_client_claims_a_batch_record(kit: Kit) -> None:
     for who in ("operator", "agent", "sovereign", "council"):
-        for kind in ("batch_started", "batch_resumed"):
+        for kind in (Kind.BATCH_STARTED, Kind.BATCH_RESUMED):
             with kit.person(who).connect() as conn, pytest.raises(GateRefused):
                 ledger.append(conn, kind, {"run_id": "0" * 32}, step_id=STEP, spec_hash=kit.step.hash)
-    assert "batch_started" not in kit.kinds() and "batch_resumed" not in kit.kinds()
+    assert Kind.BATCH_STARTED not in kit.kinds() and Kind.BATCH_RESUMED not in kit.kinds()
     for who in ("sovereign", "council"):  # approvers may not even call the kernel's batch functions
         with kit.person(who).connect() as conn, pytest.raises(pg_errors.InsufficientPrivilege):
             conn.execute("SELECT gcos.batch_next(%s, %s)", ("0" * 32, "1" * 32))
@@ -78,7 +79,7 @@ def test_a_batch_that_writes_beyond_its_allow_list_or_its_source_is_undone_and_s
     spec_hash, plan_hash = registered(kit)
     with kit.person("operator").connect() as conn:
         rehearsed = call(conn, "SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, "2" * 32))
-    assert rehearsed["outcome"] == "passed", rehearsed["message"]
+    assert rehearsed["outcome"] == Outcome.PASSED, rehearsed["message"]
     kit.approve()
     ruleset = kit.admin.execute("SELECT count(*), max(xmin::text) FROM governance_ruleset").fetchone()
     run, trace = "a" * 32, "b" * 32
@@ -93,12 +94,12 @@ def test_a_batch_that_writes_beyond_its_allow_list_or_its_source_is_undone_and_s
                 conn.execute("SET LOCAL statement_timeout = '5s'")
                 body = call(conn, "SELECT gcos.batch_next(%s, %s)", (run, trace))
             outcomes.append(body["outcome"])
-    assert outcomes == ["batch", "batch", "stopped"], body["message"]
+    assert outcomes == ["batch", "batch", Outcome.STOPPED], body["message"]
     assert kit.counts()[2:] == kit.after_batches(2)  # batch 3 was undone, the two before it stay
     assert kit.admin.execute("SELECT count(*), max(xmin::text) FROM governance_ruleset").fetchone() == ruleset
     stop = kit.records()[-1]
-    assert stop.kind == "stop" and stop.payload["kernel"] is True and stop.payload["run_id"] == run
-    assert stop.payload["batch"] == 3 and stop.payload["outcome"] == "stopped"
+    assert stop.kind == Kind.STOP and stop.payload["kernel"] is True and stop.payload["run_id"] == run
+    assert stop.payload["batch"] == 3 and stop.payload["outcome"] == Outcome.STOPPED
     named = {v["identity"] for v in stop.payload["allow_violations"]}
     assert named == ({"public.governance_ruleset"} if sneak == "allow_list" else {"public.birth_registry"})
     assert stop.record["actor"]["role"] == kit.person("operator").name
@@ -119,5 +120,5 @@ def test_a_run_closes_only_when_every_key_is_batched(kit: Kit) -> None:
         assert body["outcome"] == "batch"
         early = call(conn, "SELECT gcos.batch_close(%s, %s)", (run, trace))
     assert early["outcome"] == "more" and early["watermark"] == int(kit.key_at(SIZE))
-    assert kit.kinds()[-2:] == ["policy_decision", "batch_started"]  # nothing recorded, no commit
+    assert kit.kinds()[-2:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED]  # nothing recorded, no commit
     assert kit.counts()[2:] == kit.after_batches(1)  # the batch stays, the run goes on
