@@ -1,447 +1,448 @@
-"""Batched steps on a real server (issue 6 item 3; seed 002 step 9): keyset batches over birth_registry, each
-its own transaction under the 5 s statement limit, a cursor advanced in the same transaction, resumable after
-SIGKILL with the same final counts as an uninterrupted run, Birth never written, high-risk verdicts unknown.
+"""`gcos commit` of a batched step, run by the kernel (gcos/sql/013_kernel_batched.sql; seed 002 step 9): the
+backfill commits batch by batch under the 5 s statement limit with progress; an interrupted run resumes from its
+cursor as the same run; a revocation between batches stops it with exit 3; a stop or failing success evidence
+stops it with exit 4; a second runner takes it over; a closed run is not committed again.
 
-Each world is a fresh copy of the reference world (1,043,000 Birth rows) where steps 1-4, 6 and 8 are
-committed the way tests/test_rehearsal.py applies them (their mutation, then a ``commit`` ledger record with
-the real fingerprints, as apply.py writes it), step 9 is rehearsed for real (``commands.rehearse``), and a
-sovereign approves it and decides A-5, A-3, A-4 on their own connection - so every gate passes for real."""
+The world is small: seed 002's reference world with 4,000 Birth rows, the world steps 1-4, 6 and 8 leave (their
+mutations applied by the superuser), then schema public adopted - a module template each test clones. The
+scratch project is the repository's with step 9 in batches of 1,000 keys and without `depends_on` (gate 2 is
+tests/test_kernel_commit.py's), so a run is four batches. Faults come through the database, between two batches
+(the progress report follows each committed one): a revocation, a terminated connection, a held lock, a
+superuser's tampering. The run on the full 1,043,000-row world is tests/test_demo.py's."""
 
 from __future__ import annotations
 
-import secrets
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import PROJECT_DIRS, REPO, _fresh_database
+from conftest import REPO, MakeRole, Role, _fresh_database, _role_maker
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+from typer.testing import CliRunner
 
-from gcos import approvals, batched, commands, execute, fingerprint, ledger, state
-from gcos.batched import BATCH_STATEMENT_LIMIT_MS, BatchedResult, BatchProgress, apply_batched
-from gcos.errors import ExitCode, GateRefused, StopHeld
+from gcos import approvals, commands, fingerprint, ledger, reference_world
+from gcos.adopt import adopt
+from gcos.cli import app
+from gcos.domain import Gate, Kind, Outcome, StepState
+from gcos.errors import ExitCode, GcosError
 from gcos.install import install
-from gcos.principals import add_principal
-from gcos.spec import Project, StepSpec, load_project
+from gcos.spec import StepSpec, load_project
 from gcos.target import SessionSettings, Target
 
 STEP = "BACKFILL-SEED"
+SPEC = "steps/09-backfill-seed.yaml"
 DEPENDENCIES = ("SB-12", "SB-13", "SB-10", "SB-11", "T6-T7", "ACTIVATION")  # steps 1-4, 6 and 8
-SIZE = 50_000  # 21 batches over the 1,043,000 rows (the spec's 10,000 makes 105)
-KILL_AT = 10
+ROWS, SIZE = 4_000, 1_000
+BATCHES = ROWS // SIZE
 DAY = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class Sovereign:
-    name: str
-    dsn: str  # a DSN template: the database is chosen per world
-
-
-@dataclass(frozen=True)
-class World:
-    target: Target
-    project_dir: Path
-    project: Project
-    step: StepSpec
-    sovereign: Sovereign
-
-    def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.target.dsn, autocommit=True)
-
-    def as_sovereign(self) -> psycopg.Connection[Any]:
-        dbname = conninfo_to_dict(self.target.dsn)["dbname"]
-        return psycopg.connect(make_conninfo(self.sovereign.dsn, dbname=dbname), autocommit=True)
-
-
-@contextmanager
-def sovereign_role(admin_dsn: str) -> Iterator[Sovereign]:
-    """A LOGIN role (cluster-wide) in the gcos_sovereign group; a principal per world (see `prepare`)."""
-    name = f"gcos_t_{uuid.uuid4().hex[:8]}_sovereign"
-    password = secrets.token_hex(12)
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
-    try:
-        yield Sovereign(name, make_conninfo(admin_dsn, user=name, password=password))
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def copy_project(root: Path) -> Path:
-    for name in PROJECT_DIRS:
-        shutil.copytree(REPO / name, root / name)
-    return root
-
-
-def commit_directly(conn: psycopg.Connection[Any], project: Project, step_id: str) -> None:
-    """What `gcos commit` leaves behind, without its gates: the mutation, then the commit record."""
-    step = project.steps[step_id]
-    plan = project.plan_of(step_id)
-    assert plan is not None and step.mutation is not None
-    before = fingerprint.take(conn, watch=step.watch)
-    with conn.transaction():
-        conn.execute(step.mutation.sql)
-    after = fingerprint.take(conn, watch=step.watch)
-    payload = {
-        "format_version": 1,
-        "run_id": uuid.uuid4().hex,
-        "outcome": "applied",
-        "plan_id": plan.id,
-        "plan_hash": plan.hash,
-        "fingerprint_before": execute.fingerprint_summary(before),
-        "fingerprint_after": execute.fingerprint_summary(after),
-    }
-    # a commit counts only with the allowing policy decision of its own trace (what gcos commit writes)
-    trace = ledger.new_trace_id()
-    decision = ledger.append(
-        conn, "policy_decision", {"allow": True}, step_id=step_id, spec_hash=step.hash, trace_id=trace
-    )
-    payload["policy_decision_seq"] = decision.seq
-    ledger.append(conn, "commit", execute.ledger_safe(payload), step_id=step_id, spec_hash=step.hash, trace_id=trace)
-
-
-def prepare(dsn: str, project_dir: Path, sovereign: Sovereign, *, approve: bool = True) -> World:
-    """gcos installed, steps 1-4, 6, 8 committed, step 9 rehearsed, and (by default) approved and decided."""
-    project = load_project(project_dir)
-    target = Target(dsn, "--dsn")
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        install(admin)
-        admin.execute(sql.SQL("GRANT gcos_sovereign TO {}").format(sql.Identifier(sovereign.name)))
-        add_principal(admin, sovereign.name, name="Sovereign Sonia", kind="human", roles=("sovereign",), grant=False)
-        for step_id in DEPENDENCIES:
-            commit_directly(admin, project, step_id)
-    assert commands.rehearse(target, project_dir, STEP).ok
-    world = World(target, project_dir, project, project.steps[STEP], sovereign)
-    if approve:
-        with world.as_sovereign() as conn:
-            approvals.approve(conn, project, world.step, verdict="approve", expires_in=DAY)
-            for decision in world.step.decisions:
-                approvals.decide(conn, decision, verdict="approve", expires_in=DAY)
-    return world
-
-
-@dataclass(frozen=True)
-class Counts:
-    candidates: int
-    high: int
-    high_not_unknown: int
-    duplicates: int  # rows sharing an idempotency key or a group key within a ruleset version
-    content: str  # md5 of every candidate row (without the run id and clock columns)
-    watermark: str | None
-    max_birth_id: int
-    scan_runs: list[tuple[Any, ...]]  # (batches, first_after, last_key) per run
-
-
-def counts(world: World) -> Counts:
-    with world.connect() as conn:
-        row = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE risk_tier = 'high'), "
-            "count(*) FILTER (WHERE risk_tier = 'high' AND verdict <> 'unknown'), "
-            "count(*) - count(DISTINCT (idempotency_key, ruleset_version)) "
-            "  + count(*) - count(DISTINCT (group_key, ruleset_version)), "
-            "md5(COALESCE(string_agg(concat_ws('|', group_key, ruleset_version, birth_id, risk_tier, verdict, "
-            "  verdict_at IS NULL, verdict_expires_at IS NULL), ',' ORDER BY group_key, ruleset_version), '')) "
-            "FROM governance_candidate_state"
-        ).fetchone()
-        cursor = conn.execute(
-            "SELECT watermark FROM gov_worker_cursor "
-            "WHERE worker_name = 'gov_backfill_sweep' AND source = 'birth_registry'"
-        ).fetchone()
-        birth = conn.execute("SELECT max(id) FROM birth_registry").fetchone()
-        runs = conn.execute(
-            "SELECT batches, first_after, last_key FROM candidate_scan_run WHERE worker_name = 'gov_backfill_sweep'"
-        ).fetchall()
-    assert row is not None and cursor is not None and birth is not None
-    candidates, high, high_not_unknown, duplicates, content = row
-    return Counts(
-        candidates, high, high_not_unknown, duplicates, content, cursor[0], birth[0], [tuple(r) for r in runs]
-    )
-
-
-def step_records(world: World) -> list[ledger.LedgerEntry]:
-    with world.connect() as conn:
-        return [e for e in ledger.read_all(conn) if e.record.get("step_id") == STEP]
-
-
-def step_state(world: World) -> str:
-    with world.connect() as conn:
-        return state.read_states(conn, world.project)[STEP].state
-
-
-def birth_evidence(world: World) -> tuple[str, int, int]:
-    """birth_registry's content fingerprint and its cumulative write counters."""
-    with world.connect() as conn:
-        fp = fingerprint.take(conn, watch=("birth_registry",))
-        stats = conn.execute(
-            "SELECT n_tup_ins + n_tup_upd + n_tup_del, n_tup_hot_upd FROM pg_stat_user_tables "
-            "WHERE relid = 'public.birth_registry'::regclass"
-        ).fetchone()
-    assert stats is not None
-    return fp.tables["public.birth_registry"].content, int(stats[0]), int(stats[1])
-
-
-def wait_for_flushed_stats(world: World, inserted: int) -> None:
-    """Wait (bounded, polling) until the writing sessions' counters are flushed to pg_stat_user_tables:
-    a session flushes all its tables together, so once the candidates' inserts show, Birth's would too."""
-    deadline = time.monotonic() + 30
-    with world.connect() as conn:
-        while True:
-            conn.execute("SELECT pg_stat_clear_snapshot()")
-            row = conn.execute(
-                "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'public.governance_candidate_state'::regclass"
-            ).fetchone()
-            if row is not None and row[0] >= inserted:
-                return
-            assert time.monotonic() < deadline, f"statistics not flushed: {row} < {inserted}"
-            conn.execute("SELECT pg_sleep(0.05)")
-
-
-def run(world: World, **kwargs: Any) -> BatchedResult:
-    return apply_batched(
-        world.target, world.project, world.step, settings=SessionSettings.from_env(), batch_size=SIZE, **kwargs
-    )
-
-
-# --------------------------------------------------------------------------- the reference: an uninterrupted run
-
-
-@dataclass(frozen=True)
-class Reference:
-    result: BatchedResult
-    counts: Counts
-    kinds: list[str]
-    progress: list[BatchProgress]
-    birth_before: tuple[str, int, int]
-    birth_after: tuple[str, int, int]
-    state: str
-    commit_payload: dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def reference(pg_admin_dsn: str, world_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
-    """One uninterrupted run of step 9 on a fresh world, observed (shared by the tests that compare to it)."""
-    project_dir = copy_project(tmp_path_factory.mktemp("reference"))
-    with (
-        sovereign_role(pg_admin_dsn) as sovereign,
-        contextmanager(_fresh_database)(pg_admin_dsn, template=world_template) as dsn,
-    ):
-        world = prepare(dsn, project_dir, sovereign)
-        birth_before = birth_evidence(world)
-        seen: list[BatchProgress] = []
-        result = run(world, progress=seen.append)
-        observed = counts(world)
-        wait_for_flushed_stats(world, result.rows_written)
-        records = step_records(world)
-        commit = next(e for e in records if e.kind == "commit")
-        yield Reference(
-            result,
-            observed,
-            [e.kind for e in records],
-            seen,
-            birth_before,
-            birth_evidence(world),
-            step_state(world),
-            commit.payload,
-        )
-
-
-def test_an_uninterrupted_run_seeds_every_birth_row_in_batches_under_the_limit(reference: Reference) -> None:
-    result, observed = reference.result, reference.counts
-    assert result.ok and result.outcome == "applied", result.message
-    assert result.batches == 21 and result.rows_seen == 1_043_000 and result.resumed_from is None
-    assert observed.candidates == result.rows_written == 1_033_232  # one row per group key (canonical address)
-    assert observed.duplicates == 0
-    assert observed.watermark == str(observed.max_birth_id)
-    assert observed.scan_runs == [(21, 0, observed.max_birth_id)]
-    assert 0 < result.max_batch_ms < BATCH_STATEMENT_LIMIT_MS
-    # the ledger: the gate's decision, the start, the commit - and the step projects as committed
-    assert reference.kinds[-3:] == ["policy_decision", "batch_started", "commit"]
-    assert reference.state == "committed"
-    payload = reference.commit_payload
-    assert payload["outcome"] == "applied" and payload["run_id"] == result.run_id
-    assert payload["footprint"]["row_deltas"]["governance_candidate_state"]["inserted"] == 1_033_232
-    assert payload["footprint"]["rows_net"]["public.governance_candidate_state"] == 1_033_232
-    assert payload["footprint"]["new_tables"] == []
-    assert payload["batch"]["max_batch_ms"] == result.max_batch_ms
-    # progress: once before the first batch, then after each, with a rate and an ETA
-    first, last = reference.progress[0], reference.progress[-1]
-    assert (first.batches, first.done_rows, first.total_rows) == (0, 0, 1_043_000)
-    assert [p.batches for p in reference.progress] == list(range(22))
-    assert (last.done_rows, last.last_key, last.eta_s) == (1_043_000, observed.max_birth_id, 0)
-    assert all(p.rate_rows_s > 0 and p.eta_s is not None for p in reference.progress[1:])
-
-
-def test_birth_is_never_written_and_high_risk_verdicts_stay_unknown(reference: Reference) -> None:
-    content_before, writes_before, _ = reference.birth_before
-    content_after, writes_after, _ = reference.birth_after
-    assert content_after == content_before  # the table's content fingerprint
-    assert writes_after == writes_before  # pg_stat_user_tables, after the writers' counters were flushed
-    fp = reference.commit_payload
-    birth = "public.birth_registry"
-    assert fp["fingerprint_before"]["tables"][birth] == fp["fingerprint_after"]["tables"][birth]
-    assert reference.counts.high > 0 and reference.counts.high_not_unknown == 0
-
-
-# --------------------------------------------------------------------------- SIGKILL halfway, then resume
-
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    from pathlib import Path
-    from gcos.batched import apply_batched
-    from gcos.spec import load_project
-    from gcos.target import SessionSettings, Target
-
-    project_dir, dsn, kill_at, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    project = load_project(Path(project_dir))
-
-    def after_batch(number):
-        if number == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    apply_batched(Target(dsn, "--dsn"), project, project.step("BACKFILL-SEED"), settings=SessionSettings.from_env(),
-                  after_batch=after_batch, batch_size=size)
-    sys.exit(99)  # never reached: the process is killed at batch kill_at
-    """
+GROUP_KEYS = (
+    "SELECT count(DISTINCT COALESCE(canonical_address, collection_name || ':' || entity_code)) FROM birth_registry"
 )
 
 
-def test_sigkill_halfway_then_resume_gives_the_uninterrupted_counts(
-    reference: Reference, pg_admin_dsn: str, world_dsn: str, tmp_path: Path
-) -> None:
-    with sovereign_role(pg_admin_dsn) as sovereign:
-        world = prepare(world_dsn, copy_project(tmp_path / "project"), sovereign)
-        killed = subprocess.run(
-            [sys.executable, "-c", KILLER, str(world.project_dir), world_dsn, str(KILL_AT), str(SIZE)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+def scratch_project(root: Path) -> Path:
+    """The repository's steps, plans and rollback evidence; step 9 in batches of SIZE, without depends_on."""
+    for name in ("steps", "plans", "rollback"):
+        shutil.copytree(REPO / name, root / name)
+    spec = root / SPEC
+    text = spec.read_text()
+    for old, new in (
+        ("\ndepends_on: [SB-10, SB-12, SB-13, ACTIVATION]", "\ndepends_on: []"),
+        ("size: 10000", f"size: {SIZE}"),
+    ):
+        assert old in text
+        text = text.replace(old, new, 1)
+    spec.write_text(text)
+    return root
+
+
+@contextmanager
+def world_template(admin_dsn: str, root: Path) -> Iterator[str]:
+    """A template database: the small world after steps 1-4, 6 and 8, gcos installed, public adopted."""
+    project = load_project(scratch_project(root))
+    name = f"gcos_bworld_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(admin_dsn, dbname=name), autocommit=True) as conn:
+            reference_world.build_world(conn, rows=ROWS)
+            install(conn)
+            for step_id in DEPENDENCIES:
+                mutation = project.steps[step_id].mutation
+                assert mutation is not None
+                with conn.transaction():
+                    conn.execute(mutation.sql)
+            adopt(conn, ["public"])
+        yield name
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
+        yield name
+
+
+PEOPLE = {  # who: (role name hint, principal kind, gcos group and principal role)
+    "operator": ("op", "human", "operator"),
+    "sovereign": ("sov", "human", "sovereign"),
+    "council": ("council", "human", "council"),
+    "agent": ("agent", "agent", "operator"),
+}
+
+
+@dataclass
+class Kit:
+    dsn: str
+    admin: psycopg.Connection[Any]
+    project_dir: Path
+    make: MakeRole
+    made: dict[str, Role] = field(default_factory=dict)
+
+    def person(self, who: str) -> Role:
+        """The LOGIN role and principal of `who` (made on first use)."""
+        if who not in self.made:
+            hint, kind, role = PEOPLE[who]
+            self.made[who] = self.make(hint, kind=kind, roles=(role,), grant=(role,))
+        return self.made[who]
+
+    @property
+    def step(self) -> StepSpec:
+        return load_project(self.project_dir).steps[STEP]
+
+    def target(self, who: str | None = "operator") -> Target:
+        return Target(self.person(who).dsn if who else self.dsn, "--dsn")
+
+    def rehearse(self) -> None:
+        assert commands.rehearse(self.target(), self.project_dir, STEP).ok
+
+    def approve(self, step: StepSpec | None = None) -> int:
+        """The sovereign approves step 9 and decides A-5, A-3, A-4; the approval's id."""
+        step = step or self.step
+        with self.person("sovereign").connect() as conn:
+            receipt = approvals.approve(conn, load_project(self.project_dir), step, verdict="approve", expires_in=DAY)
+            for decision in step.decisions:
+                approvals.decide(conn, decision, verdict="approve", expires_in=DAY)
+        return receipt.approval_id
+
+    def commit(self, who: str | None = "operator", **kw: Any) -> Any:
+        return commands.commit(self.target(who), self.project_dir, STEP, **kw)
+
+    def fails(self, exit_code: ExitCode, who: str | None = "operator", **kw: Any) -> GcosError:
+        with pytest.raises(GcosError) as info:
+            self.commit(who, **kw)
+        assert info.value.exit_code == exit_code, info.value
+        return info.value
+
+    def records(self) -> list[ledger.LedgerEntry]:
+        return [e for e in ledger.read_all(self.admin) if e.record.get("step_id") == STEP]
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.records()]
+
+    def state(self) -> str:
+        (status,) = commands.status(self.target(None), self.project_dir, STEP).steps
+        return str(status.state)
+
+    def key_at(self, n: int) -> str:
+        """The n-th Birth key (ids have gaps): where the cursor stands after n keys."""
+        row = self.admin.execute("SELECT id FROM birth_registry ORDER BY id OFFSET %s LIMIT 1", (n - 1,)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def counts(self) -> tuple[int, int, str | None, list[tuple[Any, ...]]]:
+        """Candidates, duplicates by idempotency key, the cursor's watermark, the sweep's scan runs."""
+        row = self.admin.execute(
+            "SELECT count(*), count(*) - count(DISTINCT (idempotency_key, ruleset_version)) "
+            "FROM governance_candidate_state"
+        ).fetchone()
+        mark = self.admin.execute(
+            "SELECT watermark FROM gov_worker_cursor "
+            "WHERE worker_name = 'gov_backfill_sweep' AND source = 'birth_registry'"
+        ).fetchone()
+        runs = self.admin.execute(
+            "SELECT batches, first_after, last_key FROM candidate_scan_run WHERE worker_name = 'gov_backfill_sweep'"
+        ).fetchall()
+        assert row is not None and mark is not None
+        return int(row[0]), int(row[1]), mark[0], [tuple(r) for r in runs]
+
+    def after_batches(self, n: int) -> tuple[str, list[tuple[Any, ...]]]:
+        """The cursor and scan runs when exactly the first n batches of the run are in."""
+        key = self.key_at(n * SIZE)
+        return key, [(n, 0, int(key))]
+
+    def complete(self) -> None:
+        """Every key batched once, in one scan run, one candidate per group key."""
+        candidates, duplicates, watermark, runs = self.counts()
+        (groups,) = self.admin.execute(GROUP_KEYS).fetchone() or (0,)
+        assert candidates == groups > 0 and duplicates == 0
+        assert (watermark, runs) == self.after_batches(BATCHES)
+
+
+def make_kit(admin_dsn: str, template: str, root: Path) -> Iterator[Kit]:
+    """A clone of the small world, a scratch project and the people of a batched commit."""
+    with (
+        contextmanager(_fresh_database)(admin_dsn, template=template) as dsn,
+        psycopg.connect(dsn, autocommit=True) as admin,
+    ):
+        maker = _role_maker(admin, dsn)
+        make: MakeRole = next(maker)
+        try:
+            yield Kit(dsn, admin, scratch_project(root), make)
+        finally:
+            next(maker, None)
+
+
+@pytest.fixture
+def kit(pg_admin_dsn: str, small_world: str, tmp_path: Path) -> Iterator[Kit]:
+    yield from make_kit(pg_admin_dsn, small_world, tmp_path / "project")
+
+
+def at_batch(n: int, act: Callable[[], None]) -> Callable[[Any], None]:
+    """A progress callback that acts once, right after batch n of this process committed."""
+
+    def progress(p: Any) -> None:
+        if p.batches == n:
+            act()
+
+    return progress
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(kit: Kit) -> None:
+    kit.rehearse()
+    kit.approve()
+    birth = fingerprint.take(kit.admin, watch=("birth_registry",)).tables["public.birth_registry"].content
+    seen: list[Any] = []
+    result = kit.commit(progress=seen.append)
+    assert result.ok and result.outcome == Outcome.APPLIED, result.message
+    assert result.batches == BATCHES and result.rows_seen == ROWS and result.resumed_from is None
+    assert 0 < result.max_batch_ms < 5000
+    kit.complete()
+    candidates, _, _, _ = kit.counts()
+    assert result.rows_written == candidates
+    high = kit.admin.execute(
+        "SELECT count(*), count(*) FILTER (WHERE verdict <> 'unknown') FROM governance_candidate_state "
+        "WHERE risk_tier = 'high'"
+    ).fetchone()
+    assert high is not None and high[0] > 0 and high[1] == 0  # high-risk verdicts stay unknown
+    assert fingerprint.take(kit.admin, watch=("birth_registry",)).tables["public.birth_registry"].content == birth
+    # progress: before the first batch, then after each one
+    last = int(kit.key_at(ROWS))
+    assert [p.batches for p in seen] == list(range(BATCHES + 1))
+    assert (seen[0].done_rows, seen[0].total_rows) == (0, ROWS)
+    assert (seen[-1].done_rows, seen[-1].last_key) == (ROWS, last)
+
+    records = kit.records()
+    assert [e.kind for e in records][-3:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED, Kind.COMMIT]
+    decision, started, commit = records[-3:]
+    for e in (decision, started, commit):  # a named human operator acted, through the kernel, in one trace
+        assert e.record["actor"]["role"] == kit.person("operator").name and e.record["actor"]["principal"] == "Op"
+        assert e.record["trace_id"] == commit.record["trace_id"]
+    payload = commit.payload
+    assert payload["kernel"] is True and payload["break_glass"] is False and payload["outcome"] == Outcome.APPLIED
+    assert payload["run_id"] == started.payload["run_id"] == result.run_id
+    assert payload["policy_decision_seq"] == decision.seq and payload["batch_started_seq"] == started.seq
+    assert payload["fingerprint_before"] == started.payload["fingerprint_before"]
+    batch = payload["batch"]
+    assert (batch["batches"], batch["rows_written"], batch["statement_limit_ms"]) == (BATCHES, candidates, 5000)
+    assert batch["max_batch_ms"] < 5000
+    assert payload["footprint"]["rows_net"]["public.governance_candidate_state"] == candidates
+    assert "public.birth_registry" not in payload["footprint"]["row_deltas"]
+    assert kit.state() == StepState.COMMITTED
+
+    # Committing the closed run again is refused (exit 3) and changes nothing.
+    runner = CliRunner()
+    args = ["commit", STEP, "--dsn", kit.person("operator").dsn, "--project", str(kit.project_dir), "--json"]
+    again = runner.invoke(app, args)
+    assert again.exit_code == ExitCode.GATE_REFUSED, again.output
+    assert kit.kinds()[-1] == Kind.COMMIT_REFUSED and kit.kinds().count(Kind.BATCH_STARTED) == 1
+    assert Gate.STATE in kit.records()[-1].payload["policy_decision"]["failed"]
+    kit.complete()
+
+    # The rollback (its own approval) goes through the kernel and gives back the world before the run.
+    with kit.person("sovereign").connect() as conn:
+        approvals.approve(
+            conn, load_project(kit.project_dir), kit.step, verdict="approve", expires_in=DAY, rollback=True
         )
-        assert killed.returncode == -signal.SIGKILL, killed.stderr
-
-        # Killed right after batch 10 committed: exactly 10 batches are in, the cursor is at their last key.
-        halfway = counts(world)
-        assert halfway.scan_runs[0][0] == KILL_AT and halfway.watermark == str(halfway.scan_runs[0][2])
-        with world.connect() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM birth_registry WHERE id <= %s", (int(str(halfway.watermark)),)
-            ).fetchone()
-        assert row == (KILL_AT * SIZE,)
-        assert [e.kind for e in step_records(world)][-2:] == ["policy_decision", "batch_started"]
-        assert step_state(world) == "approved"  # started, not committed
-
-        # A resume with an edited spec is refused: a run is finished by the spec that started it.
-        edited = copy_project(tmp_path / "edited")
-        spec = edited / "steps" / "09-backfill-seed.yaml"
-        spec.write_text(spec.read_text().replace("Backfill seed —", "Backfill seed (edited) —", 1))
-        other = World(world.target, edited, load_project(edited), load_project(edited).steps[STEP], sovereign)
-        with pytest.raises(GateRefused, match="a run is finished by the spec and plan that started it"):
-            run(other)
-        assert counts(world) == halfway
-
-        resumed = run(world)
-        assert resumed.outcome == "resumed_applied", resumed.message
-        assert resumed.resumed_from == int(str(halfway.watermark))
-        assert resumed.batches == 21 - KILL_AT
-        assert resumed.max_batch_ms < BATCH_STATEMENT_LIMIT_MS
-
-        final = counts(world)
-        # The same rows as the uninterrupted run (content digest without run ids and clocks), no duplicate,
-        # the cursor at the last key, and one scan run of 21 batches from 0 to that key.
-        assert final == reference.counts
-        assert final.duplicates == 0 and final.watermark == str(final.max_birth_id)
-
-        records = step_records(world)
-        kinds = [e.kind for e in records]
-        assert kinds.count("batch_started") == 1 and kinds.count("batch_resumed") == 1 and kinds.count("commit") == 1
-        started = next(e for e in records if e.kind == "batch_started")
-        again = next(e for e in records if e.kind == "batch_resumed")
-        commit = next(e for e in records if e.kind == "commit")
-        assert started.payload["run_id"] == again.payload["run_id"] == commit.payload["run_id"] == resumed.run_id
-        assert again.payload["of_seq"] == started.seq and commit.payload["batch_started_seq"] == started.seq
-        assert commit.payload["fingerprint_before"] == started.payload["fingerprint_before"]
-        assert commit.payload["footprint"]["rows_net"]["public.governance_candidate_state"] == final.candidates
-        assert step_state(world) == "committed"
+    rolled = commands.rollback(kit.target(), kit.project_dir, STEP)
+    assert rolled.ok and rolled.outcome == Outcome.APPLIED, rolled.message
+    assert kit.counts() == (0, 0, None, [])
+    assert kit.records()[-1].kind == Kind.ROLLBACK and kit.records()[-1].payload["kernel"] is True
 
 
-# --------------------------------------------------------------------------- refusals
+def test_a_run_starts_only_approved_and_for_a_named_human_operator_or_a_superuser_breaking_glass(kit: Kit) -> None:
+    kit.rehearse()
+    kit.fails(ExitCode.GATE_REFUSED)  # before any approval
+    refused = kit.records()[-1]
+    assert refused.kind == Kind.COMMIT_REFUSED and refused.payload["policy_decision"]["failed"] == [
+        Gate.APPROVALS,
+        Gate.DECISIONS,
+    ]
+    row = kit.admin.execute(
+        "SELECT status, started_at FROM gov_worker_cursor WHERE worker_name = 'gov_backfill_sweep'"
+    ).fetchone()
+    assert row == ("idle", None)  # the mutation did not run
+    kit.approve()
+    for who in ("agent", "sovereign", "council", None):  # None: a superuser without --break-glass
+        kit.fails(ExitCode.GATE_REFUSED, who)
+    assert Kind.BATCH_STARTED not in kit.kinds() and kit.counts()[0] == 0
+
+    result = kit.commit(who=None, break_glass=True)
+    assert result.ok and result.batches == BATCHES
+    run = [e for e in kit.records() if e.kind in (Kind.BATCH_STARTED, Kind.COMMIT)]
+    assert [(e.payload["break_glass"], e.payload["kernel"]) for e in run] == [(True, True), (True, True)]
 
 
-def test_without_approval_the_run_is_refused_and_nothing_is_written(
-    pg_admin_dsn: str, world_dsn: str, tmp_path: Path
-) -> None:
-    with sovereign_role(pg_admin_dsn) as sovereign:
-        world = prepare(world_dsn, copy_project(tmp_path / "project"), sovereign, approve=False)
-        before = counts(world)
-        with pytest.raises(GateRefused, match="No approval for BACKFILL-SEED bound to spec") as caught:
-            run(world)
-        assert caught.value.exit_code == ExitCode.GATE_REFUSED and int(caught.value.exit_code) == 3
-        assert caught.value.details.outcome == "refused"  # type: ignore[attr-defined]
-        after = counts(world)
-        assert after == before and after.candidates == 0 and after.watermark is None
-        with world.connect() as conn:
-            row = conn.execute(
-                "SELECT status, started_at FROM gov_worker_cursor WHERE worker_name = 'gov_backfill_sweep'"
-            ).fetchone()
-        assert row == ("idle", None)  # the mutation did not run either
-        kinds = [e.kind for e in step_records(world)]
-        assert kinds[-1] == "commit_refused" and "batch_started" not in kinds
+# --------------------------------------------------------------------------- interrupted, taken over
 
 
-def test_a_revocation_stops_the_run_at_the_next_batch_and_the_resume_is_refused_too(
-    pg_admin_dsn: str, world_dsn: str, tmp_path: Path
-) -> None:
-    with sovereign_role(pg_admin_dsn) as sovereign:
-        world = prepare(world_dsn, copy_project(tmp_path / "project"), sovereign)
-        with world.connect() as conn:
-            (approval_id,) = conn.execute("SELECT max(id) FROM gcos.os_proposal_approvals").fetchone() or (0,)
-
-        def revoke_after_two(number: int) -> None:
-            if number == 2:
-                with world.as_sovereign() as conn:
-                    approvals.revoke(conn, approval_id, "stop the sweep")
-
-        with pytest.raises(GateRefused, match="found at batch 3") as caught:
-            run(world, after_batch=revoke_after_two)
-        assert caught.value.exit_code == 3
-        stopped = counts(world)
-        assert stopped.scan_runs[0][0] == 2 and stopped.watermark == str(stopped.scan_runs[0][2])
-        assert [e.kind for e in step_records(world)][-1] == "commit_refused"
-
-        with pytest.raises(GateRefused, match="BACKFILL-SEED"):  # a resume is gated too
-            run(world)
-        assert counts(world) == stopped
+def terminate(kit: Kit) -> None:
+    """End the operator's session in this database, as an admin would (pg_terminate_backend)."""
+    query = "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s AND datname = %s"
+    assert kit.admin.execute(query, (kit.person("operator").name, kit.admin.info.dbname)).fetchall() == [(True,)]
 
 
-def test_a_batch_over_the_statement_limit_is_rolled_back_and_stops_the_run(
-    pg_admin_dsn: str, world_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Seed 002 step 9's stop "a blanket full scan that times out (5s statement limit)": the limit is lowered
-    here so that one 200,000-key batch must hit it."""
-    monkeypatch.setattr(batched, "BATCH_STATEMENT_LIMIT", "100ms")
-    with sovereign_role(pg_admin_dsn) as sovereign:
-        world = prepare(world_dsn, copy_project(tmp_path / "project"), sovereign)
-        with pytest.raises(StopHeld, match="hit statement_timeout") as caught:
-            apply_batched(
-                world.target, world.project, world.step, settings=SessionSettings.from_env(), batch_size=200_000
-            )
-        assert caught.value.exit_code == ExitCode.STOP_HELD
-        after = counts(world)
-        assert after.candidates == 0 and after.watermark is None and after.scan_runs == []
-        kinds = [e.kind for e in step_records(world)]
-        assert kinds[-2:] == ["batch_started", "stop"]  # the run is open: committing again resumes it
+def test_an_interrupted_run_resumes_from_its_cursor_as_the_same_run(kit: Kit) -> None:
+    kit.rehearse()
+    kit.approve()
+    kit.fails(ExitCode.DATABASE_UNAVAILABLE, progress=at_batch(2, lambda: terminate(kit)))
+    two = kit.after_batches(2)
+    assert kit.counts()[2:] == two and kit.counts()[0] > 0  # the two batches before it stay
+    assert kit.kinds()[-2:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED] and kit.state() != StepState.COMMITTED
+
+    spec = kit.project_dir / SPEC  # a run is finished by the spec that started it
+    original = spec.read_text()
+    spec.write_text(original.replace("Backfill seed —", "Backfill seed (edited) —", 1))
+    kit.fails(ExitCode.GATE_REFUSED)
+    assert Gate.SPEC in kit.records()[-1].payload["policy_decision"]["failed"]
+    assert kit.counts()[2:] == two
+    spec.write_text(original)
+
+    resumed = kit.commit()
+    assert resumed.outcome == Outcome.RESUMED_APPLIED, resumed.message
+    assert resumed.resumed_from == int(two[0]) and resumed.batches == BATCHES - 2
+    kit.complete()
+    records = kit.records()
+    started, again, commit = (
+        next(e for e in records if e.kind == k) for k in (Kind.BATCH_STARTED, Kind.BATCH_RESUMED, Kind.COMMIT)
+    )
+    assert started.payload["run_id"] == again.payload["run_id"] == commit.payload["run_id"] == resumed.run_id
+    assert again.payload["of_seq"] == started.seq and again.payload["kernel"] is True
+    assert commit.payload["resumed"] is True and commit.payload["cursor"]["resumed_from"] == two[0]
+    assert (
+        commit.payload["batch"]["batches"] == BATCHES
+        and commit.payload["fingerprint_before"] == started.payload["fingerprint_before"]
+    )
+    assert commit.record["trace_id"] == again.record["trace_id"] != started.record["trace_id"]
+
+
+def test_a_second_runner_takes_the_run_over_and_the_first_stops_at_its_next_batch(kit: Kit) -> None:
+    """A second `gcos commit` of the same step resumes the open run (here: one batch, then Ctrl-C); the first
+    one's next batch is refused (exit 8, retry) and it writes nothing more; committing again finishes the run."""
+    kit.rehearse()
+    kit.approve()
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    def second_runner() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            kit.commit(progress=at_batch(1, interrupt))
+
+    kit.fails(ExitCode.DATABASE_UNAVAILABLE, progress=at_batch(1, second_runner))
+    assert kit.counts()[2:] == kit.after_batches(2)  # one batch of each runner, none twice
+    assert kit.kinds()[-4:] == [Kind.POLICY_DECISION, Kind.BATCH_STARTED, Kind.POLICY_DECISION, Kind.BATCH_RESUMED]
+
+    result = kit.commit()
+    assert result.outcome == Outcome.RESUMED_APPLIED and result.batches == BATCHES - 2
+    kit.complete()
+    runs = {
+        e.payload["run_id"] for e in kit.records() if e.kind in (Kind.BATCH_STARTED, Kind.BATCH_RESUMED, Kind.COMMIT)
+    }
+    assert runs == {result.run_id}
+
+
+# --------------------------------------------------------------------------- authority and stops between batches
+
+
+def test_a_revocation_between_batches_stops_the_run_with_exit_3_and_the_batches_before_stay(kit: Kit) -> None:
+    kit.rehearse()
+    approval = kit.approve()
+
+    def revoke() -> None:
+        with kit.person("sovereign").connect() as conn:
+            approvals.revoke(conn, approval, "stop the sweep")
+
+    kit.fails(ExitCode.GATE_REFUSED, progress=at_batch(2, revoke))
+    two = kit.after_batches(2)
+    assert kit.counts()[2:] == two
+    refused = kit.records()[-1]
+    assert (
+        refused.kind == Kind.COMMIT_REFUSED and refused.payload["at"] == "batch 3" and refused.payload["kernel"] is True
+    )
+    decision = refused.payload["policy_decision"]
+    assert decision["failed"] == [Gate.APPROVALS] and decision["run_id"] == refused.payload["run_id"]
+    assert refused.record["trace_id"] == decision["trace_id"]
+
+    kit.fails(ExitCode.GATE_REFUSED)  # a resume is gated too
+    assert kit.counts()[2:] == two and kit.state() != StepState.COMMITTED
+
+
+TAMPER = {  # a superuser's change after batch 1: (its SQL, the outcome of the stop it causes)
+    "cursor_moved": (
+        "UPDATE gov_worker_cursor SET watermark = '999999999' WHERE worker_name = 'gov_backfill_sweep'",
+        "cursor_moved",
+    ),
+    "stop_condition": (
+        "UPDATE finding_type_registry SET escalation = 'auto_remediate' WHERE domain = 'governance'",
+        Outcome.STOPPED,
+    ),
+    "success": ("UPDATE candidate_scan_run SET worker_name = 'another_sweep'", Outcome.SUCCESS_FAILED),
+    "timeout": ("LOCK TABLE governance_candidate_state IN SHARE MODE", Outcome.TIMEOUT),  # held until the run ends
+}
+
+
+@pytest.mark.parametrize("cause", sorted(TAMPER))
+def test_a_stop_between_batches_or_at_close_exits_4_and_leaves_the_run_open(kit: Kit, cause: str) -> None:
+    """After batch 1 the cursor moves, a held lock makes batch 2 run into the 5 s statement limit (the seed's
+    "a blanket full scan that times out"), a stop condition starts to hold, or the scan runs are relabelled so
+    success evidence fails. The kernel undoes the batch or refuses the close, records a `stop`, and the run
+    stays open at its last committed batch."""
+    kit.rehearse()
+    kit.approve()
+    change, outcome = TAMPER[cause]
+    with psycopg.connect(kit.dsn) as other:  # a superuser's session (a transaction, for the lock)
+
+        def tamper() -> None:
+            assert other.execute(change).rowcount != 0
+            if cause != "timeout":  # the lock is held, every other change is committed at once
+                other.commit()
+
+        settings = SessionSettings(lock_timeout="30s")  # the statement limit, not lock_timeout, ends a wait
+        kit.fails(ExitCode.STOP_HELD, progress=at_batch(1, tamper), settings=settings)
+    stop = kit.records()[-1]
+    assert stop.kind == Kind.STOP and stop.payload["kernel"] is True and stop.payload["outcome"] == outcome
+    assert stop.record["actor"]["role"] == kit.person("operator").name and kit.state() != StepState.COMMITTED
+    if cause in ("timeout", "cursor_moved"):  # batch 2 was undone, batch 1 stays
+        assert stop.payload["batch"] == 2 and kit.counts()[3] == kit.after_batches(1)[1]
+        return
+    assert kit.counts()[2] == kit.after_batches(BATCHES)[0] and Kind.COMMIT not in kit.kinds()  # the close refused
+    held = [s["name"] for s in stop.payload["stops"] if s["held"]]
+    failed = [c["name"] for c in stop.payload["success"] if not c["ok"]]
+    if cause == "stop_condition":
+        assert len(held) == 1 and held[0].startswith("a governance finding type set to auto-remediate")
+    else:
+        assert held == [] and failed == ["candidate rows seeded incrementally"]

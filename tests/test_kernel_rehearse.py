@@ -1,10 +1,11 @@
 """The kernel rehearses (gcos/sql/011_kernel_rehearse.sql): a registered spec run inside the database as
-gcos_kernel, judged there, its rehearsal record appended by the kernel (issue 9 item 2)."""
+gcos_kernel, judged there, its rehearsal record appended by the kernel (issue 9 item 2). Called here as SQL,
+for who may call it and what step SQL can reach; what `gcos rehearse` makes of each outcome (exit codes,
+entry == exit, evidence, residue) is in test_rehearsal.py, test_rehearsal_evidence.py and test_residue.py."""
 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
-from gcos import commands, fingerprint, ledger, registry
-from gcos.adopt import adopt
+from gcos import commands, ledger, registry
 from gcos.cli import app
 from gcos.errors import ExitCode
 from gcos.spec import Project, load_project
@@ -62,29 +62,10 @@ class Kernel:
 
 
 @pytest.fixture
-def kernel(world_dsn: str, world_role: MakeRole) -> Iterator[Kernel]:
+def kernel(world_dsn: str, gcos_adopted: None, world_role: MakeRole) -> Iterator[Kernel]:
     operator = world_role("op", kind="human", roles=("operator",), grant=("operator",))
     with psycopg.connect(world_dsn, autocommit=True) as admin:
-        adopt(admin, ["public"])
         yield Kernel(world_dsn, admin, load_project(REPO), operator)
-
-
-def test_the_kernel_rehearses_a_registered_step_as_the_operator(kernel: Kernel) -> None:
-    step = kernel.project.step("SB-12")
-    spec_hash = registry.register_spec(kernel.admin, step)
-    result = kernel.rehearse(spec_hash, kernel.plan_hash())
-    assert result["outcome"] == "passed", result["message"]
-    prints = result["fingerprints"]
-    assert prints["entry"]["hash"] == prints["exit"]["hash"] == prints["after_rollback"]["hash"]
-    assert prints["inside"]["schema_hash"] != prints["entry"]["schema_hash"]
-    assert result["footprint"]["new_tables"] == ["public.governance_ruleset"]
-    assert result["allow_violations"] == []
-    assert not kernel.exists("governance_ruleset")
-    # the kernel's fingerprint is the one the client computes
-    assert prints["exit"]["hash"] == fingerprint.take(kernel.admin, watch=step.watch).hash
-    (record,) = [e for e in ledger.read_all(kernel.admin) if e.seq == result["ledger_seq"]]
-    assert record.kind == "rehearsal" and record.record["spec_hash"] == spec_hash
-    assert record.record["actor"]["role"] == kernel.operator.name and record.record["payload"]["kernel"] is True
 
 
 def test_a_kernel_rehearsal_opens_the_rehearsal_gate(kernel: Kernel) -> None:
@@ -128,42 +109,6 @@ def test_what_the_allow_list_does_not_name_stops_the_step(kernel: Kernel) -> Non
     assert not kernel.exists("governance_ruleset")
 
 
-def test_a_rollback_that_does_not_restore_the_world_is_unproven(kernel: Kernel) -> None:
-    doc = kernel.document()
-    doc["rollback"] = {"sql": "SELECT 1"}
-    result = kernel.rehearse(kernel.register(doc), kernel.plan_hash())
-    assert result["outcome"] == "rollback_unproven"
-    assert "relation public.governance_ruleset added" in result["message"]
-    assert not kernel.exists("governance_ruleset")
-
-
-@pytest.mark.parametrize(
-    ("extra", "named"),
-    [
-        (
-            "CREATE FUNCTION public.grab() RETURNS void LANGUAGE sql AS $$ SELECT pg_advisory_lock(4242) $$;"
-            " SELECT public.grab();",
-            "advisory lock",
-        ),
-        ("SELECT set_config('work_mem', '77MB', false);", "setting work_mem"),
-    ],
-)
-def test_what_a_rollback_cannot_undo_fails_the_rehearsal(kernel: Kernel, extra: str, named: str) -> None:
-    doc = kernel.document()
-    doc["mutation"]["sql"] += "\n" + extra
-    doc["mutation"]["allow"].append({"create_function": "grab"})
-    with kernel.operator.connect() as conn:
-        row = conn.execute("SELECT gcos.rehearse(%s, %s)", (kernel.register(doc), kernel.plan_hash())).fetchone()
-        assert row is not None
-        result = row[0]
-        assert result["outcome"] == "residue", result["message"]
-        assert any(named in item for item in result["residue"]["session"])
-        # nothing outlives the kernel call in this session
-        locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
-        assert locks.fetchone() == (0,)
-        assert conn.execute("SHOW work_mem").fetchone() != ("77MB",)
-
-
 def test_a_session_with_temporary_objects_is_refused(kernel: Kernel) -> None:
     spec_hash = registry.register_spec(kernel.admin, kernel.project.step("SB-12"))
     with kernel.operator.connect() as conn:
@@ -189,14 +134,6 @@ def test_step_sql_cannot_reach_the_gcos_schema(kernel: Kernel, forgery: str) -> 
     result = kernel.rehearse(spec_hash, plan_hash)
     assert result["outcome"] == "mutation_failed" and "permission denied" in result["message"]
     assert len(ledger.read_all(kernel.admin)) == before + 1  # the rehearsal record only
-
-
-def test_a_failed_reverify_runs_nothing(kernel: Kernel) -> None:
-    doc = kernel.document()
-    doc["reverify"][0]["expect"] = False  # governance_ruleset absent: true
-    result = kernel.rehearse(kernel.register(doc), kernel.plan_hash())
-    assert result["outcome"] == "reverify_mismatch"
-    assert result["fingerprints"]["entry"] == {} and result["footprint"] is None
 
 
 def test_a_schema_that_is_not_adopted_is_out_of_the_kernels_reach(world_dsn: str, world_role: MakeRole) -> None:
@@ -257,18 +194,6 @@ SNEAK = """\
     - {create_function: sneak}
     - {alter_table: governance_ruleset}
 """
-
-
-def test_gcos_rehearse_on_an_adopted_world_runs_in_the_kernel(kernel: Kernel, project_dir: Path) -> None:
-    runner = CliRunner()
-    args = ["rehearse", "SB-12", "--dsn", kernel.operator.dsn, "--project", str(project_dir), "--json"]
-    done = runner.invoke(app, args)
-    assert done.exit_code == 0, done.output
-    result = json.loads(done.stdout)["result"]
-    assert result["outcome"] == "passed" and len(result["evidence"]) == 2
-    record = ledger.read_one(kernel.admin, result["ledger_seq"])
-    assert record.kind == "rehearsal" and record.record["payload"]["kernel"] is True
-    assert record.record["actor"]["role"] == kernel.operator.name
 
 
 def test_the_kernel_stops_what_the_static_check_cannot_see(kernel: Kernel, project_dir: Path) -> None:

@@ -1,249 +1,334 @@
-"""gcos rehearse: BEGIN..ROLLBACK on a real server, entry == exit proven, every outcome recorded."""
+"""gcos rehearse on a world whose schema public the kernel governs: the kernel (gcos/sql/011) runs the step in a
+transaction it always rolls back, proves entry == exit, and every outcome has its exit code and its record;
+nothing the rehearsal did stays, whatever the outcome."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from conftest import MakeRole, Role
 from typer.testing import CliRunner
 
 from gcos import commands, fingerprint, ledger
 from gcos.cli import app
-from gcos.errors import DatabaseUnavailable, ResidueFound, ReverifyMismatch
-from gcos.install import install
-from gcos.rehearsal import RehearsalHooks
+from gcos.domain import Kind, Outcome
+from gcos.errors import ExitCode, GcosError
 from gcos.spec import load_project
 from gcos.target import SessionSettings, Target
 
-REPO = Path(__file__).resolve().parent.parent
-MAIN_PLAN = ["SB-12", "SB-13", "SB-10", "SB-11", "VERIFY-1-4", "T6-T7", "ACTIVATION", "BACKFILL-SEED"]
+SB_12 = "steps/01-sb-12.yaml"
+WATCH = (
+    "evolution_snapshots",
+    "measurement_registry",
+    "laws",
+    "law_versions",
+    "law_articles",
+    "event_type_registry",
+    "queue_heartbeat",
+    "dot_domains",
+)
+"""The tables the reference plan's steps read or write: their rows join the world's fingerprint here."""
 
 
 @pytest.fixture
-def world(world_dsn: str, gcos_installed: None) -> Target:
-    """The reference world with gcos installed (rehearsals are ledger records)."""
-    with psycopg.connect(world_dsn, autocommit=True) as conn:
-        install(conn)
-    return Target(world_dsn, "--dsn")
+def operator(world_dsn: str, gcos_adopted: None, world_role: MakeRole) -> Role:
+    """A named human operator on a copy of the reference world whose schema public the kernel governs."""
+    return world_role("op", kind="human", roles=("operator",), grant=("operator",))
 
 
-def world_fingerprint(target: Target, watch: tuple[str, ...] = ()) -> fingerprint.Fingerprint:
-    with psycopg.connect(target.dsn, autocommit=True) as conn:
-        return fingerprint.take(conn, watch=watch)
+def target(role: Role) -> Target:
+    return Target(role.dsn, "--dsn")
 
 
-def apply_directly(target: Target, step_id: str) -> None:
-    """Simulate the commit of a step by running its mutation (what commit will apply)."""
-    step = load_project(REPO).steps[step_id]
-    if step.mutation:
-        with psycopg.connect(target.dsn, autocommit=True) as conn, conn.transaction():
-            conn.execute(step.mutation.sql)
+def edit(project_dir: Path, old: str, new: str, path: str = SB_12) -> None:
+    """Change a spec of the scratch project (the text must be there once)."""
+    file = project_dir / path
+    text = file.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    file.write_text(text.replace(old, new), encoding="utf-8")
 
 
-def rehearsal_records(target: Target) -> list[ledger.LedgerEntry]:
-    with psycopg.connect(target.dsn, autocommit=True) as conn:
-        return [e for e in ledger.read_all(conn) if e.kind == "rehearsal"]
+def world_state(dsn: str) -> tuple[str, dict[str, int]]:
+    """The world as the client fingerprints it: schema and watched rows (the hash), and every sequence."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        taken = fingerprint.take(conn, watch=WATCH)
+    return taken.hash, taken.sequences
 
 
-def gcos_sessions_in_transaction(target: Target) -> list[Any]:
-    with psycopg.connect(target.dsn, autocommit=True) as conn:
+def rehearsals(dsn: str) -> list[ledger.LedgerEntry]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [e for e in ledger.read_all(conn) if e.kind == Kind.REHEARSAL]
+
+
+def open_gcos_sessions(dsn: str) -> list[Any]:
+    """gcos sessions still in a transaction or waiting: a rehearsal must leave none."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(
-            "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'gcos' AND state LIKE 'idle in%'"
+            "SELECT pid, state, wait_event FROM pg_stat_activity WHERE application_name = 'gcos'"
+            " AND (state LIKE 'idle in%%' OR state = 'active')"
         ).fetchall()
 
 
-def test_every_step_of_the_reference_plan_rehearses_in_order_and_changes_nothing(
-    world: Target, project_dir: Path
+def test_a_passing_rehearsal_proves_entry_equals_exit_and_leaves_the_world_as_it_was(
+    operator: Role, world_dsn: str, project_dir: Path
 ) -> None:
-    watch = ("birth_registry", "evolution_snapshots", "event_type_registry", "queue_heartbeat", "dot_domains")
-    for step_id in MAIN_PLAN:
-        before = world_fingerprint(world, watch)
-        result = commands.rehearse(world, project_dir, step_id)
-        assert result.ok, (step_id, result.message)
-        assert result.entry["hash"] == result.exit["hash"]
-        assert result.after_rollback.get("hash", result.entry["hash"]) == result.entry["hash"]
-        after = world_fingerprint(world, watch)
-        assert after.hash == before.hash, (step_id, fingerprint.describe(fingerprint.diff(before, after)))
-        apply_directly(world, step_id)  # the next step sees the world as its predecessors left it
-    records = rehearsal_records(world)
-    assert [r.record["step_id"] for r in records] == MAIN_PLAN
-    assert all(r.payload["outcome"] == "passed" for r in records)
-    assert gcos_sessions_in_transaction(world) == []
+    """SB-12 of the main plan and step 7 (SB-1/SB-2, its own decision-gated plan, rehearsed on its own)."""
+    before = world_state(world_dsn)
+    for ref, new_tables in (
+        ("SB-12", {"public.governance_ruleset"}),
+        ("step-7", {"public.governance_object_ownership"}),
+    ):
+        commands.rehearse(target(operator), project_dir, ref)
+        record = rehearsals(world_dsn)[-1]
+        prints = record.payload["fingerprints"]
+        assert record.payload["outcome"] == Outcome.PASSED, record.payload["message"]
+        assert prints["entry"]["hash"] == prints["after_rollback"]["hash"] == prints["exit"]["hash"]
+        assert prints["inside"]["schema_hash"] != prints["entry"]["schema_hash"]  # the step did run
+        assert new_tables <= set(record.payload["footprint"]["new_tables"])
+        assert record.payload["allow_violations"] == [] and record.payload["residue"]["session"] == []
+        # the kernel's exit fingerprint is the one the client takes of the world afterwards
+        step = load_project(project_dir).step(ref)
+        with psycopg.connect(world_dsn, autocommit=True) as conn:
+            assert prints["exit"]["hash"] == fingerprint.take(conn, watch=step.watch).hash
+    assert world_state(world_dsn) == before
+    assert open_gcos_sessions(world_dsn) == []
 
 
-def test_the_sb_1_2_line_rehearses_on_its_own(world: Target, project_dir: Path) -> None:
-    result = commands.rehearse(world, project_dir, "step-7")
-    assert result.ok, result.message
-    assert set(result.footprint.new_tables if result.footprint else ()) >= {
-        "public.governance_object_ownership",
-        "public.governance_responsibility_scope",
-    }
+# --------------------------------------------------------------------------- every failure: its exit, its record
 
 
-def test_a_rehearsal_leaves_a_ledger_record_and_evidence_files(world: Target, project_dir: Path) -> None:
-    result = commands.rehearse(world, project_dir, "SB-12")
-    (record,) = rehearsal_records(world)
-    assert record.seq == result.ledger_seq and record.record["spec_hash"] == result.spec_hash
-    payload = record.payload
-    assert payload["outcome"] == "passed"
-    assert payload["fingerprints"]["entry"]["hash"] == payload["fingerprints"]["exit"]["hash"]
-    assert [c["name"] for c in payload["checks"]["success"]] == [
-        c.name for c in load_project(project_dir).steps["SB-12"].success
-    ]
-    assert payload["footprint"]["new_tables"] == ["public.governance_ruleset"]
-    assert payload["duration_us"] > 0
-    json_file, md_file = (Path(p) for p in result.evidence)
-    assert json_file.parent == project_dir / "rehearsals" / "SB-12"
-    document = json.loads(json_file.read_text())
-    assert document["format_version"] == 1 and document["ledger"]["seq"] == record.seq
-    assert "entry == exit" in md_file.read_text() or "passed" in md_file.read_text()
-
-
-def test_a_reverify_mismatch_stops_before_any_mutation(world: Target, project_dir: Path) -> None:
-    before = world_fingerprint(world)
-    with pytest.raises(ReverifyMismatch, match="governance_ruleset present"):
-        commands.rehearse(world, project_dir, "SB-10")  # its predecessors were never applied
-    assert world_fingerprint(world).hash == before.hash
-    (record,) = rehearsal_records(world)
-    assert record.payload["outcome"] == "reverify_mismatch" and record.payload["fingerprints"]["entry"] == {}
-
-
-def test_a_statement_outside_the_allow_list_is_refused_before_anything_runs(world: Target, project_dir: Path) -> None:
-    path = project_dir / "steps" / "01-sb-12.yaml"
-    text = path.read_text()
-    path.write_text(text.replace("mutation:\n  sql: |\n", "mutation:\n  sql: |\n    DELETE FROM law_articles;\n", 1))
-    before = world_fingerprint(world, ("law_articles",))
-    result = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", world.dsn, "-C", str(project_dir)])
-    assert result.exit_code == 2, result.output
-    assert "DELETE FROM law_articles" in " ".join(result.stderr.split())
-    assert world_fingerprint(world, ("law_articles",)).hash == before.hash
-    assert rehearsal_records(world) == []
-
-
-def test_a_stop_condition_that_holds_is_exit_4_and_rolled_back(world: Target, project_dir: Path) -> None:
+def activate_the_ruleset(project_dir: Path) -> None:
     """Seed 002 step 1 stop: "ruleset would be created active/activated without A-4"."""
-    path = project_dir / "steps" / "01-sb-12.yaml"
-    text = path.read_text()
-    text = text.replace(
+    edit(
+        project_dir,
         "    WHERE r.ruleset_version = 1;\n",
         "    WHERE r.ruleset_version = 1;\n    UPDATE governance_ruleset SET activated_at = now();\n",
-        1,
     )
-    text = text.replace(
+    edit(
+        project_dir,
         "    - {comment: governance_ruleset}\n",
         "    - {comment: governance_ruleset}\n    - {update: governance_ruleset}\n",
-        1,
     )
-    path.write_text(text)
-    assert "UPDATE governance_ruleset" in (load_project(project_dir).steps["SB-12"].mutation.sql or "")  # type: ignore[union-attr]
-    before = world_fingerprint(world, ("evolution_snapshots",))
-    result = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", world.dsn, "-C", str(project_dir)])
-    assert result.exit_code == 4, result.output
-    assert "stop condition 'ruleset created active/activated without A-4' of SB-12 held" in " ".join(
-        result.stderr.split()
+
+
+def expect_two_rulesets(project_dir: Path) -> None:
+    edit(
+        project_dir,
+        "    sql: SELECT count(*) FROM governance_ruleset\n    expect: 1\n",
+        "    sql: SELECT count(*) FROM governance_ruleset\n    expect: 2\n",
     )
-    assert world_fingerprint(world, ("evolution_snapshots",)).hash == before.hash
-    assert rehearsal_records(world)[-1].payload["outcome"] == "stopped"
 
 
-def test_an_unproven_rollback_is_exit_5(world: Target, project_dir: Path) -> None:
-    (project_dir / "rollback" / "sb-12.sql").write_text("DROP TABLE governance_ruleset;\n")  # forgets the snapshot row
-    with pytest.raises(ResidueFound, match="rollback evidence of SB-12 does not return"):
-        commands.rehearse(world, project_dir, "SB-12")
-    assert rehearsal_records(world)[-1].payload["outcome"] == "rollback_unproven"
+LEFT_BEHIND = """\
+    ALTER TABLE laws ADD COLUMN extra integer;
+    ALTER TABLE laws ADD CONSTRAINT extra_check CHECK (true);
+    CREATE INDEX extra_idx ON laws (law_id);
+    CREATE TRIGGER extra_trg BEFORE UPDATE ON laws FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+    CREATE FUNCTION extra_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
+    CREATE VIEW extra_view AS SELECT 1 AS one;
+    CREATE TYPE extra_enum AS ENUM ('a', 'b');
+  allow:
+    - {alter_table: laws}
+    - {create_index: extra_idx}
+    - {create_function: extra_fn}
+    - {create_view: extra_view}
+    - {create_type: extra_enum}
+"""
+"""A change in each category of the fingerprint an allow list can permit (schemas, standalone sequences and
+policies it cannot: those stop the step), none of which the rollback evidence undoes."""
+LEFT_BEHIND_NAMED = (
+    "column public.laws.extra added",
+    "constraint public.laws.extra_check added",
+    "index public.extra_idx added",
+    "trigger public.laws.extra_trg added",
+    "function public.extra_fn() added",
+    "relation public.extra_view added",
+    "type public.extra_enum added",
+    "table_data public.laws changed",
+    "table_data public.evolution_snapshots changed",
+)
 
 
-CATEGORY_CHANGES = {
-    # category reported by the fingerprint -> a change made inside the rehearsal, then force-committed
-    "column": "ALTER TABLE laws ADD COLUMN extra integer",
-    "constraint": "ALTER TABLE laws ADD CONSTRAINT extra_check CHECK (true)",
-    "index": "CREATE INDEX extra_idx ON laws (law_id)",
-    "trigger": "CREATE TRIGGER extra_trg BEFORE UPDATE ON laws FOR EACH ROW "
-    "EXECUTE FUNCTION suppress_redundant_updates_trigger()",
-    "function": "CREATE FUNCTION extra_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    "relation": "CREATE VIEW extra_view AS SELECT 1 AS one",
-    "sequence": "CREATE SEQUENCE extra_seq INCREMENT 7",
-    "type": "CREATE TYPE extra_enum AS ENUM ('a', 'b')",
-    "policy": "CREATE POLICY extra_policy ON laws USING (true)",
-    "schema": "CREATE SCHEMA extra_schema",
-    "table_data": "UPDATE measurement_registry SET description = description || '.' WHERE metric_key = "
-    "(SELECT min(metric_key) FROM measurement_registry)",
+def forget_to_undo(project_dir: Path) -> None:
+    (project_dir / "rollback" / "sb-12.sql").write_text("DROP TABLE governance_ruleset;\n")  # the snapshot row stays
+    edit(project_dir, "\n  allow:\n", "\n" + LEFT_BEHIND)
+
+
+def break_a_success_check(project_dir: Path) -> None:
+    edit(
+        project_dir,
+        "    sql: SELECT count(*) FROM governance_ruleset\n",
+        "    sql: SELECT count(*) / 0 FROM governance_ruleset\n",
+    )
+
+
+def divide_by_zero(project_dir: Path) -> None:
+    edit(
+        project_dir,
+        "    WHERE r.ruleset_version = 1;\n",
+        "    WHERE r.ruleset_version = 1;\n    INSERT INTO governance_ruleset (ruleset_version) VALUES (1 / 0);\n",
+    )
+
+
+@dataclass(frozen=True)
+class Fault:
+    step: str
+    exit: ExitCode
+    outcome: Outcome
+    change: Callable[[Path], None] = lambda _: None
+    blocker: str | None = None
+    """SQL another session holds in an open transaction while the rehearsal runs."""
+
+
+FAULTS = {
+    "stop condition holds": Fault("SB-12", ExitCode.STOP_HELD, Outcome.STOPPED, activate_the_ruleset),
+    "success evidence fails": Fault("SB-12", ExitCode.STOP_HELD, Outcome.SUCCESS_FAILED, expect_two_rulesets),
+    "rollback evidence leaves changes": Fault("SB-12", ExitCode.RESIDUE, Outcome.ROLLBACK_UNPROVEN, forget_to_undo),
+    "re-verify mismatch": Fault("SB-10", ExitCode.REVERIFY_MISMATCH, Outcome.REVERIFY_MISMATCH),  # SB-12/13 not applied
+    "success check errors": Fault("SB-12", ExitCode.BAD_INPUT, Outcome.CHECK_FAILED, break_a_success_check),
+    "mutation errors": Fault("SB-12", ExitCode.BAD_INPUT, Outcome.MUTATION_FAILED, divide_by_zero),
+    "table locked by another session": Fault(
+        "SB-12",
+        ExitCode.DATABASE_UNAVAILABLE,
+        Outcome.LOCK_TIMEOUT,
+        blocker="LOCK TABLE evolution_snapshots IN SHARE MODE",  # readers pass, the step's INSERT waits
+    ),
 }
 
 
-@pytest.mark.parametrize("category", sorted(CATEGORY_CHANGES))
-def test_a_forced_commit_is_seen_by_the_fingerprint_in_each_category(
-    world: Target, project_dir: Path, category: str
+@contextmanager
+def held(dsn: str, blocker: str | None) -> Iterator[None]:
+    """`blocker` run by another session in a transaction kept open around the block."""
+    if blocker is None:
+        yield
+        return
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("BEGIN")
+        holder.execute(blocker)
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=list(FAULTS))
+def test_a_failed_rehearsal_has_its_exit_and_record_and_leaves_the_world_as_it_was(
+    operator: Role, world_dsn: str, project_dir: Path, fault: Fault
 ) -> None:
-    change = CATEGORY_CHANGES[category]
-    hooks = RehearsalHooks(force_commit=True, inside=lambda conn: conn.execute(change))
-    settings = SessionSettings.from_env()
-    with pytest.raises(ResidueFound) as caught:
-        commands.rehearse(world, project_dir, "SB-12", settings=settings, hooks=hooks)
-    assert "entry != exit" in caught.value.message
-    record = rehearsal_records(world)[-1].payload
-    assert record["outcome"] == "residue"
-    assert any(d.startswith(f"{category} ") for d in record["differences"]), record["differences"]
+    fault.change(project_dir)
+    before = world_state(world_dsn)
+    with held(world_dsn, fault.blocker), pytest.raises(GcosError) as caught:
+        started = time.monotonic()
+        commands.rehearse(target(operator), project_dir, fault.step, settings=SessionSettings(lock_timeout="500ms"))
+    assert caught.value.exit_code == fault.exit, caught.value.message
+    assert time.monotonic() - started < 0.5 + 10  # a lock is waited for lock_timeout, not the blocker's lifetime
+    (record,) = rehearsals(world_dsn)
+    assert record.record["step_id"] == fault.step and record.payload["outcome"] == fault.outcome
+    assert record.payload["kernel"] is True
+    assert world_state(world_dsn) == before
+    assert open_gcos_sessions(world_dsn) == []
+    if fault.outcome == Outcome.STOPPED:
+        held_stops = [s["name"] for s in record.payload["checks"]["stop"] if s["held"]]
+        assert held_stops == ["ruleset created active/activated without A-4"]
+    if fault.outcome == Outcome.SUCCESS_FAILED:
+        assert [c["name"] for c in record.payload["checks"]["success"] if not c["ok"]] == ["no other ruleset row"]
+    if fault.outcome == Outcome.ROLLBACK_UNPROVEN:  # every difference the rollback evidence left is named
+        prints = record.payload["fingerprints"]
+        assert prints["after_rollback"]["hash"] != prints["entry"]["hash"] == prints["exit"]["hash"]
+        assert all(f'"{d}"' in record.payload["message"] for d in LEFT_BEHIND_NAMED), record.payload["message"]
+    if fault.outcome == Outcome.REVERIFY_MISMATCH:  # nothing ran: no fingerprint, no footprint
+        assert record.payload["fingerprints"]["entry"] == {} and record.payload["footprint"] is None
+        failed = {c["name"] for c in record.payload["checks"]["reverify"] if not c["ok"]}
+        assert "governance_ruleset present (FK target)" in failed
 
 
-def test_analyze_during_a_rehearsal_changes_nothing(world: Target, project_dir: Path) -> None:
-    def analyze(_: psycopg.Connection[Any]) -> None:
-        with psycopg.connect(world.dsn, autocommit=True) as other:
+# --------------------------------------------------------------------------- other sessions at work meanwhile
+
+
+def rehearse_while_waiting(role: Role, project_dir: Path, count: int, meanwhile: Callable[[], None]) -> list[Any]:
+    """`count` rehearsals of SB-12 whose mutation waits for advisory lock 515, held by another session until
+    every one of them waits (inside its transaction, after its entry fingerprint) and `meanwhile` has run."""
+    edit(
+        project_dir,
+        "    WHERE r.ruleset_version = 1;\n",
+        "    WHERE r.ruleset_version = 1 AND pg_advisory_xact_lock(515) IS NOT NULL;\n",
+    )
+    outcomes: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(commands.rehearse(target(role), project_dir, "SB-12").outcome)
+        except GcosError as exc:
+            outcomes.append(exc.exit_code)
+
+    with psycopg.connect(role.dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(515)")
+        threads = [threading.Thread(target=run) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gcos' AND wait_event_type = 'Lock'"
+        while holder.execute(waiting).fetchone() != (count,):
+            assert time.monotonic() < deadline, "the rehearsals never reached the advisory lock"
+            time.sleep(0.05)
+        meanwhile()
+        holder.execute("SELECT pg_advisory_unlock(515)")
+        for thread in threads:
+            thread.join()
+    return outcomes
+
+
+def test_analyze_and_vacuum_by_another_session_during_a_rehearsal_change_nothing(
+    operator: Role, world_dsn: str, project_dir: Path
+) -> None:
+    """Statistics and storage are not the world: a rehearsal that spans them still proves entry == exit."""
+
+    def analyze() -> None:
+        with psycopg.connect(world_dsn, autocommit=True) as other:
             other.execute("ANALYZE evolution_snapshots")
             other.execute("ANALYZE measurement_registry")
             other.execute("VACUUM measurement_registry")
 
-    result = commands.rehearse(world, project_dir, "SB-12", hooks=RehearsalHooks(inside=analyze))
-    assert result.ok and result.entry["hash"] == result.exit["hash"]
+    assert rehearse_while_waiting(operator, project_dir, 1, analyze) == [Outcome.PASSED]
+    prints = rehearsals(world_dsn)[-1].payload["fingerprints"]
+    assert prints["entry"]["hash"] == prints["exit"]["hash"]
 
 
-def test_a_held_lock_is_exit_8_naming_the_blocker_and_leaves_nothing_open(world: Target, project_dir: Path) -> None:
-    holder = psycopg.connect(world.dsn, autocommit=True)
-    holder.execute("SET application_name = 'the-blocker'")
-    holder.execute("BEGIN")
-    holder.execute("LOCK TABLE evolution_snapshots IN SHARE MODE")  # readers pass, the step's INSERT waits
-    holder_pid = holder.info.backend_pid
-    settings = SessionSettings(lock_timeout="500ms")
-    try:
-        started = time.monotonic()
-        with pytest.raises(DatabaseUnavailable) as caught:
-            commands.rehearse(world, project_dir, "SB-12", settings=settings)
-        elapsed = time.monotonic() - started
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert f"pid {holder_pid}" in caught.value.message and "LOCK TABLE evolution_snapshots" in caught.value.message
-    assert "ShareLock on evolution_snapshots" in caught.value.message
-    assert caught.value.exit_code == 8
-    assert elapsed < 0.5 + 10  # lock_timeout plus a margin for the fingerprints, not the blocker's lifetime
-    assert gcos_sessions_in_transaction(world) == []
-    assert rehearsal_records(world)[-1].payload["outcome"] == "lock_timeout"
+@pytest.mark.xfail(
+    strict=True,
+    reason="kernel defect (reported s16): gcos.rehearse runs in a REPEATABLE READ transaction and appends its record "
+    "with SELECT .. FOR UPDATE on gcos.ledger_head, so of two rehearsals that overlap, the later one fails with a "
+    "serialization error (exit 8) instead of passing",
+)
+def test_concurrent_rehearsals_do_not_see_each_other(operator: Role, world_dsn: str, project_dir: Path) -> None:
+    assert rehearse_while_waiting(operator, project_dir, 2, lambda: None) == [Outcome.PASSED, Outcome.PASSED]
+    assert [r.payload["outcome"] for r in rehearsals(world_dsn)] == [Outcome.PASSED, Outcome.PASSED]
+
+
+# --------------------------------------------------------------------------- refused before anything runs
+
+
+def test_a_statement_outside_the_allow_list_is_refused_before_anything_runs(
+    operator: Role, world_dsn: str, project_dir: Path
+) -> None:
+    edit(project_dir, "mutation:\n  sql: |\n", "mutation:\n  sql: |\n    DELETE FROM law_articles;\n")
+    before = world_state(world_dsn)
+    done = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", operator.dsn, "-C", str(project_dir)])
+    assert done.exit_code == ExitCode.BAD_INPUT, done.output
+    assert "DELETE FROM law_articles" in " ".join(done.stderr.split())  # the refused statement is quoted
+    assert world_state(world_dsn) == before
+    assert rehearsals(world_dsn) == []
 
 
 def test_rehearse_needs_gcos_installed(world_dsn: str, project_dir: Path) -> None:
-    result = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", world_dsn, "-C", str(project_dir)])
-    assert result.exit_code == 2
-    assert "gcos install" in result.stderr
-
-
-def test_concurrent_rehearsals_do_not_see_each_other(world: Target, project_dir: Path) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            assert commands.rehearse(world, project_dir, "SB-12").ok
-        except BaseException as exc:  # collected and re-raised in the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(rehearsal_records(world)) == 2
+    done = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", world_dsn, "-C", str(project_dir)])
+    assert done.exit_code == ExitCode.BAD_INPUT
+    assert "gcos install" in done.stderr

@@ -1,117 +1,177 @@
-"""The rehearsal's Markdown evidence, rendered from templates/rehearsal.md.j2: the same bytes as the
-hand-built Markdown it replaced (evidence files are hashed), for every section the template has."""
+"""The evidence files of a kernel rehearsal (rehearsals/<STEP>/<time>-seq<N>.json and .md): the JSON is the
+record the kernel appended to the ledger, the Markdown (evidence/templates/rehearsal.md.j2) shows every part
+of it an auditor reads, failed checks and held stop conditions included."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from gcos.checks import CheckResult
-from gcos.execute import Footprint, StopResult
-from gcos.ledger import LedgerEntry
-from gcos.rehearsal_evidence import RehearsalResult, markdown, payload, write_evidence
+import psycopg
+import pytest
+from conftest import MakeRole, Role
+from typer.testing import CliRunner
 
-ENTRY = LedgerEntry(7, "0" * 64, "a" * 8, "{}", {"recorded_at": "2026-11-29T10:11:12.345678Z"})
-FULL = RehearsalResult(
-    step="SB-12",
-    ref="step-1",
-    spec_hash="b" * 8,
-    plan_id="build",
-    plan_hash="c" * 8,
-    run_id="d" * 32,
-    outcome="residue",
-    message="entry != exit after rehearsing SB-12: a | pipe; investigate.",
-    reverify=(CheckResult("absent", "SELECT 1", "true", True, True),),
-    stops=(
-        StopResult("no law write", "sql", True, "returned true"),
-        StopResult("few tables", "max_new_tables", False, "0"),
-    ),
-    success=(
-        CheckResult("one row", "SELECT 1", "1", 2, False),
-        CheckResult("broken", "SELECT 1", "1", None, False, error="division by zero"),
-        CheckResult("ratio", "SELECT 1", "0.5", 0.5, True),
-    ),
-    footprint=Footprint(("public.t",), (), {"public.t": {"inserted": 1, "updated": 0, "deleted": 2}}),
-    entry={"hash": "e" * 8},
-    exit={"hash": "f" * 8},
-    differences=("relation public.t added", "session setting work_mem 4MB -> 8MB"),
-    residue=("public.s_id_seq",),
-    duration_us=1234567,
-)
-BARE = RehearsalResult("X-1", "x", "b" * 8, None, None, "d" * 32, "reverify_mismatch", "re-verify of X-1 failed.")
+from gcos import commands, ledger
+from gcos.cli import app
+from gcos.domain import Kind, Outcome
+from gcos.errors import ExitCode, StopHeld
+from gcos.spec import load_project
+from gcos.target import Target
 
-# Produced by the hand-built rehearsal._markdown of main (a2658fb..1b5bfee) from FULL and BARE with ENTRY.
-FULL_MD = """\
-# Rehearsal of SB-12 (step-1): residue
 
-- entry != exit after rehearsing SB-12: a | pipe; investigate.
-- spec hash `bbbbbbbb`; plan build `cccccccc`
-- ledger record seq 7, hash `aaaaaaaa`, at 2026-11-29T10:11:12.345678Z
-- entry fingerprint `eeeeeeee`; exit fingerprint `ffffffff`
-- duration 1.235 s; run id `dddddddddddddddddddddddddddddddd`
-- known residue (sequences, non-transactional): public.s_id_seq
+@pytest.fixture
+def operator(world_dsn: str, gcos_adopted: None, world_role: MakeRole) -> Role:
+    """A named human operator on a copy of the reference world whose schema public the kernel governs."""
+    return world_role("op", kind="human", roles=("operator",), grant=("operator",))
 
-## Differences entry vs exit
 
-- relation public.t added
-- session setting work_mem 4MB -> 8MB
+def evidence(project_dir: Path, step_id: str, entry: ledger.LedgerEntry) -> tuple[dict[str, Any], list[str]]:
+    """The step's two evidence files, named after the ledger record: the JSON document and the Markdown lines."""
+    stamp = str(entry.record["recorded_at"]).replace(":", "").replace("-", "")
+    folder = project_dir / "rehearsals" / step_id
+    assert sorted(p.name for p in folder.iterdir()) == [f"{stamp}-seq{entry.seq}.json", f"{stamp}-seq{entry.seq}.md"]
+    document = json.loads((folder / f"{stamp}-seq{entry.seq}.json").read_text(encoding="utf-8"))
+    return document, (folder / f"{stamp}-seq{entry.seq}.md").read_text(encoding="utf-8").splitlines()
 
-## Footprint
 
-- new tables: public.t
-- public.t: +1 ~0 -2
+def header(entry: ledger.LedgerEntry, ref: str) -> list[str]:
+    """The Markdown's first lines, as they follow from the record."""
+    p = entry.payload
+    prints = p["fingerprints"]
+    return [
+        f"# Rehearsal of {entry.record['step_id']} ({ref}): {p['outcome']}",
+        "",
+        f"- {p['message']}",
+        f"- spec hash `{entry.record['spec_hash']}`; plan {p['plan_id']} `{p['plan_hash']}`",
+        f"- ledger record seq {entry.seq}, hash `{entry.hash}`, at {entry.record['recorded_at']}",
+        f"- entry fingerprint `{prints['entry']['hash']}`; exit fingerprint `{prints['exit']['hash']}`",
+        f"- duration {p['duration_us'] / 1e6:.3f} s; run id `{p['run_id']}`",
+    ]
 
-## Re-verify
 
-| check | expected | actual | ok |
-|---|---|---|---|
-| absent | true | true | yes |
+def shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
-## Success evidence
 
-| check | expected | actual | ok |
-|---|---|---|---|
-| one row | 1 | 2 | NO |
-| broken | 1 | error: division by zero | NO |
-| ratio | 0.5 | 0.5 | yes |
+def test_the_evidence_files_are_the_record_the_kernel_wrote_as_the_operator(
+    operator: Role, world_dsn: str, project_dir: Path
+) -> None:
+    done = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", operator.dsn, "-C", str(project_dir), "--json"])
+    assert done.exit_code == ExitCode.OK, done.output
+    result = json.loads(done.stdout)["result"]
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        entry = ledger.read_one(conn, result["ledger_seq"])
+    assert entry.kind == Kind.REHEARSAL and entry.payload["kernel"] is True
+    assert (entry.record["actor"]["role"], entry.record["actor"]["principal"]) == (operator.name, "Op")
+    assert entry.record["spec_hash"] == load_project(project_dir).step("SB-12").hash
+    document, md = evidence(project_dir, "SB-12", entry)
+    assert sorted(result["evidence"]) == sorted(str(p) for p in (project_dir / "rehearsals" / "SB-12").iterdir())
+    record = entry.record
+    assert document.pop("ledger") == {"seq": entry.seq, "hash": entry.hash, "recorded_at": record["recorded_at"]}
+    assert document.pop("spec_hash") == record["spec_hash"]
+    assert document == entry.payload  # the JSON file is the kernel's record, nothing added or left out
 
-## Stop conditions
+    p = entry.payload
+    assert md[:7] == header(entry, "step-1")
+    assert [line for line in md if line.startswith("## ")] == [
+        "## Footprint",
+        "## Re-verify",
+        "## Success evidence",
+        "## Stop conditions",
+    ]
+    assert {"- new tables: public.governance_ruleset", "- public.governance_ruleset: +1 ~0 -0",
+            "- public.evolution_snapshots: +1 ~0 -0"} <= set(md)  # fmt: skip
+    for section in ("reverify", "success"):
+        for c in p["checks"][section]:
+            assert f"| {c['name']} | {shown(c['expected'])} | {shown(c['actual'])} | yes |" in md
+    assert [line for line in md if line.endswith(" | no | returned false |")] == [
+        f"| {s['name']} | no | returned false |" for s in p["checks"]["stop"] if s["kind"] == "sql"
+    ]
+    assert md[-1] == f"Verify the chain with `gcos ledger verify`; this record is seq {entry.seq}."
 
-| condition | held | detail |
-|---|---|---|
-| no law write | HELD | returned true |
-| few tables | no | 0 |
 
-Verify the chain with `gcos ledger verify`; this record is seq 7.
+PROBE = """\
+id: EV-1
+order: 50
+title: Evidence probe
+source: "test fixture"
+approvals: {signers: 1, roles: [sovereign]}
+watch: [evolution_snapshots]
+reverify:
+  - name: one baseline snapshot
+    sql: SELECT count(*) FROM evolution_snapshots
+    expect: 1
+mutation:
+  sql: |
+    INSERT INTO evolution_snapshots (snapshot_id, scope, subject, content_hash, payload, taken_at)
+    SELECT gen_random_uuid(), 'probe', 'birth ' || nextval(pg_get_serial_sequence('birth_registry', 'id')), 'x', '{}',
+           now();
+  allow:
+    - {insert: evolution_snapshots}
+stop:
+  - name: a probe row exists
+    sql: SELECT count(*) > 0 FROM evolution_snapshots WHERE scope = 'probe'
+  - name: never
+    sql: SELECT false
+success:
+  - name: two probe rows
+    sql: SELECT count(*) FROM evolution_snapshots WHERE scope = 'probe'
+    expect: 2
+  - name: a ratio
+    sql: SELECT 0.5
+    expect: {between: [0, 1]}
+rollback:
+  sql: DELETE FROM evolution_snapshots WHERE scope = 'probe';
+mode: transactional
 """
-BARE_MD = """\
-# Rehearsal of X-1 (x): reverify_mismatch
-
-- re-verify of X-1 failed.
-- spec hash `bbbbbbbb`; plan None `None`
-- ledger record seq 7, hash `aaaaaaaa`, at 2026-11-29T10:11:12.345678Z
-- entry fingerprint `-`; exit fingerprint `-`
-- duration 0.000 s; run id `dddddddddddddddddddddddddddddddd`
-
-Verify the chain with `gcos ledger verify`; this record is seq 7.
-"""
 
 
-def test_every_section_renders_as_the_hand_built_markdown_did() -> None:
-    assert markdown(FULL, ENTRY) == FULL_MD
-    assert markdown(BARE, ENTRY) == BARE_MD
-
-
-def test_an_empty_footprint_says_none() -> None:
-    empty = RehearsalResult(**{**BARE.__dict__, "footprint": Footprint((), (), {})})
-    assert "- new tables: none\n" in markdown(empty, ENTRY)
-
-
-def test_the_evidence_files_are_the_payload_and_the_markdown(tmp_path: Path) -> None:
-    body = payload(FULL)
-    json_path, md_path = write_evidence(tmp_path, FULL, ENTRY, body)
-    assert Path(json_path).name == "20261129T101112.345678Z-seq7.json"
-    document = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    assert document["ledger"] == {"seq": 7, "hash": "a" * 8, "recorded_at": ENTRY.record["recorded_at"]}
-    assert document["checks"]["success"][2]["actual"] == "0.5"  # the ledger keeps floats as text
-    assert Path(md_path).read_bytes() == FULL_MD.encode("utf-8")
+def test_a_stopped_rehearsal_shows_the_held_stop_the_failed_checks_and_the_residue(
+    operator: Role, world_dsn: str, project_dir: Path
+) -> None:
+    (project_dir / "steps" / "50-ev-1.yaml").write_text(PROBE, encoding="utf-8")
+    (project_dir / "plans" / "ev.yaml").write_text(
+        "id: ev\ntitle: evidence\nsource: test\nsteps: [EV-1]\nfold_ins: {}\nglobal_stop: []\n", encoding="utf-8"
+    )
+    with pytest.raises(StopHeld):
+        commands.rehearse(Target(operator.dsn, "--dsn"), project_dir, "EV-1")
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        entry = [e for e in ledger.read_all(conn) if e.kind == Kind.REHEARSAL][-1]
+    assert entry.payload["outcome"] == Outcome.STOPPED
+    document, md = evidence(project_dir, "EV-1", entry)
+    assert document["checks"]["success"][1]["actual"] == "0.5"  # the ledger keeps non-integers as text
+    assert md[:8] == [
+        *header(entry, "step-50"),
+        "- known residue (sequences, non-transactional): public.birth_registry_id_seq",
+    ]
+    tail = md[md.index("## Footprint") :]
+    assert tail == [
+        "## Footprint",
+        "",
+        "- new tables: none",
+        "- public.evolution_snapshots: +1 ~0 -0",
+        "",
+        "## Re-verify",
+        "",
+        "| check | expected | actual | ok |",
+        "|---|---|---|---|",
+        "| one baseline snapshot | 1 | 1 | yes |",
+        "",
+        "## Success evidence",
+        "",
+        "| check | expected | actual | ok |",
+        "|---|---|---|---|",
+        "| two probe rows | 2 | 1 | NO |",
+        "| a ratio | between [0, 1] | 0.5 | yes |",
+        "",
+        "## Stop conditions",
+        "",
+        "| condition | held | detail |",
+        "|---|---|---|",
+        "| a probe row exists | HELD | returned true |",
+        "| never | no | returned false |",
+        "",
+        f"Verify the chain with `gcos ledger verify`; this record is seq {entry.seq}.",
+    ]
