@@ -1,4 +1,4 @@
--- gcos schema version 15: the kernel's rehearsal runs READ COMMITTED under the commit lock, shared.
+-- gcos schema version 16: the kernel's rehearsal runs READ COMMITTED under the commit lock, shared.
 --
 -- A rehearsal appends its record at the end (gcos._ledger_write locks the ledger head). In a REPEATABLE READ
 -- transaction that append fails ("could not serialize access") whenever anything else was appended since the
