@@ -444,6 +444,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "_adopt_begin",
         "_adopt_record",
         "rehearse",
+        "_rehearse_measured",  # 016: the rehearsal itself, called only by gcos.rehearse under the shared lock
         "commit",
         "batch_start",
         "batch_next",
