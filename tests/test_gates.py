@@ -175,15 +175,22 @@ class Desk:
             self.admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role.name)))
 
 
+def open_desk(dsn: str, project_dir: Path) -> Iterator[Desk]:
+    """A Desk on an adopted world (`dsn`, a superuser's); its roles are dropped afterwards."""
+    d = Desk(dsn, psycopg.connect(dsn, autocommit=True), project_dir)
+    try:
+        yield d
+    finally:
+        if d.admin.closed:
+            d.admin = psycopg.connect(dsn, autocommit=True)
+        d.drop_roles()
+        d.admin.close()
+
+
 @pytest.fixture
 def desk(world_dsn: str, project_dir: Path, gcos_adopted: None) -> Iterator[Desk]:
-    """A copy of the reference world whose schema public the kernel governs; roles dropped afterwards."""
-    with psycopg.connect(world_dsn, autocommit=True) as admin:
-        d = Desk(world_dsn, admin, project_dir)
-        try:
-            yield d
-        finally:
-            d.drop_roles()
+    """A copy of the reference world whose schema public the kernel governs."""
+    yield from open_desk(world_dsn, project_dir)
 
 
 def failed(d: PolicyDecisionRecord) -> list[str]:
