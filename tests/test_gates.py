@@ -48,6 +48,7 @@ PEOPLE: dict[str, tuple[str, tuple[str, ...], str]] = {  # hint -> (kind, gcos r
     "opal": ("human", ("operator",), "Opal"),  # commits
     "sam": ("human", ("operator", "sovereign"), "Sam"),  # may approve and commit, never his own
     "alice2": ("human", ("council",), "  ALICE "),  # a second role of Alice's: one person counts once
+    "aggie": ("agent", ("sovereign",), "Aggie"),  # an agent never approves nor decides
 }
 
 
