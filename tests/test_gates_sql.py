@@ -87,7 +87,7 @@ def refused(w: Desk, step: str = "SB-12", who: str = "opal", error: type[Excepti
         w.commit(step, who)
     assert isinstance(info.value, GateRefused | ReverifyMismatch)
     assert info.value.exit_code == (ExitCode.GATE_REFUSED if error is GateRefused else ExitCode.REVERIFY_MISMATCH)
-    details: dict[str, Any] = dict(info.value.details)  # type: ignore[arg-type]
+    details: Any = info.value.details
     decision: dict[str, Any] = details["decision"]
     assert decision["allow"] is False and decision["failed"] == [g["gate"] for g in decision["gates"] if not g["allow"]]
     return decision
