@@ -61,6 +61,7 @@ class Desk:
     admin: psycopg.Connection[Any]
     project_dir: Path
     roles: dict[str, Role] = field(default_factory=dict)
+    schema: str | None = None  # the kernel's schema hash, measured once until a commit, rollback or SQL moves it
 
     @property
     def project(self) -> Project:
@@ -87,6 +88,7 @@ class Desk:
         return psycopg.connect(self.role(who).dsn if who else self.dsn, autocommit=True)
 
     def execute(self, query: Any, params: tuple[Any, ...] = ()) -> None:
+        self.schema = None
         self.admin.execute(query, params or None)
 
     # the gcos commands, as the right people (the kernel rehearses, commits and rolls back)
@@ -107,9 +109,11 @@ class Desk:
         commands.revoke(self.target(who), record_id, reason="not yet", decision=decision)
 
     def commit(self, step: str = "SB-12", who: str = "opal") -> Any:
+        self.schema = None
         return commands.commit(self.target(who), self.project_dir, step)
 
     def rollback(self, step: str = "SB-12", who: str = "opal") -> Any:
+        self.schema = None
         return commands.rollback(self.target(who), self.project_dir, step)
 
     def land(self, step: str) -> int:
@@ -125,9 +129,11 @@ class Desk:
 
     def schema_hash(self) -> str:
         """The schema hash as the kernel measures it now (what a commit hands the gates)."""
-        row = self.admin.execute("SELECT gcos._kernel_fingerprint(ARRAY[]::text[]) ->> 'schema_hash'").fetchone()
-        assert row is not None
-        return str(row[0])
+        if self.schema is None:
+            row = self.admin.execute("SELECT gcos._kernel_fingerprint(ARRAY[]::text[]) ->> 'schema_hash'").fetchone()
+            assert row is not None
+            self.schema = str(row[0])
+        return self.schema
 
     def judge(self, step_id: str = "SB-12", action: str = "commit", **given: Any) -> PolicyDecisionRecord:
         """The gates of `action` on `step_id` for `who` (default Opal) on a GIVEN world: `schema` (default the
