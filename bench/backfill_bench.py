@@ -84,6 +84,8 @@ class Server:
 class Batched:
     total_s: float  # gcos commit, gates, mutation, batches and close included
     loop_s: float  # progress report before the first batch to the one after the last
+    start_s: float  # gcos commit called to that first report: spec load, registration, gates, mutation
+    close_s: float  # the last report to gcos commit returning: stop conditions, success checks, record
     batches: int
     rows_written: int
     max_batch_ms: int
@@ -221,7 +223,8 @@ def measure_batched(srv: Server, project: Project) -> Batched:
             srv.as_("operator", database), srv.project, STEP, settings=SessionSettings.from_env(), progress=progress
         )
         total = time.perf_counter() - start
-    return Batched(total, marks[-1] - marks[0], result.batches, result.rows_written, result.max_batch_ms)
+    first, last = marks[0] - start, marks[-1] - start
+    return Batched(total, last - first, first, total - last, result.batches, result.rows_written, result.max_batch_ms)
 
 
 def measure_single(srv: Server, project: Project) -> Single:
@@ -255,8 +258,9 @@ def run_all(srv: Server, project: Project, runs: int) -> tuple[list[Batched], li
                 b = measure_batched(srv, project)
                 batched.append(b)
                 print(
-                    f"  run {run + 1}: batched (gcos commit in the kernel) {b.total_s:.2f} s (batch loop "
-                    f"{b.loop_s:.2f} s, {b.batches} batches, slowest {b.max_batch_ms} ms, {b.rows_written:,} rows)",
+                    f"  run {run + 1}: batched (gcos commit in the kernel) {b.total_s:.2f} s (start {b.start_s:.2f} s, "
+                    f"batch loop {b.loop_s:.2f} s, close {b.close_s:.2f} s; {b.batches} batches, slowest "
+                    f"{b.max_batch_ms} ms, {b.rows_written:,} rows)",
                     flush=True,
                 )
             else:
@@ -277,8 +281,9 @@ def summarize(batched: list[Batched], single: list[Single], size: int) -> None:
     runs = len(batched)
     print(
         f"batched backfill in the kernel ({size:,} keys per batch, {batched[0].batches} batches): gcos commit "
-        f"{total:.2f} s ({rows / total:,.0f} rows/s), batch loop {loop:.2f} s ({rows / loop:,.0f} rows/s)   "
-        f"median of {runs}"
+        f"{total:.2f} s ({rows / total:,.0f} rows/s), batch loop {loop:.2f} s ({rows / loop:,.0f} rows/s), "
+        f"start {statistics.median(b.start_s for b in batched):.2f} s, close "
+        f"{statistics.median(b.close_s for b in batched):.2f} s   median of {runs}"
     )
     print(f"single INSERT … SELECT: {one:.2f} s ({single[0].rows_written / one:,.0f} rows/s)   median of {runs}")
     print(
