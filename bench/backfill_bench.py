@@ -4,20 +4,22 @@ A script, not a test: it prints and asserts nothing. Issue 13 sets the goal: whe
 kernel's batched backfill over the default 1,043,000 birth_registry rows keeps at least 0.9 of the throughput of a
 single ``INSERT … SELECT`` of the same rows, with every batch under seed 002's 5 s statement limit.
 
-It builds seed 002's reference world once in a template database, installs gcos, maps two LOGIN roles to
-named human principals (a sovereign and an operator), adopts schema public (`gcos adopt public`) and then
-tells the story the way `gcos demo` does, through the same commands a user runs: steps 1-4, 6 and 8 are
-rehearsed by the operator, approved (and their decisions decided) by the sovereign and committed by the
-operator, all in the kernel; step 9 is rehearsed. Then, ``--runs`` times and interleaved (batched, single,
-single, batched, ...), each side gets its own fresh copy of that template:
+The specs and plans are copied to a temp project (rehearsal evidence lands there); ``--batch-size`` sets step
+9's ``batch.size`` in that copy, since the kernel runs the batch size of the spec it rehearsed and was approved.
+It builds seed 002's reference world (``--rows``, at least the 1,000,000 SB-10 re-verifies) once in a template
+database, installs gcos, maps two LOGIN roles to named human principals (a sovereign and an operator), adopts
+schema public (`gcos adopt public`) and then tells the story the way `gcos demo` does, through the same commands
+a user runs: steps 1-4, 6 and 8 are rehearsed by the operator, approved (and their decisions decided) by the
+sovereign and committed by the operator, all in the kernel; step 9 is rehearsed. Then, ``--runs`` times and
+interleaved (batched, single, single, batched, ...), each side gets its own fresh copy of that template:
 
 * **batched**: the sovereign approves step 9 and decides A-5, A-3, A-4 on the copy (approvals and decisions
   bind the database incarnation, so the template's would not count on a copy; untimed), then the operator
-  runs ``gcos.commands.commit`` (``gcos commit BACKFILL-SEED``) at the spec's batch size (or
-  ``--batch-size``): the kernel's start (gates, the step's mutation), one ``gcos.batch_next`` transaction per
-  batch (statement_timeout 5 s, approvals re-checked, cursor advanced), the close (stop conditions, success
-  checks, fingerprints, commit record). Timed whole ("gcos commit") and from the progress report before the
-  first batch to the one after the last ("batch loop").
+  runs ``gcos.commands.commit`` (``gcos commit BACKFILL-SEED``): the kernel's start (gates, the fingerprint
+  before, the step's mutation), one ``gcos.batch_next`` transaction per batch (statement_timeout 5 s,
+  approvals re-checked, cursor advanced), the close (the fingerprint after, stop conditions, success checks,
+  commit record). Timed whole ("gcos commit") and split by the progress reports: start, batch loop (the
+  report before the first batch to the one after the last) and close.
 * **single**: the spec's batch statement with after = min(id) - 1 and upto = max(id), in one transaction as
   the superuser (no statement timeout: under the seed's 5 s limit it would be cancelled), timed with its
   COMMIT.
