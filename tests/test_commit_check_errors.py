@@ -1,19 +1,24 @@
-"""What the kernel finds only once the step is applied inside the commit's transaction (a stop condition that
-holds, a success check that fails or cannot run) undoes the step: a recorded stop and the world as it was;
-exit 4, or 2 where the check's SQL errored (CONTRACT.md "Exit codes"; gcos/sql/011_kernel_rehearse.sql
-"Outcomes", 012_kernel_commit.sql step 5)."""
+"""A kernel commit that cannot finish applies nothing (CONTRACT.md "Exit codes"; gcos/sql/012_kernel_commit.sql):
+what the kernel finds only once the step is applied inside the commit's transaction (a stop condition that
+holds, a success check that fails or cannot run) undoes the step, a recorded stop, exit 4, or 2 where the
+check's SQL errored (011_kernel_rehearse.sql "Outcomes"); a commit that waits too long for the commit lock
+or whose connection is killed mid-step leaves no transaction, no record and no table behind (exit 8).
+World, fixtures and helpers: test_commit.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
-from test_commit import World, adopted_world
+from test_commit import COMMIT_LOCK, World, adopted_world, in_thread, wait_for_lock_waits
 
 from gcos import fingerprint
-from gcos.domain import Kind, Outcome
-from gcos.errors import ExitCode
+from gcos.domain import Kind, Outcome, StepState
+from gcos.errors import DatabaseUnavailable, ExitCode
+from gcos.target import SessionSettings
 
 # Each holds at rehearsal (6 owner agencies) and not at commit, once a superuser has added a seventh.
 STOP = "stop:\n  - name: a seventh owner agency\n    sql: SELECT count(*) > 6 FROM owner_agencies\n"
@@ -55,3 +60,51 @@ def test_what_fails_inside_the_commit_is_a_recorded_stop_and_the_world_stays(
     assert stop.kind == Kind.STOP and stop.payload["outcome"] == outcome and stop.payload["kernel"] is True
     assert stop.seq == out["details"]["ledger_seq"]
     assert fingerprint.take(world.admin).hash == before.hash and world.owner("governance_ruleset") is None
+
+
+def test_a_commit_waiting_too_long_for_the_commit_lock_names_who_holds_it(world: World) -> None:
+    world.rehearse()
+    world.approve()
+    head = world.head()
+    operator = world.person("operator")
+    with psycopg.connect(world.dsn, autocommit=True) as holder, holder.transaction():
+        holder.execute(COMMIT_LOCK)
+        code, out = world.cli("commit", "SB-12", env={"GCOS_LOCK_TIMEOUT": "100ms"})
+        assert code == ExitCode.DATABASE_UNAVAILABLE and out["exit_code"] == code
+        assert f"pid {holder.info.backend_pid}" in out["error"]
+        # the commit's transaction ended with it: no session of the operator is in a transaction or waits
+        left = world.admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
+            "AND (xact_start IS NOT NULL OR wait_event_type = 'Lock')",
+            (operator.name,),
+        )
+        assert left.fetchone() == (0,)
+    assert world.entries(after=head) == [] and world.owner("governance_ruleset") is None
+
+
+def test_a_connection_killed_mid_commit_leaves_nothing_half_applied(world: World) -> None:
+    """The committer's backend is terminated while the kernel applies the step (its CREATE TABLE done, its
+    INSERT waiting for a lock another session holds): the transaction dies whole; the client settles the run
+    from the ledger (exit 8, nothing applied); status and the ledger say approved, not committed; a retry
+    commits once."""
+    world.rehearse()
+    world.approve()
+    head = world.head()
+    outcomes: dict[str, Any] = {}
+    with psycopg.connect(world.dsn, autocommit=True) as holder:
+        with holder.transaction():
+            holder.execute("LOCK TABLE public.evolution_snapshots IN SHARE MODE")
+            thread = in_thread(outcomes, "commit", lambda: world.commit(settings=SessionSettings(lock_timeout="60s")))
+            (pid,) = wait_for_lock_waits(world, 1, world.person("operator"))
+            waits = world.admin.execute(
+                "SELECT relation::regclass::text FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)
+            )
+            assert waits.fetchall() == [("evolution_snapshots",)]  # the step's INSERT: its SQL has begun
+            assert world.admin.execute("SELECT pg_terminate_backend(%s, 30000)", (pid,)).fetchone() == (True,)
+        thread.join(30)
+    exc = outcomes["commit"]
+    assert isinstance(exc, DatabaseUnavailable) and exc.exit_code == ExitCode.DATABASE_UNAVAILABLE, outcomes
+    assert world.entries(after=head) == []  # no policy decision, no commit, no stop
+    assert world.owner("governance_ruleset") is None
+    assert world.state("SB-12") == StepState.APPROVED
+    assert world.commit().ok and len(world.records(Kind.COMMIT)) == 1
