@@ -1,17 +1,16 @@
-"""Approvals, decisions and revocations through the write aperture, and how the gates (decided by the database,
-``gcos.evaluate_gates``) see them, with real database roles (issue 5 items 1, 2 and 4; CONTRACT.md "Authority",
-"Gates"; seed 000 "TOCTOU check", P4 expiry; seed 002 §70.0 M-1; seed 004 §§3-4 "human-only approvers,
-privilege wall").
+"""Approvals, decisions and revocations through the write aperture, and how the gates (decided by the database)
+see them, with real database roles (issue 5 items 1, 2 and 4; CONTRACT.md "Authority", "Gates"; seed 000
+"TOCTOU check", P4 expiry; seed 002 §70.0 M-1; seed 004 §§3-4 "human-only approvers, privilege wall").
 
-The reference world (seed 002) gets gcos installed, its own principals and the project's specs registered;
-rehearsals and commits are appended as the ledger records rehearsal.py and apply.py write (same kinds and
-payload keys)."""
+A copy of the reference world whose schema public the kernel governs (`gcos adopt public`), with its own
+principals. Rehearsals, commits and rollbacks run in the kernel as named roles (Rita or Sam rehearse, Opal or Sam
+commit); what the gates make of the approvals is asked of the kernel: as someone who only looks
+(``gcos.explain_gates``, what `gcos status` shows) or, where it matters who commits, by a real commit."""
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,24 +19,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import REPO, MakeRole, Role
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from conftest import MakeRole, Role
 
-from gcos import approvals, gates, ledger, registry
+from gcos import approvals, commands, gates, ledger, registry
 from gcos.approvals import approve, decide, lock_approvals, parse_duration, revoke, revoke_decision
 from gcos.errors import DatabaseUnavailable, GateRefused, LedgerBroken, SpecError
 from gcos.gates import PolicyDecisionRecord, rollback_subject_hash
-from gcos.install import install
-from gcos.principals import add_principal
 from gcos.spec import Project, StepSpec, load_project
+from gcos.target import SessionSettings, Target
 
-SCHEMA = "5c" * 32  # the entry schema fingerprint of the rehearsals below (and of "now")
-TRACE = "feedfacefeedfacefeedfacefeedface"
 DAY = timedelta(hours=24)
 
 # role hint -> (principal kind, gcos roles); every one is granted the matching gcos_<role> groups
-PEOPLE: dict[str, tuple[str | None, tuple[str, ...]]] = {
+PEOPLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "alice": ("human", ("sovereign",)),
     "bob": ("human", ("council",)),
     "carol": ("human", ("sovereign",)),
@@ -54,89 +48,66 @@ class World:
     admin: psycopg.Connection[Any]
     dsn: str
     roles: dict[str, Role]
+    project_dir: Path
     project: Project
     opened: list[psycopg.Connection[Any]]
 
     def connect(self, who: str, **settings: Any) -> psycopg.Connection[Any]:
-        dbname = conninfo_to_dict(self.dsn)["dbname"]
-        conn = psycopg.connect(make_conninfo(self.roles[who].dsn, dbname=dbname), autocommit=True, **settings)
+        conn = psycopg.connect(self.roles[who].dsn, autocommit=True, **settings)
         self.opened.append(conn)
         return conn
+
+    def target(self, who: str) -> Target:
+        return Target(self.roles[who].dsn, "--dsn")
 
     def step(self, ref: str) -> StepSpec:
         return self.project.step(ref)
 
+    def rehearse(self, ref: str = "SB-12", who: str = "rita") -> int:
+        """A kernel rehearsal as `who`; the seq of its record."""
+        result = commands.rehearse(self.target(who), self.project_dir, ref)
+        assert result.ok and result.ledger_seq is not None
+        return int(result.ledger_seq)
+
+    def commit(self, ref: str = "SB-12", who: str = "opal", **kw: Any) -> Any:
+        return commands.commit(self.target(who), self.project_dir, ref, **kw)
+
+    def refused(self, ref: str = "SB-12", who: str = "opal", action: str = "commit") -> PolicyDecisionRecord:
+        """The kernel's refusal of `who`'s commit (or rollback) of `ref`: its policy decision."""
+        run = commands.rollback if action == "rollback" else commands.commit
+        with pytest.raises(GateRefused) as info:
+            run(self.target(who), self.project_dir, ref)
+        return decision_of(info.value.details["decision"])  # type: ignore[index]
+
+    def kinds(self, ref: str = "SB-12") -> list[str]:
+        """The kinds of the ledger records of `ref`, in order."""
+        return [e.kind for e in ledger.read_all(self.admin) if e.record.get("step_id") == ref]
+
+    def ruleset_exists(self) -> bool:
+        """Whether SB-12's mutation is applied (it creates governance_ruleset)."""
+        row = self.admin.execute("SELECT to_regclass('public.governance_ruleset') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+
+def decision_of(payload: dict[str, Any]) -> PolicyDecisionRecord:
+    return PolicyDecisionRecord.from_payload(payload, trace_id=payload.get("trace_id"))
+
 
 @pytest.fixture
-def world(world_dsn: str, gcos_installed: None, make_role: MakeRole) -> Iterator[World]:
-    """The reference world with gcos installed and the PEOPLE as principals of THIS database."""
+def world(world_dsn: str, gcos_adopted: None, world_role: MakeRole, project_dir: Path) -> Iterator[World]:
+    """The adopted reference world with the PEOPLE as principals of THIS database, the specs registered."""
     admin = psycopg.connect(world_dsn, autocommit=True)
-    install(admin)
-    roles: dict[str, Role] = {}
-    for hint, (kind, gcos_roles) in PEOPLE.items():
-        roles[hint] = make_role(hint, grant=gcos_roles, superuser=hint == "root")
-        if kind is not None:
-            add_principal(admin, roles[hint].name, name=hint.title(), kind=kind, roles=gcos_roles, grant=False)
-    w = World(admin, world_dsn, roles, load_project(REPO), [admin])
+    roles = {
+        hint: world_role(hint, kind=kind, roles=gcos_roles, grant=gcos_roles, superuser=hint == "root")
+        for hint, (kind, gcos_roles) in PEOPLE.items()
+    }
+    w = World(admin, world_dsn, roles, project_dir, load_project(project_dir), [admin])
     register(admin, w.project)
     try:
         yield w
     finally:
         for conn in w.opened:
             conn.close()
-
-
-def rehearsal(
-    conn: psycopg.Connection[Any],
-    project: Project,
-    step: StepSpec,
-    *,
-    outcome: str = "passed",
-    schema_hash: str = SCHEMA,
-) -> int:
-    """A rehearsal record as rehearsal.py writes it (kind, step, spec hash, payload keys the gates read)."""
-    plan = project.plan_of(step.id)
-    assert plan is not None
-    entry = ledger.append(
-        conn,
-        "rehearsal",
-        {
-            "format_version": 1,
-            "run_id": uuid.uuid4().hex,
-            "step": step.id,
-            "outcome": outcome,
-            "plan_hash": plan.hash,
-            "fingerprints": {"entry": {"hash": "0e" * 32, "schema_hash": schema_hash}},
-        },
-        step_id=step.id,
-        spec_hash=step.hash,
-    )
-    return entry.seq
-
-
-def commit_record(conn: psycopg.Connection[Any], project: Project, step: StepSpec, *, after: str = "af" * 32) -> int:
-    plan = project.plan_of(step.id)
-    assert plan is not None
-    trace = ledger.new_trace_id()  # a commit counts only with the allowing policy decision of its own trace
-    decision = ledger.append(
-        conn, "policy_decision", {"allow": True}, step_id=step.id, spec_hash=step.hash, trace_id=trace
-    )
-    entry = ledger.append(
-        conn,
-        "commit",
-        {
-            "run_id": uuid.uuid4().hex,
-            "outcome": "applied",
-            "plan_hash": plan.hash,
-            "fingerprint_before": {"hash": "0e" * 32, "schema_hash": SCHEMA},
-            "fingerprint_after": {"hash": "1e" * 32, "schema_hash": after},
-            "policy_decision_seq": decision.seq,
-        },
-        step_id=step.id,
-        spec_hash=step.hash,
-        trace_id=trace,
-    )
-    return entry.seq
 
 
 def register(admin: psycopg.Connection[Any], project: Project) -> None:
@@ -147,24 +118,10 @@ def register(admin: psycopg.Connection[Any], project: Project) -> None:
         registry.register_plan(admin, plan)
 
 
-def judge(
-    conn: psycopg.Connection[Any], project: Project, step: StepSpec, action: str = "commit", *, as_actor: bool = True
-) -> PolicyDecisionRecord:
-    """The gates of `action` on `step` as the database decides them for the session's role, on a measured world
-    where re-verify holds, no global stop holds and the schema is the rehearsals' (for a rollback: the commit's)."""
-    plan = project.plan_of(step.id)
-    reverify = [
-        {"name": c["name"], "expected": c["expect"], "actual": c["expect"], "ok": True, "error": None}
-        for c in step.document.get("reverify", [])
-    ]
-    stops = [
-        {"name": s.name, "holds": False, "detail": "clear"}
-        for s in (plan.global_stop if plan else ())
-        if s.kind != "max_new_tables"
-    ]
-    schema = SCHEMA if action == "commit" else "af" * 32
-    measured = gates.world(schema_hash=schema, reverify=reverify, global_stops=stops, as_actor=as_actor)
-    return gates.evaluate(conn, step, plan, action=action, measured=measured, trace_id=TRACE)
+def judge(conn: psycopg.Connection[Any], project: Project, step: StepSpec) -> PolicyDecisionRecord:
+    """The gates of committing `step` as the kernel decides them now for someone who only looks (`gcos status`),
+    on the world it measures itself."""
+    return gates.explain(conn, step, project.plan_of(step.id), trace_id=ledger.new_trace_id())
 
 
 def db_clock(conn: psycopg.Connection[Any]) -> Any:
@@ -222,8 +179,8 @@ def test_a_sovereign_approves_as_the_session_role_bound_to_spec_plan_rehearsal_a
     step = world.step("SB-12")
     plan = world.project.plan_of(step.id)
     assert plan is not None
-    rita, alice = world.connect("rita"), world.connect("alice")
-    seq = rehearsal(rita, world.project, step)
+    seq = world.rehearse()
+    alice = world.connect("alice")
     before = db_clock(alice)
     receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY, note="read R-2")
     after = db_clock(alice)
@@ -245,7 +202,7 @@ def test_a_sovereign_approves_as_the_session_role_bound_to_spec_plan_rehearsal_a
         "approve",
         seq,
         "read R-2",
-        conninfo_to_dict(world.dsn)["dbname"],
+        alice.info.dbname,
         receipt.ledger_seq,
     )
     record = ledger.read_all(world.admin)[-1]
@@ -286,7 +243,7 @@ def test_operators_agents_and_superusers_cannot_approve_or_decide(world: World, 
 
 def test_revoke_appends_and_the_gate_sees_it(world: World) -> None:
     step = world.step("SB-12")
-    rehearsal(world.connect("rita"), world.project, step)
+    world.rehearse()
     alice, bob, opal = world.connect("alice"), world.connect("bob"), world.connect("opal")
     receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
     assert judge(opal, world.project, step).allow
@@ -344,7 +301,7 @@ def test_the_gates_on_the_reference_world(world: World) -> None:
     assert record.first_failed is not None and record.first_failed.command == "gcos rehearse SB-12"
     assert record.step_id == "SB-12" and record.plan_hash == world.project.plans["build"].hash
 
-    seq = rehearsal(world.connect("rita"), world.project, step)
+    seq = world.rehearse()
     bob_approval = approve(world.connect("bob"), world.project, step, verdict="approve", expires_in=DAY)
     record = judge(opal, world.project, step)
     assert [g.gate for g in record.failed] == ["approvals"] and record.gate("rehearsal").evidence == (seq,)
@@ -355,9 +312,6 @@ def test_the_gates_on_the_reference_world(world: World) -> None:
     record = judge(opal, world.project, step)
     assert record.allow, record.refusal_sentence()
     assert record.gate("approvals").evidence == (alice_approval.approval_id,)
-    ledger.append(
-        opal, "policy_decision", record.to_payload(), step_id=step.id, spec_hash=step.hash, trace_id=TRACE
-    )  # what apply.py writes: the ledger takes it as is
 
     # SB-10 waits for SB-12 and SB-13
     record = judge(opal, world.project, world.step("SB-10"))
@@ -367,22 +321,22 @@ def test_the_gates_on_the_reference_world(world: World) -> None:
 def test_self_approval_by_the_rehearser_and_the_committer(world: World) -> None:
     step = world.step("SB-12")
     sam = world.connect("sam")
-    rehearsal(sam, world.project, step)
+    world.rehearse(who="sam")
     mine = approve(sam, world.project, step, verdict="approve", expires_in=DAY)
     reason = judge(world.connect("opal"), world.project, step).gate("approvals").reason
     assert f"approval {mine.approval_id} by Sam is by Sam, who ran the rehearsal (no self-approval)" in reason
-    rehearsal(world.connect("rita"), world.project, step)  # now Rita's rehearsal is the evidence
+    world.rehearse()  # now Rita's rehearsal is the evidence
     assert judge(world.connect("opal"), world.project, step).allow
-    assert judge(sam, world.project, step, as_actor=False).gate("approvals").allow  # gcos status: only looking
-    record = judge(sam, world.project, step)  # Sam commits his own approval
+    assert judge(sam, world.project, step).gate("approvals").allow  # gcos status: Sam only looks
+    record = world.refused(who="sam")  # Sam commits his own approval: the kernel refuses
     assert [g.gate for g in record.failed] == ["approvals"]
     assert "the committer himself (no self-approval)" in record.gate("approvals").reason
     assert record.gate("approvals").remedy.startswith("ask a sovereign other than Sam to run")
+    assert world.kinds()[-1] == "commit_refused" and not world.ruleset_exists()
 
 
 def test_cross_sign_needs_two_distinct_humans(world: World) -> None:
     step = world.step("SB-1-2")
-    rehearsal(world.connect("rita"), world.project, step)
     decide(world.connect("carol"), "A-8", verdict="approve", expires_in=DAY, note=None)
     alice, opal = world.connect("alice"), world.connect("opal")
     first = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
@@ -397,18 +351,17 @@ def test_cross_sign_needs_two_distinct_humans(world: World) -> None:
     assert not judge(opal, world.project, step).gate("approvals").allow
     bob = approve(world.connect("bob"), world.project, step, verdict="approve", expires_in=DAY)
     record = judge(opal, world.project, step)
-    assert record.allow, record.refusal_sentence()
+    assert record.gate("approvals").allow and record.gate("decisions").allow, record.refusal_sentence()
     assert record.gate("approvals").evidence == (again.approval_id, bob.approval_id)
 
 
-def test_an_approval_of_an_older_spec_after_a_one_byte_sql_edit(world: World, project_dir: Path) -> None:
-    project = load_project(project_dir)
-    step = project.step("SB-12")
-    rehearsal(world.connect("rita"), project, step)
-    receipt = approve(world.connect("alice"), project, step, verdict="approve", expires_in=DAY)
-    rollback_sql = project_dir / "rollback" / "sb-12.sql"
+def test_an_approval_of_an_older_spec_after_a_one_byte_sql_edit(world: World) -> None:
+    step = world.step("SB-12")
+    world.rehearse()
+    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
+    rollback_sql = world.project_dir / "rollback" / "sb-12.sql"
     rollback_sql.write_text(rollback_sql.read_text(encoding="utf-8") + " ", encoding="utf-8")  # one byte
-    edited = load_project(project_dir)
+    edited = load_project(world.project_dir)
     new = edited.step("SB-12")
     assert new.hash != step.hash
     register(world.admin, edited)
@@ -419,32 +372,8 @@ def test_an_approval_of_an_older_spec_after_a_one_byte_sql_edit(world: World, pr
         f"no approval counts for SB-12: approval {receipt.approval_id} by Alice is bound to spec {step.hash[:12]}…, "
         f"not the current {new.hash[:12]}…"
     )
-
-
-def test_approvals_from_another_database_do_not_count(world: World, pg_admin_dsn: str) -> None:
-    step = world.step("SB-12")
-    rehearsal(world.connect("rita"), world.project, step)
-    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
-    source = conninfo_to_dict(world.dsn)["dbname"]
-    for conn in world.opened:
-        conn.close()
-    clone = f"gcos_clone_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(clone), sql.Identifier(source)))
-    try:
-        copy = World(world.admin, make_conninfo(world.dsn, dbname=clone), world.roles, world.project, [])
-        opal = copy.connect("opal")
-        try:
-            gate = judge(opal, copy.project, step).gate("approvals")
-        finally:
-            opal.close()
-        assert gate.reason == (
-            f"no approval counts for SB-12: approval {receipt.approval_id} by Alice is from "
-            f"another database ({source}, this is {clone})"
-        )
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(clone)))
+    refused = world.refused()  # the commit of the edited spec on disk: the kernel refuses it, nothing applied
+    assert [g.gate for g in refused.failed] == ["rehearsal", "approvals"] and not world.ruleset_exists()
 
 
 def test_rollback_approvals_bind_the_rollback_subject(world: World) -> None:
@@ -452,25 +381,30 @@ def test_rollback_approvals_bind_the_rollback_subject(world: World) -> None:
     alice, opal = world.connect("alice"), world.connect("opal")
     with pytest.raises(SpecError, match="SB-12 is not committed"):
         approve(alice, world.project, step, verdict="approve", expires_in=DAY, rollback=True)
-    rehearsal(world.connect("rita"), world.project, step)
+    world.rehearse()
     for_commit = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
-    commit_seq = commit_record(opal, world.project, step)
-    receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY, rollback=True)
-    assert receipt.subject == "rollback" and receipt.bound_hash == rollback_subject_hash(step.hash)
-    assert receipt.spec_hash == step.hash and receipt.rehearsal_seq is None
-    record = judge(opal, world.project, step, action="rollback")
-    assert record.allow, record.refusal_sentence()
-    assert record.gate("approvals").evidence == (receipt.approval_id,)  # the commit's approval is not the rollback's
-    assert f"is committed (seq {commit_seq})" in record.gate("state").reason
+    committed = world.commit()
+    assert committed.ok and committed.decision.gate("approvals").evidence == (for_commit.approval_id,)
     # the commit is refused now: already committed (decisively), and its approval is spent
     record = judge(opal, world.project, step)
     assert record.first_failed is not None and record.first_failed.gate == "state" and record.first_failed.decisive
     assert record.first_failed.command == "gcos rollback SB-12"
-    assert for_commit.approval_id not in record.gate("approvals").evidence
+    # the commit's approval is not the rollback's
+    refused = world.refused(action="rollback")
+    assert [g.gate for g in refused.failed] == ["approvals"] and world.ruleset_exists()
+    receipt = approve(alice, world.project, step, verdict="approve", expires_in=DAY, rollback=True)
+    assert receipt.subject == "rollback" and receipt.bound_hash == rollback_subject_hash(step.hash)
+    assert receipt.spec_hash == step.hash and receipt.rehearsal_seq is None
+    rolled: Any = commands.rollback(world.target("opal"), world.project_dir, "SB-12")
+    assert rolled.ok and not world.ruleset_exists()
+    decision: PolicyDecisionRecord = rolled.decision
+    assert decision.gate("approvals").evidence == (receipt.approval_id,)
+    assert f"is committed (seq {committed.ledger_seq})" in decision.gate("state").reason
 
 
 def test_the_gates_refuse_tables_that_disagree_with_the_ledger(world: World) -> None:
     step = world.step("SB-12")
+    world.rehearse()
     approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
     # a superuser forges an approval row that has no ledger record of its own
     world.admin.execute(
@@ -479,22 +413,43 @@ def test_the_gates_refuse_tables_that_disagree_with_the_ledger(world: World) -> 
         "SELECT step_id, spec_hash, plan_hash, verdict, approver_oid, approver, approver_role, approver_roles, "
         "system_identifier, database_name, expires_at, created_at, 1 FROM gcos.os_proposal_approvals"
     )
-    with pytest.raises(LedgerBroken, match=r"approvals of SB-12 in gcos\.os_proposal_approvals and in the ledger"):
+    pattern = r"approvals of SB-12 in gcos\.os_proposal_approvals and in the ledger"
+    with pytest.raises(LedgerBroken, match=pattern):
         judge(world.connect("opal"), world.project, step)
+    with pytest.raises(LedgerBroken, match=pattern) as broken:  # the kernel's commit: exit 7, nothing applied
+        world.commit()
+    assert broken.value.exit_code == 7
+    assert world.kinds()[-1] == "approval" and not world.ruleset_exists()
 
 
 # --------------------------------------------------------------------------- TOCTOU: the commit's lock
 
 
-def _wait_for_lock_wait(admin: psycopg.Connection[Any], pid: int) -> None:
-    """Block until backend `pid` waits for a lock (synchronisation, not a timing assumption)."""
+def _wait_for_lock_wait(admin: psycopg.Connection[Any], role: str) -> None:
+    """Block until a backend of `role` waits for a lock (synchronisation, not a timing assumption)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        row = admin.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
-        if row is not None and row[0] == "Lock":
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'", (role,)
+        ).fetchone()
+        if row is not None and row[0] > 0:
             return
         admin.execute("SELECT pg_sleep(0.005)")
-    raise AssertionError(f"backend {pid} never waited for a lock")
+    raise AssertionError(f"no backend of {role} ever waited for a lock")
+
+
+def _commit_in_background(world: World, result: dict[str, Any]) -> threading.Thread:
+    """Opal's kernel commit of SB-12 in a thread (it will wait for a lock); its result or error in `result`."""
+
+    def run() -> None:
+        try:
+            result["done"] = world.commit(settings=SessionSettings(lock_timeout="60s"))
+        except Exception as exc:  # handed to the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def test_lock_approvals_needs_a_transaction_and_the_operator_role(world: World) -> None:
@@ -509,61 +464,39 @@ def test_lock_approvals_needs_a_transaction_and_the_operator_role(world: World) 
         assert lock_approvals(opal, "SB-1-2", ("A-8",)) == approvals.LockResult(1, 1)
 
 
-def test_a_revocation_waits_for_a_commit_that_holds_the_lock(world: World) -> None:
-    step = world.step("SB-12")
-    rehearsal(world.connect("rita"), world.project, step)
-    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
-    opal = world.connect("opal")
+def test_a_revocation_waits_for_a_kernel_commit_that_holds_the_approvals(world: World) -> None:
+    """The kernel locks the approvals before it measures the world: a revocation waits for the commit."""
+    world.rehearse()
+    receipt = approve(world.connect("alice"), world.project, world.step("SB-12"), verdict="approve", expires_in=DAY)
     bob = world.connect("bob", options="-c lock_timeout=200ms")
-    with opal.transaction():
-        lock_approvals(opal, step.id, step.decisions)
-        assert judge(opal, world.project, step).allow
-        with pytest.raises(DatabaseUnavailable, match="retry"):
-            revoke(bob, receipt.approval_id, "too late")  # waits for the commit, here until lock_timeout
-        # ... the commit record would be appended and COMMIT issued here
+    result: dict[str, Any] = {}
+    with psycopg.connect(world.dsn, autocommit=True) as holder:
+        with holder.transaction():  # holds the commit after it locked the approvals: re-verify reads this table
+            holder.execute("LOCK TABLE public.evolution_snapshots IN ACCESS EXCLUSIVE MODE")
+            thread = _commit_in_background(world, result)
+            _wait_for_lock_wait(world.admin, world.roles["opal"].name)
+            with pytest.raises(DatabaseUnavailable, match="retry"):
+                revoke(bob, receipt.approval_id, "too late")  # waits for the commit, here until lock_timeout
+        thread.join(60)
+    assert "error" not in result, result.get("error")
+    assert result["done"].ok and result["done"].decision.gate("approvals").evidence == (receipt.approval_id,)
     revoke(bob, receipt.approval_id, "after the commit")  # once the commit ended, the revocation goes through
-    assert not judge(opal, world.project, step).allow
+    assert world.kinds()[-3:] == ["policy_decision", "commit", "approval_revocation"]
 
 
 def test_a_revocation_that_commits_first_is_never_ignored(world: World) -> None:
-    step = world.step("SB-12")
-    rehearsal(world.connect("rita"), world.project, step)
-    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
-    bob, opal = world.connect("bob"), world.connect("opal")
+    world.rehearse()
+    receipt = approve(world.connect("alice"), world.project, world.step("SB-12"), verdict="approve", expires_in=DAY)
+    bob = world.connect("bob")
     result: dict[str, Any] = {}
-
-    def commit_attempt() -> None:
-        try:
-            with opal.transaction():
-                lock_approvals(opal, step.id)  # waits for the revocation's row lock
-                result["decision"] = judge(opal, world.project, step)
-        except Exception as exc:  # handed to the main thread
-            result["error"] = exc
-
     with bob.transaction():
         revoke(bob, receipt.approval_id, "withdrawn")
-        thread = threading.Thread(target=commit_attempt)
-        thread.start()
-        _wait_for_lock_wait(world.admin, opal.info.backend_pid)
-    thread.join(30)
-    assert "error" not in result, result.get("error")
-    decision: PolicyDecisionRecord = result["decision"]
-    assert not decision.allow and decision.gate("approvals").evidence == ()
+        thread = _commit_in_background(world, result)  # waits for the revocation's row lock
+        _wait_for_lock_wait(world.admin, world.roles["opal"].name)
+    thread.join(60)
+    error = result.get("error")
+    assert isinstance(error, GateRefused), result
+    decision = decision_of(error.details["decision"])  # type: ignore[index]
+    assert [g.gate for g in decision.failed] == ["approvals"] and decision.gate("approvals").evidence == ()
     assert decision.gate("approvals").reason.endswith("was revoked")
-
-
-def test_under_repeatable_read_a_revocation_after_the_snapshot_fails_the_commits_append(world: World) -> None:
-    step = world.step("SB-12")
-    rehearsal(world.connect("rita"), world.project, step)
-    receipt = approve(world.connect("alice"), world.project, step, verdict="approve", expires_in=DAY)
-    bob, opal = world.connect("bob"), world.connect("opal")
-    with pytest.raises(DatabaseUnavailable, match="retry"), opal.transaction():
-        opal.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        opal.execute("SELECT 1")  # the snapshot
-        revoke(bob, receipt.approval_id, "withdrawn")  # commits after the snapshot
-        lock_approvals(opal, step.id)
-        stale = judge(opal, world.project, step)
-        assert stale.allow  # the snapshot cannot see it ...
-        # ... but the commit's own ledger append fails: the revocation moved the ledger head after the snapshot
-        ledger.append(opal, "commit", {"outcome": "applied"}, step_id=step.id, spec_hash=step.hash)
-    assert [e.kind for e in ledger.read_all(world.admin)][-1] == "approval_revocation"
+    assert world.kinds()[-2:] == ["approval_revocation", "commit_refused"] and not world.ruleset_exists()

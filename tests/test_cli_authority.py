@@ -1,4 +1,5 @@
-"""The CLI over install, principals and the ledger: what an operator or auditor types, exit codes included."""
+"""The CLI over install, principals and the ledger: what an operator or auditor types, exit codes included; and
+rehearse and commit refused where the kernel does not run (schema public not adopted)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from gcos import ledger
 from gcos.cli import app
+from gcos.errors import ExitCode
 
 
 def run(*args: str) -> Any:
@@ -116,3 +118,20 @@ def test_commands_refuse_a_database_with_an_older_gcos_schema(dsn: str) -> None:
     assert "older than this gcos" in " ".join(result.stderr.split())
     assert run("install", "--dsn", dsn).exit_code == 0
     assert "older than this gcos" not in run("drift", "--dsn", dsn).stderr
+
+
+def test_rehearse_and_commit_refuse_where_public_is_not_adopted(
+    world_dsn: str, world_role: MakeRole, project_dir: Path
+) -> None:
+    """Only the kernel rehearses and commits: where schema public is not adopted there is nothing to run them,
+    and the refusal (exit 3) names what an admin runs first; nothing is written to the ledger."""
+    operator = world_role("op", kind="human", roles=("operator",), grant=("operator",))
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        before = ledger.read_all(conn)
+    for command in ("rehearse", "commit"):
+        result = run(command, "SB-12", "--dsn", operator.dsn, "--project", str(project_dir))
+        assert result.exit_code == ExitCode.GATE_REFUSED, (command, result.output)
+        assert "gcos adopt public" in " ".join(result.stderr.split()), (command, result.stderr)
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        assert ledger.read_all(conn) == before
+        assert conn.execute("SELECT to_regclass('public.governance_ruleset')").fetchone() == (None,)

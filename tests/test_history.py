@@ -1,33 +1,34 @@
-"""history.py, the one reader of the ledger: on real ledgers built by real commits and rollbacks, it agrees with
-the database's own reading (``gcos._step_history``, what the gates rely on), and a commit or rollback record a
-superuser appends without an allowing policy decision of its own trace never counts: not as the commit in
-force, not as the one a rollback undoes, not as the drift baseline."""
+"""history.py, the one reader of the ledger: on real ledgers built by the KERNEL's commits and rollbacks (schema
+public adopted), it agrees with the database's own reading (``gcos._step_history``, what the gates rely on), and a
+commit or rollback record a superuser appends without an allowing policy decision of its own trace never counts:
+not as the commit in force, not as the one a rollback undoes, not as the drift baseline."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from test_commit import World, world  # noqa: F401  (the reference world fixture, reused)
+from test_gates import Desk, open_desk
 
-from gcos import commands, domain, drift, execute, fingerprint, history, ledger
-from gcos.errors import ReverifyMismatch
+from gcos import commands, domain, drift, fingerprint, history, ledger
+from gcos.errors import ExitCode, ReverifyMismatch
 from gcos.ledger import LedgerEntry
-from gcos.spec import load_project
 
 
-def sql_history(w: World, step: str) -> dict[str, Any]:
-    """What the gates read: gcos._step_history (as the superuser of the world)."""
-    return dict(w.one("SELECT gcos._step_history(%s)", (step,)))
+@pytest.fixture
+def world(world_dsn: str, project_dir: Path, gcos_adopted: None) -> Iterator[Desk]:
+    yield from open_desk(world_dsn, project_dir)
 
 
-def agrees(w: World, step: str) -> history.StepHistory:
-    """The client's reading of `step`, after asserting it is the database's."""
-    h = history.read(w.entries()).step(step)
+def agrees(w: Desk, step: str) -> history.StepHistory:
+    """The client's reading of `step`, after asserting it is the database's (gcos._step_history)."""
+    h = history.read(ledger.read_all(w.admin)).step(step)
     force, rollback = h.commit_in_force, h.last_rollback
-    assert sql_history(w, step) == {
+    row = w.admin.execute("SELECT gcos._step_history(%s)", (step,)).fetchone()
+    assert row is not None and dict(row[0]) == {
         "committed": h.committed,
         "last_commit_seq": h.last_commit.seq if h.last_commit else None,
         "rollback_seq": rollback.seq if rollback else None,
@@ -39,40 +40,39 @@ def agrees(w: World, step: str) -> history.StepHistory:
     return h
 
 
-def forge(w: World, kind: str, step: str, payload: dict[str, Any]) -> int:
-    """A record appended by the superuser through gcos.ledger_append, in a trace of its own."""
-    with psycopg.connect(w.dsn, autocommit=True) as conn:
-        spec_hash = load_project(w.project_dir).step(step).hash
-        return ledger.append(conn, kind, payload, step_id=step, spec_hash=spec_hash).seq
+def forge(w: Desk, kind: str, step: str, payload: dict[str, Any]) -> int:
+    """A record appended by the superuser through gcos.ledger_append, in a trace of its own (only the kernel marks
+    a record "kernel", so a copied kernel payload loses that mark)."""
+    body = {k: v for k, v in payload.items() if k != "kernel"}
+    return ledger.append(w.admin, kind, body, step_id=step, spec_hash=w.project.step(step).hash).seq
 
 
-def live_fingerprint(w: World, step: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    with psycopg.connect(w.dsn, autocommit=True) as conn:
-        fp = fingerprint.take(conn, watch=load_project(w.project_dir).step(step).watch)
-    return execute.fingerprint_summary(fp), fp.to_json()
+def live_fingerprint(w: Desk, step: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The live world as a commit record keeps it: the summary and the whole fingerprint."""
+    fp = fingerprint.take(w.admin, watch=w.project.step(step).watch)
+    tables = {k: {"rows": v.rows, "content": v.content} for k, v in fp.tables.items()}
+    return {"hash": fp.hash, "schema_hash": fp.schema_hash, "tables": tables}, fp.to_json()
 
 
-def commit_sb12(w: World) -> LedgerEntry:
-    w.rehearse("SB-12")
-    w.approve("alice", "SB-12")
-    assert w.commit("SB-12").ok
-    (record,) = w.records("commit", "SB-12")
+def commit_sb12(w: Desk) -> LedgerEntry:
+    seq = w.land("SB-12")
+    (record,) = w.records("commit")
+    assert record.seq == seq and record.payload["kernel"] is True
     return record
 
 
-def test_a_forged_commit_is_no_commit_and_no_drift_baseline(world: World) -> None:  # noqa: F811
+def test_a_forged_commit_is_no_commit_and_no_drift_baseline(world: Desk) -> None:
     w = world
     record = commit_sb12(w)
     h = agrees(w, "SB-12")
     assert h.committed and h.commit_in_force is not None and h.commit_in_force.seq == record.seq
-    assert history.read(w.entries()).baseline == record
+    assert history.read(ledger.read_all(w.admin)).baseline == record
 
     # issue 9: an UPDATE behind gcos's back, then a commit record carrying the world after it as its fingerprint
     w.execute(
         "UPDATE law_articles SET heading = heading || ' (edited)' WHERE ctid = (SELECT min(ctid) FROM law_articles)"
     )
     summary, full = live_fingerprint(w, "SB-12")
-    decision_seq = record.payload["policy_decision_seq"]
     forged = forge(
         w,
         domain.Kind.COMMIT,
@@ -82,55 +82,45 @@ def test_a_forged_commit_is_no_commit_and_no_drift_baseline(world: World) -> Non
             "run_id": uuid.uuid4().hex,
             "fingerprint_after": summary,
             "fingerprint_after_full": full,
-            "policy_decision_seq": decision_seq,
+            "policy_decision_seq": record.payload["policy_decision_seq"],  # the real decision, of another trace
         },
     )
     unbacked = forge(w, domain.Kind.COMMIT, "SB-12", {"outcome": "applied", "run_id": uuid.uuid4().hex})
-    read = history.read(w.entries())
+    read = history.read(ledger.read_all(w.admin))
     assert read.baseline == record and {forged, unbacked}.isdisjoint({c.seq for c in read.step("SB-12").commits})
     assert agrees(w, "SB-12").commit_in_force == h.commit_in_force
     (status,) = commands.status(w.target(), w.project_dir, "SB-12").steps
-    assert (status.state, status.detail) == (
-        domain.StepState.COMMITTED,
-        f"SB-12 was committed by ledger record {record.seq}",
-    )
-    with psycopg.connect(w.dsn, autocommit=True) as conn, pytest.raises(ReverifyMismatch) as info:
-        drift.detect(conn)
-    assert info.value.exit_code == 6 and info.value.details.baseline_seq == record.seq
+    assert status.state == domain.StepState.COMMITTED and str(record.seq) in status.detail
+    with pytest.raises(ReverifyMismatch) as info:
+        drift.detect(w.admin)
+    assert info.value.exit_code == ExitCode.REVERIFY_MISMATCH and info.value.details.baseline_seq == record.seq
 
 
-def test_a_rollback_undoes_the_commit_in_force_whatever_was_appended_after_it(world: World) -> None:  # noqa: F811
+def test_a_rollback_undoes_the_commit_in_force_whatever_was_appended_after_it(world: Desk) -> None:
     w = world
     record = commit_sb12(w)
-    # a superuser's commit record with a made-up "before": the rollback must still prove the real one
+    # a superuser's commit record with a made-up "before": the kernel's rollback must still prove the real one
     bogus = {"hash": "0" * 64, "schema_hash": "0" * 64, "tables": {}}
+    decision_seq = record.payload["policy_decision_seq"]
     forge(
         w,
         domain.Kind.COMMIT,
         "SB-12",
-        {
-            "outcome": "applied",
-            "fingerprint_before": bogus,
-            "policy_decision_seq": record.payload["policy_decision_seq"],
-        },
+        {"outcome": "applied", "fingerprint_before": bogus, "policy_decision_seq": decision_seq},
     )
     w.approve("alice", "SB-12", rollback=True)
-    undone = commands.rollback(w.target(), w.project_dir, "SB-12")
+    undone = w.rollback("SB-12")
     assert undone.ok, undone.message
     assert undone.fingerprint_after["hash"] == record.payload["fingerprint_before"]["hash"]
-    (rollback,) = w.records("rollback", "SB-12")
+    (rollback,) = w.records("rollback")
+    assert rollback.payload["of_commit_seq"] == record.seq
     h = agrees(w, "SB-12")
     assert not h.committed and h.commit_in_force is None and h.last_rollback is not None
     assert h.last_rollback.seq == rollback.seq and h.epoch_seq == rollback.seq
-    assert history.read(w.entries()).baseline == rollback
+    assert history.read(ledger.read_all(w.admin)).baseline == rollback
 
     # a forged commit after the rollback, and a forged rollback: neither counts
-    forge(
-        w,
-        domain.Kind.COMMIT,
-        "SB-12",
-        {"outcome": "applied", "policy_decision_seq": record.payload["policy_decision_seq"]},
-    )
+    forge(w, domain.Kind.COMMIT, "SB-12", {"outcome": "applied", "policy_decision_seq": decision_seq})
     forge(w, domain.Kind.ROLLBACK, "SB-12", {"outcome": "applied", "of_commit_seq": record.seq})
     h = agrees(w, "SB-12")
     assert not h.committed and h.epoch_seq == rollback.seq

@@ -2,10 +2,11 @@
 report opens in a browser with no network access and shows the graph"; CONTRACT.md "Commands" `gcos report`;
 seed 000 "evidence pack + manifest").
 
-A small, real history on the reference world (seed 002), built once for this module: SB-12 rehearsed, its commit
-refused for lack of approval, approved by a sovereign's own database role (one approval revoked, one in force),
-committed as the superuser; SB-13 rehearsed and approved; SB-11 rehearsed. Every number the md, html and json
-reports show is compared with the ledger records read straight from the database."""
+A small, real history on the reference world (seed 002) whose schema public the kernel governs, built once for
+this module, every outcome record written by the KERNEL for a named actor: SB-12 rehearsed by an operator, its
+commit refused for lack of approval, approved by a sovereign's own database role (one approval revoked, one in
+force), committed by the named human operator; SB-13 rehearsed and approved; SB-11 rehearsed. Every number the md,
+html and json reports show is compared with the ledger records read straight from the database."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class History:
     project_dir: Path
     project: Project
     sovereign: str  # the sovereign's role name
+    operator: str  # the operator's role name: it rehearses and commits
     auditor_dsn: str  # a LOGIN role whose principal holds only the auditor role
     password: str  # the sovereign's password: it must never reach a report
     refused_seq: int  # the commit_refused record of SB-12
@@ -66,17 +68,24 @@ class History:
 
 
 @pytest.fixture(scope="module")
-def history(pg_admin_dsn: str, world_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    """A copy of the reference world with gcos installed, a sovereign LOGIN role that is a principal of THIS
-    database (roles are cluster-wide: a unique name, dropped at teardown), and the history described above."""
+def history(
+    pg_admin_dsn: str, adopted_world_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[History]:
+    """A copy of the reference world with gcos installed and schema public adopted, a sovereign, an operator and
+    an auditor LOGIN role that are principals of THIS database (roles are cluster-wide: unique names, dropped at
+    teardown), and the history described above."""
     name = f"gcos_test_{uuid.uuid4().hex[:12]}"
     sovereign, password = f"gcos_t_{uuid.uuid4().hex[:8]}_sue", secrets.token_hex(12)
+    operator = f"gcos_t_{uuid.uuid4().hex[:8]}_opal"
     auditor = f"gcos_t_{uuid.uuid4().hex[:8]}_aud"
+    people = (sovereign, operator, auditor)
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(world_template))
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(adopted_world_template)
+            )
         )
-        for role in (sovereign, auditor):
+        for role in people:
             admin.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
             )
@@ -86,29 +95,30 @@ def history(pg_admin_dsn: str, world_template: str, tmp_path_factory: pytest.Tem
         shutil.copytree(REPO / part, project_dir / part)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            install(conn)
             add_principal(conn, sovereign, name="Sue Sovereign", kind="human", roles=["sovereign"])
+            add_principal(conn, operator, name="Opal Operator", kind="human", roles=["operator"])
             add_principal(conn, auditor, name="Al Auditor", kind="human", roles=["auditor"])
-        world = Target(dsn, "--dsn")
         sue = Target(make_conninfo(dsn, user=sovereign, password=password), "--dsn")
+        opal = Target(make_conninfo(dsn, user=operator, password=password), "--dsn")
 
-        assert commands.rehearse(world, project_dir, "SB-12").ok
+        assert commands.rehearse(opal, project_dir, "SB-12").ok
         with pytest.raises(GateRefused) as refused:
-            commands.commit(world, project_dir, "SB-12")
+            commands.commit(opal, project_dir, "SB-12")
         refused_seq = refused.value.details["ledger_seq"]  # type: ignore[index]
         revoked = commands.approve(sue, project_dir, "SB-12", verdict="approve", expires_in="2h", note="first look")
         commands.revoke(sue, revoked.approval_id, reason="signed too early")
         approval = commands.approve(sue, project_dir, "SB-12", verdict="approve", expires_in="1d", note="a | b <i>")
-        committed = commands.commit(world, project_dir, "SB-12")
+        committed = commands.commit(opal, project_dir, "SB-12")
         assert committed.ok and committed.ledger_seq is not None
-        assert commands.rehearse(world, project_dir, "SB-13").ok
+        assert commands.rehearse(opal, project_dir, "SB-13").ok
         sb13 = commands.approve(sue, project_dir, "SB-13", verdict="approve", expires_in="3d")
-        assert commands.rehearse(world, project_dir, "SB-11").ok
+        assert commands.rehearse(opal, project_dir, "SB-11").ok
         yield History(
             dsn,
             project_dir,
             load_project(project_dir),
             sovereign,
+            operator,
             make_conninfo(dsn, user=auditor, password=password),
             password,
             refused_seq,
@@ -119,11 +129,11 @@ def history(pg_admin_dsn: str, world_template: str, tmp_path_factory: pytest.Tem
         )
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for role in (sovereign, auditor):
+            for role in people:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            for role in (sovereign, auditor):
+            for role in people:
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -147,6 +157,15 @@ def test_the_history_projects_to_every_colour_but_rolled_back(history: History) 
     assert states["SB-10"] == "planned"
 
 
+def test_every_outcome_record_was_written_by_the_kernel_for_the_named_operator(history: History) -> None:
+    """The reports below read a ledger the kernel wrote, not one a client appended to."""
+    outcomes = [e for e in history.entries() if e.kind in ("rehearsal", "commit_refused", "policy_decision", "commit")]
+    assert sorted({e.kind for e in outcomes}) == ["commit", "commit_refused", "policy_decision", "rehearsal"]
+    for e in outcomes:
+        assert e.kind == "policy_decision" or e.payload["kernel"] is True, (e.seq, e.kind)
+        assert e.record["actor"]["role"] == history.operator and e.record["actor"]["principal"] == "Opal Operator"
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -165,7 +184,8 @@ def test_markdown_numbers_equal_the_ledger(history: History, tmp_path: Path) -> 
     for section in ("reverify", "success"):
         assert checks[section]
         for c in checks[section]:
-            row = f"| {c['name']} | `{c['expected']}` | `{as_text(c['actual'])}` | {'yes' if c['ok'] else 'NO'} |"
+            expected, actual = as_text(c["expected"]), as_text(c["actual"])
+            row = f"| {c['name']} | `{expected}` | `{actual}` | {'yes' if c['ok'] else 'NO'} |"
             assert row in text, row
     for s in checks["stop"]:
         assert f"| {s['name']} | {s['kind']} | {'HELD' if s['held'] else 'no'} | `{s['detail']}` |" in text
@@ -270,7 +290,7 @@ def test_html_is_self_contained_numbers_equal_the_ledger_and_the_graph_has_every
         for c in rehearsal.payload["checks"][part]:
             row = (
                 f'<tr data-check="{escape(c["name"])}"><td>{escape(c["name"])}</td>'
-                f"<td><code>{escape(c['expected'])}</code></td><td><code>{escape(as_text(c['actual']))}</code></td>"
+                f"<td><code>{escape(as_text(c['expected']))}</code></td><td><code>{escape(as_text(c['actual']))}</code></td>"
             )
             assert row in section, row
     for name, fp in rehearsal.payload["fingerprints"].items():

@@ -2,26 +2,29 @@
 committed → rolled_back, never stored; seed 003 "append-only truth with rebuildable projections").
 
 First from constructed ledger entries (every transition and every way back; "approved" is gate 5's evidence,
-given, since the approval rules are the database's), then from a real ledger written through the aperture by
-real roles, with gate 5 decided by ``gcos.evaluate_gates`` (``state.read_states``)."""
+given, since the approval rules are the database's), then from a real ledger on an adopted world, written by the
+kernel (rehearsals, commits, rollbacks) and through the aperture by real roles (approvals, revocations), with
+gate 5 as the kernel explains it to `gcos status` (``gcos.explain_gates``)."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from conftest import REPO, MakeRole
+from conftest import REPO
+from test_gates import Desk, open_desk
 
-from gcos import ledger, registry
-from gcos.approvals import approve, revoke
+from gcos import commands, ledger
+from gcos.domain import StepState
 from gcos.gates import rollback_subject_hash, utc_text
 from gcos.ledger import LedgerEntry
 from gcos.spec import Project, load_project
-from gcos.state import project_states, read_states
+from gcos.state import project_states
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=24)
@@ -272,65 +275,55 @@ def test_a_commit_that_was_not_applied_is_not_a_commit(book: Ledger) -> None:
     assert book.state("SB-12") == "rehearsed"
 
 
-# --------------------------------------------------------------------------- a real ledger
+# --------------------------------------------------------------------------- a real ledger, written by the kernel
 
 
-def test_states_from_a_real_ledger(conn: psycopg.Connection[Any], make_role: MakeRole, project: Project) -> None:
-    """ "approved" is gate 5 as the database decides it for `gcos status`: who approves, the verdict, a revocation,
-    a later word of the same person, and the spec registered (the database judges registered specs only)."""
-    alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
-    bob = make_role("bob", kind="human", roles=("council",), grant=("council",))
-    rita = make_role("rita", kind="human", roles=("operator",), grant=("operator",))
-    step = project.step("SB-12")
-    plan = project.plan_of(step.id)
-    assert plan is not None
+@pytest.fixture
+def desk(world_dsn: str, project_dir: Path, gcos_adopted: None) -> Iterator[Desk]:
+    yield from open_desk(world_dsn, project_dir)
 
-    def states() -> dict[str, str]:
-        return {k: v.state for k, v in read_states(conn, project).items()}
 
-    assert set(states().values()) == {"planned"}
-    with rita.connect() as r, alice.connect() as a, bob.connect() as b:
-        ledger.append(
-            r,
-            "rehearsal",
-            {"outcome": "passed", "plan_hash": plan.hash, "fingerprints": {"entry": {"schema_hash": SCHEMA}}},
-            step_id=step.id,
-            spec_hash=step.hash,
-        )
-        assert states()["SB-12"] == "rehearsed"
-        receipt = approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
-        assert states()["SB-12"] == "rehearsed"  # nobody registered the spec: the database cannot judge it
-        registry.register_spec(r, step)
-        registry.register_plan(r, plan)
-        assert states()["SB-12"] == "approved"
-        assert read_states(conn, project)["SB-12"].approval_ids == (receipt.approval_id,)
-        revoke(b, receipt.approval_id, "wait")
-        assert states()["SB-12"] == "rehearsed"
-        approve(b, project, step, verdict="approve", expires_in=timedelta(hours=1))  # council: SB-12 needs a sovereign
-        assert states()["SB-12"] == "rehearsed"
-        approve(a, project, step, verdict="approve", expires_in=timedelta(hours=1))
-        assert states()["SB-12"] == "approved"
-        approve(a, project, step, verdict="defer", expires_in=timedelta(hours=1))  # Alice's later word counts
-        assert states()["SB-12"] == "rehearsed"
-        trace = ledger.new_trace_id()
-        decision = ledger.append(
-            r, "policy_decision", {"allow": True}, step_id=step.id, spec_hash=step.hash, trace_id=trace
-        )
-        ledger.append(
-            r,
-            "commit",
-            {
-                "run_id": uuid.uuid4().hex,
-                "outcome": "applied",
-                "plan_hash": plan.hash,
-                "policy_decision_seq": decision.seq,
-            },
-            step_id=step.id,
-            spec_hash=step.hash,
-            trace_id=trace,
-        )
-        assert states() == {**{s: "planned" for s in project.steps}, "SB-12": "committed"}
-    assert ledger.verify(conn).ok
+def test_states_from_a_ledger_the_kernel_wrote(desk: Desk) -> None:
+    """`gcos status` on an adopted world: the kernel rehearses, commits and rolls back; "approved" is gate 5 as
+    the kernel explains it (who approves, the verdict, a revocation, a later word of the same person, an expiry,
+    the spec the approval is bound to); every state is read from the ledger alone."""
+
+    def state(step: str = "SB-12") -> str:
+        (s,) = commands.status(desk.target(), desk.project_dir, step).steps
+        return str(s.state)
+
+    assert state() == StepState.PLANNED
+    desk.rehearse()
+    assert state() == StepState.REHEARSED
+    desk.approve("alice", expires_in="1s")
+    desk.wait_past("os_proposal_approvals")
+    assert state() == StepState.REHEARSED  # expired
+    first = desk.approve("alice")
+    assert state() == StepState.APPROVED
+    desk.revoke("bob", first)
+    assert state() == StepState.REHEARSED
+    desk.approve("bob")  # a council member: SB-12 needs a sovereign
+    assert state() == StepState.REHEARSED
+    desk.approve("alice")
+    assert state() == StepState.APPROVED
+    desk.approve("alice", verdict="defer")  # Alice's later word counts
+    assert state() == StepState.REHEARSED
+    desk.approve("carol")
+    assert state() == StepState.APPROVED
+    sql_file = desk.project_dir / "rollback" / "sb-12.sql"
+    sql_file.write_text(sql_file.read_text(encoding="utf-8") + " ", encoding="utf-8")  # a one-byte spec edit
+    assert state() == StepState.PLANNED  # its rehearsal is of another spec
+    desk.rehearse()
+    assert state() == StepState.REHEARSED  # Carol approved the spec before the edit
+    desk.approve("carol")
+    assert state() == StepState.APPROVED
+    assert desk.commit().ok
+    states = {s.id: s.state for s in commands.status(desk.target(), desk.project_dir).steps}
+    assert states == {**{s: StepState.PLANNED for s in desk.project.steps}, "SB-12": StepState.COMMITTED}
+    desk.approve("alice", rollback=True)
+    assert desk.rollback().ok
+    assert state() == StepState.ROLLED_BACK
+    assert ledger.verify(desk.admin).ok
 
 
 def test_a_commit_record_without_its_allowing_policy_decision_never_counts(book: Ledger) -> None:
