@@ -461,8 +461,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "jcs": ["PUBLIC"],
         "_jcs_string": ["PUBLIC"],
         "database_incarnation": ["PUBLIC"],
-        "record_drift": ALL_GCOS,
-        "sessions_in_transaction": ALL_AND_KERNEL,  # 017: pids, roles and states, never query texts  # 015: the kernel measures and writes; the caller only asks (auditors too)
+        "record_drift": ALL_GCOS,  # 015: the kernel measures and writes; the caller only asks (auditors too)
+        "sessions_in_transaction": ALL_AND_KERNEL,  # 017: pids, roles and states, never query texts
         "add_principal": ["gcos_admin"],
         "record_approval": approvers,
         "record_decision": approvers,
