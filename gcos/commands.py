@@ -14,19 +14,7 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import (
-    apply,
-    approvals,
-    batched,
-    evidence,
-    gates,
-    kernel,
-    kernel_batched,
-    ledger,
-    reference_world,
-    rehearsal,
-    state,
-)
+from gcos import approvals, evidence, gates, kernel, kernel_batched, ledger, planning, reference_world, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -34,7 +22,8 @@ from gcos import principals as principals_mod
 from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
-from gcos.spec import PlanSpec, Project, StepSpec, load_project
+from gcos.results import BatchedResult, BatchProgress, CommitResult, RehearsalResult
+from gcos.spec import Project, StepSpec, load_project
 from gcos.target import SessionSettings, Target, connect
 
 Progress = Callable[[str, int, int], None]
@@ -55,132 +44,9 @@ def db_status(home: Path | None = None) -> ServerStatus:
     return EmbeddedServer(home).status()
 
 
-# --------------------------------------------------------------------------- plan
+# --------------------------------------------------------------------------- plan (gcos/planning.py)
 
-
-@dataclass(frozen=True)
-class Gate:
-    """One commit gate of a step as far as it can be known without acting: holds True/False/None (unknown)."""
-
-    name: str
-    holds: bool | None
-    reason: str
-    short: str  # a few words for one-line views
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    id: str
-    ref: str
-    title: str
-    mode: str
-    spec_hash: str
-    depends_on: tuple[str, ...]
-    state: str
-    gates: tuple[Gate, ...]
-    source: str
-
-
-@dataclass(frozen=True)
-class PlannedPlan:
-    id: str
-    title: str
-    plan_hash: str
-    steps: tuple[PlannedStep, ...]
-    global_stop: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PlanReport:
-    project: str
-    plans: tuple[PlannedPlan, ...]
-    unplanned: tuple[str, ...] = ()
-
-
-def static_gates(step: StepSpec, plan: PlanSpec | None) -> tuple[Gate, ...]:
-    """The contract's commit gates, evaluated only as far as the specs alone can tell."""
-    mandatory = plan.fold_ins.get(step.id, ()) if plan else ()
-    missing = [f for f in mandatory if f not in step.fold_ins]
-    if missing:
-        fold_ins = Gate(
-            "spec valid, fold-ins declared",
-            False,
-            f"mandatory fold-in {', '.join(missing)} not declared in {step.path.name}",
-            f"fold-in {', '.join(missing)} missing",
-        )
-    else:
-        reason = f"fold-ins declared: {', '.join(mandatory)}" if mandatory else "valid; no mandatory fold-ins"
-        fold_ins = Gate(
-            "spec valid, fold-ins declared",
-            True,
-            reason,
-            f"fold-ins {', '.join(mandatory)}" if mandatory else "spec valid",
-        )
-    deps = ", ".join(step.depends_on)
-    roles = "/".join(step.signer_roles)
-    decisions = ", ".join(step.decisions)
-    return (
-        fold_ins,
-        Gate(
-            "dependencies committed",
-            None if deps else True,
-            f"needs {deps} committed" if deps else "no dependencies",
-            f"after {deps}" if deps else "no deps",
-        ),
-        Gate(
-            "re-verify holds now",
-            None,
-            f"{len(step.reverify)} live check(s): run gcos verify {step.id}",
-            f"re-verify ({len(step.reverify)})",
-        ),
-        Gate(
-            "rehearsed entry==exit on this spec hash",
-            None,
-            f"needs a passing rehearsal of spec {step.hash[:12]}",
-            "rehearsal",
-        ),
-        Gate(
-            "approved",
-            None,
-            f"needs {step.signers} distinct human {roles} approval(s) bound to {step.hash[:12]}",
-            f"{step.signers} {roles}",
-        ),
-        Gate(
-            "decisions hold",
-            None if decisions else True,
-            f"needs an unexpired approve on {decisions}" if decisions else "no decisions required",
-            decisions or "no decisions",
-        ),
-        Gate("global stop conditions clear", None, "checked at rehearse and commit", "global stops"),
-    )
-
-
-def plan(project_dir: Path) -> PlanReport:
-    """Validate every spec and the DAG, and lay out the build order with each step's known gates."""
-    project = load_project(project_dir)
-    planned: list[PlannedPlan] = []
-    in_plans: set[str] = set()
-    for p in project.plans.values():
-        steps = []
-        for step_id in p.steps:
-            step = project.steps[step_id]
-            in_plans.add(step_id)
-            steps.append(
-                PlannedStep(
-                    step.id,
-                    step.ref,
-                    step.title,
-                    step.mode,
-                    step.hash,
-                    step.depends_on,
-                    "planned",
-                    static_gates(step, p),
-                    step.source,
-                )
-            )
-        planned.append(PlannedPlan(p.id, p.title, p.hash, tuple(steps), tuple(s.name for s in p.global_stop)))
-    unplanned = tuple(s for s in project.steps if s not in in_plans)
-    return PlanReport(str(project.root), tuple(planned), unplanned)
+plan = planning.plan
 
 
 # --------------------------------------------------------------------------- verify
@@ -261,7 +127,7 @@ class DemoResult:
     world: WorldResult
     verify: VerifyResult | None  # step 1's live re-verify on a freshly built world
     story: demo_mod.StoryResult
-    plan: PlanReport
+    plan: planning.PlanReport
 
 
 def demo(
@@ -351,26 +217,18 @@ def ledger_anchor(target: Target, out: Path, settings: SessionSettings | None = 
 
 
 def rehearse(
-    target: Target,
-    project_dir: Path,
-    step_ref: str,
-    settings: SessionSettings | None = None,
-    hooks: rehearsal.RehearsalHooks | None = None,
-) -> rehearsal.RehearsalResult:
+    target: Target, project_dir: Path, step_ref: str, settings: SessionSettings | None = None
+) -> RehearsalResult:
     """BEGIN..ROLLBACK rehearsal of one step with entry==exit proof; evidence under <project>/rehearsals/.
 
-    Where schema public is adopted, the kernel rehearses the registered spec inside the database as gcos_kernel
-    and writes the record itself (gcos/kernel.py); elsewhere the client rehearses as the connected role."""
+    The kernel rehearses the registered spec inside the database as gcos_kernel and writes the record itself
+    (gcos/kernel.py); where schema public is not adopted it refuses (exit 3)."""
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    evidence = project.root / "rehearsals"
     with connect(target, settings) as conn:
         install_mod.require_installed(conn)
-        if kernel.adopted(conn) and hooks is None:
-            return kernel.rehearse(conn, project, step, settings=settings, evidence_dir=evidence)
-        gates.register(conn, step, project.plan_of(step.id))  # so that `gcos status` can judge what was rehearsed
-        return rehearsal.rehearse(conn, project, step, settings=settings, evidence_dir=evidence, hooks=hooks)
+        return kernel.rehearse(conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals")
 
 
 # --------------------------------------------------------------------------- approvals and decisions
@@ -443,23 +301,23 @@ class StepStatus:
 class StatusReport:
     target: str
     steps: tuple[StepStatus, ...]
+    adopted: bool = True  # schema public is under the kernel; else nothing is measured, rehearsed or committed
 
 
 def _judge(
     conn: psycopg.Connection[Any], project: Project, step: StepSpec, *, kernel_measures: bool
 ) -> gates.PolicyDecisionRecord:
     """The seven gates of committing `step`, as the database decides them for a session that only looks
-    (``as_actor`` false), on re-verify, the schema hash and the global stops read in the same READ ONLY
-    snapshot: by the kernel where schema public is adopted (it reads what it owns), else with the session's
-    own rights."""
+    (``as_actor`` false): on re-verify, the schema hash and the global stops the kernel reads in one READ ONLY
+    snapshot where schema public is adopted; elsewhere nothing is measured (the kernel runs nothing there), so
+    the gates that need the world say they cannot be judged."""
     plan = project.plan_of(step.id)
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if kernel_measures:
             return gates.explain(conn, step, plan, trace_id=ledger.new_trace_id())
-        now = apply.read_world_now(conn, step, plan, watch=False)
-        measured = now.measured(step, as_actor=False)
-        return gates.evaluate(conn, step, plan, action="commit", measured=measured, trace_id=ledger.new_trace_id())
+        unmeasured = gates.world(as_actor=False)
+        return gates.evaluate(conn, step, plan, action="commit", measured=unmeasured, trace_id=ledger.new_trace_id())
 
 
 def status(
@@ -488,7 +346,7 @@ def status(
         StepStatus(s.id, s.ref, s.title, states[s.id].state, states[s.id].detail, s.hash, decisions[s.id])
         for s in chosen
     ]
-    return StatusReport(target.display, tuple(out))
+    return StatusReport(target.display, tuple(out), adopted=kernel_measures)
 
 
 def commit(
@@ -496,28 +354,21 @@ def commit(
     project_dir: Path,
     step_ref: str,
     settings: SessionSettings | None = None,
-    hooks: apply.ApplyHooks | None = None,
-    progress: Callable[[batched.BatchProgress], None] | None = None,
+    progress: Callable[[BatchProgress], None] | None = None,
     break_glass: bool = False,
-) -> apply.ApplyResult | batched.BatchedResult:
+) -> CommitResult | BatchedResult:
     """Apply a step atomically with its ledger record, refusing unless every gate holds inside the transaction.
 
-    Where schema public is adopted the kernel commits the step (gcos/kernel.py; a batched one batch by batch,
-    gcos/kernel_batched.py), as a named human operator, or as a superuser with `break_glass`; elsewhere the
-    client does, as the connected role."""
+    The kernel commits the step (gcos/kernel.py; a batched one batch by batch, gcos/kernel_batched.py), as a
+    named human operator, or as a superuser with `break_glass`; where schema public is not adopted it refuses."""
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    kernel_runs = hooks is None and _kernel_runs(target, settings)
-    if step.mode == "batched" and kernel_runs:
+    if step.mode == "batched":
         return kernel_batched.commit_batched(
             target, project, step, settings=settings, progress=progress, break_glass=break_glass
         )
-    if step.mode == "batched":
-        return batched.apply_batched(target, project, step, settings=settings, progress=progress)
-    if kernel_runs:
-        return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
-    return apply.apply_step(target, project, step, action="commit", settings=settings, hooks=hooks)
+    return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
 
 
 def rollback(
@@ -525,22 +376,13 @@ def rollback(
     project_dir: Path,
     step_ref: str,
     settings: SessionSettings | None = None,
-    hooks: apply.ApplyHooks | None = None,
     break_glass: bool = False,
-) -> apply.ApplyResult:
+) -> CommitResult:
     """Apply a committed step's rollback evidence (needs its own approval); prove the pre-commit fingerprint."""
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    if hooks is None and _kernel_runs(target, settings):
-        return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
-    return apply.apply_step(target, project, step, action="rollback", settings=settings, hooks=hooks)
-
-
-def _kernel_runs(target: Target, settings: SessionSettings) -> bool:
-    """Whether the kernel runs steps in this database (schema public adopted)."""
-    with connect(target, settings) as conn:
-        return kernel.adopted(conn)  # the commit itself checks the installed version
+    return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
 
 
 # --------------------------------------------------------------------------- drift

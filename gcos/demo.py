@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import adopt, approvals, batched, evidence, kernel, kernel_batched, ledger, principals, state
+from gcos import adopt, approvals, evidence, kernel, kernel_batched, ledger, principals, state
 from gcos.errors import GateRefused, GcosError
 from gcos.install import install
+from gcos.results import BatchProgress
 from gcos.spec import Project, StepSpec
 from gcos.target import SessionSettings, Target, connect
 
@@ -84,121 +85,159 @@ def tell(
     progress: Progress | None = None,
 ) -> StoryResult:
     """Run the gated story; every refusal shown is a real refusal recorded in the ledger."""
-    events: list[DemoEvent] = []
-
-    def note(step: str, action: str, outcome: str, detail: str) -> None:
-        events.append(DemoEvent(step, action, outcome, detail))
-
-    with connect(target, settings) as admin:
-        result = install(admin)
-        note(
-            "-",
-            "setup",
-            "done",
-            f"gcos schema version {result.version_after}" + (" installed" if result.applied else " already installed"),
-        )
-        roles = _ensure_roles(admin, target)
-        note("-", "setup", "done", "principals: " + ", ".join(f"{n} ({k})" for n, k, _ in DEMO_ROLES.values()))
-        note("-", "setup", "done", _adopt_public(admin))
-    sovereign, council, agent = (roles["gcos_demo_sovereign"], roles["gcos_demo_council"], roles["gcos_demo_agent"])
-    operator = roles["gcos_demo_operator"]
-    shown_refusals = False
-    decided: set[str] = set()
+    story = _Story(project, settings, progress)
+    story.set_up(target)
     for step in _steps_in_order(project):
         with connect(target, settings) as conn:
             current = _state(conn, project)[step.id]
         if current.state == "committed":
-            note(step.id, "skip", "done", f"already committed (ledger seq {current.commit_seq})")
+            story.note(step.id, "skip", "done", f"already committed (ledger seq {current.commit_seq})")
             continue
-        rehearser = operator if shown_refusals else agent  # agents may rehearse; they never approve
-        with connect(rehearser, settings) as conn:
+        story.rehearse(step)
+        if not story.shown_refusals:
+            story.show_refusals(step)
+        story.decide(step)
+        story.approve(step)
+        story.commit(step)
+    return story.finish(target, report_dir)
+
+
+@dataclass
+class _Story:
+    """The demo's actors and what it has told so far."""
+
+    project: Project
+    settings: SessionSettings
+    progress: Progress | None
+    events: list[DemoEvent] = field(default_factory=list)
+    roles: dict[str, Target] = field(default_factory=dict)
+    decided: set[str] = field(default_factory=set)
+    shown_refusals: bool = False
+
+    def note(self, step: str, action: str, outcome: str, detail: str) -> None:
+        self.events.append(DemoEvent(step, action, outcome, detail))
+
+    def role(self, name: str) -> Target:
+        return self.roles[f"gcos_demo_{name}"]
+
+    def set_up(self, target: Target) -> None:
+        """Install gcos, create the demo principals, adopt schema public."""
+        with connect(target, self.settings) as admin:
+            result = install(admin)
+            done = " installed" if result.applied else " already installed"
+            self.note("-", "setup", "done", f"gcos schema version {result.version_after}{done}")
+            self.roles = _ensure_roles(admin, target)
+            self.note("-", "setup", "done", "principals: " + ", ".join(f"{n} ({k})" for n, k, _ in DEMO_ROLES.values()))
+            self.note("-", "setup", "done", _adopt_public(admin))
+
+    def rehearse(self, step: StepSpec) -> None:
+        """The agent rehearses the first step, the operator the others (agents may rehearse, never approve)."""
+        who = "operator" if self.shown_refusals else "agent"
+        with connect(self.role(who), self.settings) as conn:
             rehearsed = kernel.rehearse(
-                conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals"
+                conn, self.project, step, settings=self.settings, evidence_dir=self.project.root / "rehearsals"
             )
-        who = "the agent" if rehearser is agent else "the operator"
-        note(step.id, "rehearse", "ok", f"{rehearsed.message} (by {who}, ledger seq {rehearsed.ledger_seq})")
-        if not shown_refusals:
-            shown_refusals = True
+        self.note(step.id, "rehearse", "ok", f"{rehearsed.message} (by the {who}, ledger seq {rehearsed.ledger_seq})")
+
+    def show_refusals(self, step: StepSpec) -> None:
+        """Once: a commit before any approval is refused, and the agent cannot approve."""
+        self.shown_refusals = True
+        try:
+            kernel.commit(self.role("operator"), self.project, step, action="commit", settings=self.settings)
+        except GateRefused as exc:
+            self.note(step.id, "refused", "refused", f"commit before any approval: {exc.message}")
+        with connect(self.role("agent"), self.settings) as conn:
             try:
-                kernel.commit(operator, project, step, action="commit", settings=settings)
-            except GateRefused as exc:
-                note(step.id, "refused", "refused", f"commit before any approval: {exc.message}")
-            with connect(agent, settings) as conn:
-                try:
-                    approvals.approve(
-                        conn, project, step, verdict="approve", expires_in=approvals.parse_duration(EXPIRY)
-                    )
-                except GcosError as exc:
-                    note(step.id, "refused", "refused", f"the agent tried to approve: {exc.message}")
+                approvals.approve(
+                    conn, self.project, step, verdict="approve", expires_in=approvals.parse_duration(EXPIRY)
+                )
+            except GcosError as exc:
+                self.note(step.id, "refused", "refused", f"the agent tried to approve: {exc.message}")
+
+    def decide(self, step: StepSpec) -> None:
+        """The sovereign records each decision the step requires, once."""
         for decision in step.decisions:
-            if decision in decided:
+            if decision in self.decided:
                 continue
-            with connect(sovereign, settings) as conn:
-                decided_receipt = approvals.decide(
+            with connect(self.role("sovereign"), self.settings) as conn:
+                receipt = approvals.decide(
                     conn,
                     decision,
                     verdict="approve",
                     expires_in=approvals.parse_duration(EXPIRY),
                     note="gcos demo: decided by the sovereign",
                 )
-            decided.add(decision)
-            note(
+            self.decided.add(decision)
+            self.note(
                 step.id,
                 "decide",
                 "ok",
-                f"{decided_receipt.principal} approved decision {decision} (ledger seq "
-                f"{decided_receipt.ledger_seq}, expires {decided_receipt.expires_at:%Y-%m-%d %H:%M} UTC)",
+                f"{receipt.principal} approved decision {decision} (ledger seq "
+                f"{receipt.ledger_seq}, expires {receipt.expires_at:%Y-%m-%d %H:%M} UTC)",
             )
-        for signer in (sovereign, council)[: step.signers]:
-            with connect(signer, settings) as conn:
+
+    def approve(self, step: StepSpec) -> None:
+        """The sovereign approves, and the council member too where the step asks for two signers."""
+        for signer in (self.role("sovereign"), self.role("council"))[: step.signers]:
+            with connect(signer, self.settings) as conn:
                 receipt = approvals.approve(
                     conn,
-                    project,
+                    self.project,
                     step,
                     verdict="approve",
                     expires_in=approvals.parse_duration(EXPIRY),
                     note="gcos demo: read the rehearsal evidence",
                 )
-            note(
+            self.note(
                 step.id,
                 "approve",
                 "ok",
                 f"{receipt.principal} approved spec {receipt.spec_hash[:12]}… "
                 f"(approval {receipt.approval_id}, saw rehearsal seq {receipt.rehearsal_seq})",
             )
-        if step.mode == "batched":
 
-            def batch_progress(p: batched.BatchProgress, label: str = f"{step.id} backfill") -> None:
-                if progress:
-                    progress(label, p.done_rows, p.total_rows)
+    def commit(self, step: StepSpec) -> None:
+        """The operator commits in the kernel; a batched step batch by batch."""
+        operator = self.role("operator")
+        if step.mode != "batched":
+            applied = kernel.commit(operator, self.project, step, action="commit", settings=self.settings)
+            self.note(step.id, "commit", "ok", f"{applied.message.rstrip('.')} (by the operator)")
+            return
 
-            done = kernel_batched.commit_batched(operator, project, step, settings=settings, progress=batch_progress)
-            note(step.id, "commit", "ok", f"{done.message.rstrip('.')} (by the operator, batch by batch in the kernel)")
-        else:
-            applied = kernel.commit(operator, project, step, action="commit", settings=settings)
-            note(step.id, "commit", "ok", f"{applied.message.rstrip('.')} (by the operator)")
+        def batch_progress(p: BatchProgress, label: str = f"{step.id} backfill") -> None:
+            if self.progress:
+                self.progress(label, p.done_rows, p.total_rows)
 
-    with connect(target, settings) as conn:
-        verified = ledger.verify(conn)
-        note(
-            "-",
-            "ledger",
-            "ok",
-            f"ledger intact: {verified.records} records re-hashed from genesis, head seq {verified.head_seq}",
+        done = kernel_batched.commit_batched(
+            operator, self.project, step, settings=self.settings, progress=batch_progress
         )
-        committed = tuple(s for s, st in _state(conn, project).items() if st.state == "committed")
-        written: str | None = None
-        if report_dir is not None:
-            for fmt in ("html", "md", "json"):
-                made = evidence.build_report(conn, project, step_id=None, fmt=fmt, out_dir=report_dir / fmt)
-            written = str(report_dir)
-            note(
+        self.note(
+            step.id, "commit", "ok", f"{done.message.rstrip('.')} (by the operator, batch by batch in the kernel)"
+        )
+
+    def finish(self, target: Target, report_dir: Path | None) -> StoryResult:
+        """Verify the ledger and write the reports."""
+        with connect(target, self.settings) as conn:
+            verified = ledger.verify(conn)
+            self.note(
                 "-",
-                "report",
+                "ledger",
                 "ok",
-                f"reports written to {report_dir} (html, md, json evidence pack; last: {len(made.files)} files)",
+                f"ledger intact: {verified.records} records re-hashed from genesis, head seq {verified.head_seq}",
             )
-    return StoryResult(tuple(events), committed, verified.records, written)
+            committed = tuple(s for s, st in _state(conn, self.project).items() if st.state == "committed")
+            written: str | None = None
+            if report_dir is not None:
+                for fmt in ("html", "md", "json"):
+                    made = evidence.build_report(conn, self.project, step_id=None, fmt=fmt, out_dir=report_dir / fmt)
+                written = str(report_dir)
+                self.note(
+                    "-",
+                    "report",
+                    "ok",
+                    f"reports written to {report_dir} (html, md, json evidence pack; last: {len(made.files)} files)",
+                )
+        return StoryResult(tuple(self.events), committed, verified.records, written)
 
 
 def _adopt_public(admin: psycopg.Connection[Any]) -> str:

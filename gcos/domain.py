@@ -49,6 +49,8 @@ class Outcome(StrEnum):
     IN_DOUBT_NOT_APPLIED = "in_doubt_not_applied"
     REFUSED = "refused"
     COMMIT_REFUSED = "commit_refused"
+    ROLLBACK_REFUSED = "rollback_refused"
+    COMMIT_FAILED = "commit_failed"
     STOPPED = "stopped"
     SUCCESS_FAILED = "success_failed"
     REVERIFY_MISMATCH = "reverify_mismatch"
@@ -60,6 +62,20 @@ class Outcome(StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     LOCK_TIMEOUT = "lock_timeout"
     TIMEOUT = "timeout"
+    NO_CURSOR = "no_cursor"
+    CURSOR_MISMATCH = "cursor_mismatch"
+    CURSOR_MOVED = "cursor_moved"
+
+
+class BatchPhase(StrEnum):
+    """What one call of the kernel's batched run returns as its ``outcome`` when the run goes on
+    (gcos.batch_start: started/resumed; gcos.batch_next: batch/done; gcos.batch_close: more, else an Outcome)."""
+
+    STARTED = "started"
+    RESUMED = "resumed"
+    BATCH = "batch"
+    DONE = "done"
+    MORE = "more"
 
 
 class StepState(StrEnum):

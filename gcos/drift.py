@@ -1,7 +1,10 @@
 """Drift: the live world against the fingerprint recorded by the last commit or rollback.
 
-Seed 000: "Drift becomes ledger artifacts." Any difference is appended to the ledger as a ``drift``
-record naming what changed, and reported as a readable diff (exit 6). No difference appends nothing.
+Seed 000: "Drift becomes ledger artifacts." The kernel does it (``gcos.record_drift``, gcos/sql/015): it finds
+the baseline (the last commit or rollback that counts, history.py's rule), measures the live world as
+gcos_kernel, compares and, when anything differs, appends the ``drift`` record naming what changed itself.
+This module only asks and reports: a readable diff and exit 6. No difference appends nothing. No client can
+write a drift record of its own (gcos.ledger_append is a superuser's alone).
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ from typing import Any
 
 import psycopg
 
-from gcos import fingerprint, history, ledger
-from gcos.domain import Kind
-from gcos.errors import ReverifyMismatch, SpecError
+from gcos import ledger
+from gcos.errors import LedgerBroken, ReverifyMismatch, translated
 
 FORMAT_VERSION = 1
 
@@ -26,60 +28,53 @@ class DriftResult:
     live_hash: str | None
     differences: tuple[str, ...]
     ledger_seq: int | None = None
+    baseline_kind: str | None = None  # commit or rollback
+    compared: str | None = None  # "full" (object by object) or "summary" (a baseline without the whole fingerprint)
 
     @property
     def ok(self) -> bool:
         return not self.differences
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def result_of(body: Any) -> DriftResult:
+    """The DriftResult of what gcos.record_drift returned."""
+    if not isinstance(body, dict):
+        raise LedgerBroken("gcos.record_drift returned no result; run `gcos ledger verify`.")
+    differences = body.get("differences")
+    return DriftResult(
+        baseline_seq=_int(body.get("baseline_seq")),
+        baseline_step=_text(body.get("baseline_step")),
+        baseline_hash=_text(body.get("baseline_hash")),
+        live_hash=_text(body.get("live_hash")),
+        differences=tuple(str(d) for d in differences) if isinstance(differences, list) else (),
+        ledger_seq=_int(body.get("ledger_seq")),
+        baseline_kind=_text(body.get("baseline_kind")),
+        compared=_text(body.get("compared")),
+    )
+
+
 def detect(conn: psycopg.Connection[Any]) -> DriftResult:
-    """Compare the live world with the last commit's (or rollback's) fingerprint; record drift if any. Only a
-    commit or rollback that counts (history.py: applied and backed by an allowing policy decision) is a baseline."""
-    base = history.read_now(conn).baseline
-    if base is None:
-        return DriftResult(None, None, None, None, ())
-    payload = base.payload
-    full = payload.get("fingerprint_after_full")
-    summary = payload.get("fingerprint_after") or {}
-    watch = tuple(sorted((full or summary).get("tables", {})))
-    live = fingerprint.take(conn, watch=watch)
-    if full:
-        try:
-            recorded = fingerprint.Fingerprint.from_json(full)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SpecError(f"the fingerprint in ledger record {base.seq} cannot be read ({exc}).") from exc
-        diffs = [str(d) for d in fingerprint.diff(recorded, live) if d.category != fingerprint.RESIDUE_CATEGORY]
-    else:
-        diffs = []
-        if summary.get("schema_hash") != live.schema_hash:
-            diffs.append(f"schema {summary.get('schema_hash', '?')[:12]}… → {live.schema_hash[:12]}…")
-        for table, state in sorted(summary.get("tables", {}).items()):
-            now = live.tables.get(table)
-            if now is None or (now.rows, now.content) != (state.get("rows"), state.get("content")):
-                diffs.append(f"table_data {table} changed")
-    result = DriftResult(base.seq, base.record.get("step_id"), summary.get("hash"), live.hash, tuple(diffs))
-    if not diffs:
+    """Ask the kernel to compare the live world with the last counted commit's (or rollback's) fingerprint and
+    record any drift; ReverifyMismatch (exit 6, the DriftResult in ``details``) when it found some. GateRefused
+    (exit 3) where a baseline exists but schema public is not adopted: the kernel cannot read that world."""
+    with translated():
+        row = conn.execute("SELECT gcos.record_drift(%s)", (ledger.new_trace_id(),)).fetchone()
+    result = result_of(row[0] if row else None)
+    if result.ok:
         return result
-    entry = ledger.append(
-        conn,
-        Kind.DRIFT,
-        {
-            "format_version": FORMAT_VERSION,
-            "baseline_seq": base.seq,
-            "baseline_hash": summary.get("hash"),
-            "live_hash": live.hash,
-            "live_schema_hash": live.schema_hash,
-            "differences": list(diffs[:200]),
-        },
-        step_id=base.record.get("step_id"),
-    )
-    drifted = DriftResult(
-        result.baseline_seq, result.baseline_step, result.baseline_hash, live.hash, result.differences, entry.seq
-    )
+    diffs = result.differences
     shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
     raise ReverifyMismatch(
-        f"the live world drifted from the fingerprint recorded after ledger record {base.seq} "
-        f"({base.record.get('step_id')} {base.kind}): {shown}; recorded as drift at seq {entry.seq} — "
+        f"the live world drifted from the fingerprint recorded after ledger record {result.baseline_seq} "
+        f"({result.baseline_step} {result.baseline_kind}): {shown}; recorded as drift at seq {result.ledger_seq} — "
         "find out who changed it before going on.",
-        details=drifted,
+        details=result,
     )

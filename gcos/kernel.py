@@ -1,8 +1,9 @@
 """Calls into the gcos kernel (gcos/sql/011_kernel_rehearse.sql, 012_kernel_commit.sql): the database rehearses,
 commits and rolls back a REGISTERED spec as gcos_kernel, evaluates the gates and appends every record itself
-(batched steps: gcos/kernel_batched.py).
-The client registers the spec and plan, passes their hashes, renders what the kernel returns and writes the
-evidence files; nothing the kernel decides is decided again here."""
+(batched steps: gcos/kernel_batched.py). This is the only way gcos runs a step: where schema public is not
+adopted, nothing is rehearsed or committed (an admin runs `gcos adopt public` first).
+The client checks the SQL statically (early feedback), registers the spec and plan, passes their hashes, renders
+what the kernel returns and writes the evidence files; nothing the kernel decides is decided again here."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import errors as pgerrors
 
-from gcos import apply, execute, gates, ledger, registry, rehearsal, rehearsal_evidence
-from gcos.apply import set_local_timeouts
+from gcos import gates, ledger, registry, rehearsal_evidence, sqlcheck
 from gcos.checks import CheckResult
 from gcos.domain import Outcome
 from gcos.errors import (
@@ -28,24 +29,25 @@ from gcos.errors import (
     translated,
 )
 from gcos.install import require_installed
+from gcos.results import CommitResult, Footprint, RehearsalResult, StopResult
 from gcos.spec import Check, Expectation, PlanSpec, Project, StepSpec
-from gcos.target import SessionSettings, Target, connect
+from gcos.target import SessionSettings, Target, connect, set_local_timeouts
 
 OUTCOME_ERRORS: dict[str, type[GcosError]] = {
-    "reverify_mismatch": ReverifyMismatch,
-    "stopped": StopHeld,
-    "success_failed": StopHeld,
-    "rollback_unproven": ResidueFound,
-    "residue": ResidueFound,
-    "lock_timeout": DatabaseUnavailable,
-    "timeout": DatabaseUnavailable,
-    "mutation_failed": SpecError,
-    "batch_failed": SpecError,
-    "check_failed": SpecError,
-    "rollback_failed": SpecError,
-    "commit_failed": SpecError,
-    "commit_refused": GateRefused,
-    "rollback_refused": GateRefused,
+    Outcome.REVERIFY_MISMATCH: ReverifyMismatch,
+    Outcome.STOPPED: StopHeld,
+    Outcome.SUCCESS_FAILED: StopHeld,
+    Outcome.ROLLBACK_UNPROVEN: ResidueFound,
+    Outcome.RESIDUE: ResidueFound,
+    Outcome.LOCK_TIMEOUT: DatabaseUnavailable,
+    Outcome.TIMEOUT: DatabaseUnavailable,
+    Outcome.MUTATION_FAILED: SpecError,
+    Outcome.BATCH_FAILED: SpecError,
+    Outcome.CHECK_FAILED: SpecError,
+    Outcome.ROLLBACK_FAILED: SpecError,
+    Outcome.COMMIT_FAILED: SpecError,
+    Outcome.COMMIT_REFUSED: GateRefused,
+    Outcome.ROLLBACK_REFUSED: GateRefused,
 }
 """The exit of each kernel outcome (CONTRACT.md exit codes); "passed" is the only success."""
 
@@ -60,21 +62,57 @@ def adopted(conn: psycopg.Connection[Any], schema: str = "public") -> bool:
     return bool(row and row[0])
 
 
+def require_adopted(conn: psycopg.Connection[Any], step: StepSpec, action: str) -> None:
+    """Refuse (exit 3) before anything is registered or run where the kernel cannot run `step`: it runs steps in
+    schema public as gcos_kernel, which governs public only once an admin adopted it."""
+    if not adopted(conn):
+        raise GateRefused(
+            f"schema public is not adopted, so the kernel cannot {action} {step.id}: an admin runs "
+            "`gcos adopt public` first (see README, The kernel)."
+        )
+
+
+def static_check(step: StepSpec, plan: PlanSpec) -> None:
+    """Refuse, before anything runs, SQL the spec does not allow (exit 2, the statement quoted): early feedback
+    only, since the kernel judges what the step actually changed."""
+    stops = (*step.stop, *plan.global_stop)
+    forbid_columns = [n for s in stops if s.kind == "forbid_columns" for n in s.names]
+    forbid_objects = [n for s in stops if s.kind == "forbid_objects" for n in s.names]
+    if step.mutation:
+        sqlcheck.check_mutation(step, extra_forbid_columns=forbid_columns, extra_forbid_objects=forbid_objects)
+    sqlcheck.check_rollback(step)
+    if step.batch:
+        sqlcheck.check_batch(step)
+    for section, checks in (("re-verify", step.reverify), ("success", step.success)):
+        for check in checks:
+            sqlcheck.check_query(check.sql, label=f"step {step.id} {section} check {check.name!r}")
+    for stop in stops:
+        if stop.sql:
+            sqlcheck.check_query(stop.sql, label=f"step {step.id} stop condition {stop.name!r}")
+
+
 def rehearse(
     conn: psycopg.Connection[Any], project: Project, step: StepSpec, *, settings: SessionSettings, evidence_dir: Path
-) -> rehearsal.RehearsalResult:
+) -> RehearsalResult:
     """Register the step and its plan, let the kernel rehearse them, write the evidence; raise the outcome's
     error (with the result as details) unless it passed."""
     plan = _plan(project, step)
-    execute.static_check(step, plan)  # early feedback: the kernel judges what actually changes
+    require_adopted(conn, step, "rehearse")
+    static_check(step, plan)  # early feedback: the kernel judges what actually changes
     spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # its record follows what others appended meanwhile
     try:
-        with translated(), conn.transaction():
+        with conn.transaction():
             set_local_timeouts(conn, settings)
             row = conn.execute(
                 "SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, ledger.new_trace_id())
             ).fetchone()
+    except psycopg.Error as exc:
+        holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
+        if holders:  # it waited for a commit, which holds the commit lock a rehearsal shares
+            raise commit_busy(holders, settings, step.id) from exc
+        with translated():
+            raise
     finally:
         conn.isolation_level = None
     assert row is not None
@@ -98,15 +136,16 @@ def commit(
     action: str,
     settings: SessionSettings,
     break_glass: bool = False,
-) -> apply.ApplyResult:
+) -> CommitResult:
     """Let the kernel commit (or roll back) the step in one transaction on a fresh connection; the outcome's
     error unless it applied. A connection lost around COMMIT is settled from the ledger by the run id."""
     plan = _plan(project, step)
-    execute.static_check(step, plan)
+    static_check(step, plan)
     run_id = uuid.uuid4().hex
     base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
     with connect(target, settings) as conn:
         require_installed(conn)
+        require_adopted(conn, step, action)
         spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after the lock sees what came before
         call = (spec_hash, plan_hash, action, run_id, ledger.new_trace_id(), break_glass)
@@ -116,35 +155,29 @@ def commit(
                 row = conn.execute("SELECT gcos.commit(%s, %s, %s, %s, %s, %s)", call).fetchone()
         except psycopg.Error as exc:
             if conn.broken:
-                return apply.settle_in_doubt(target, settings, base, exc)
-            holders = apply.commit_lock_holders(conn) if isinstance(exc, psycopg.errors.LockNotAvailable) else ""
+                return settle_in_doubt(target, settings, base, exc)
+            holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
             if holders:  # it waited for another commit, not for a table
-                raise apply.commit_busy(holders, settings, step.id) from exc
+                raise commit_busy(holders, settings, step.id) from exc
             with translated():
                 raise
     assert row is not None
     return _applied(step, base, dict(row[0]))
 
 
-def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> apply.ApplyResult:
+def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> CommitResult:
     decision = decision_of(body.get("decision"))
     outcome = str(body.get("outcome"))
     prints = (body.get("fingerprint_before") or {}, body.get("fingerprint_after") or {})
-    footprint = body.get("footprint")
-    result = apply.ApplyResult(
+    result = CommitResult(
         **base,
         outcome=outcome,
         message=_sentence(str(body.get("message") or outcome)),
         decision=decision,
         reverify=checks_of(step.reverify, body.get("reverify") or []),
-        stops=tuple(
-            execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
-            for s in body.get("stops") or []
-        ),
+        stops=tuple(StopResult.from_payload(s) for s in body.get("stops") or []),
         success=checks_of(step.success, body.get("success") or []),
-        footprint=execute.Footprint(tuple(footprint["new_tables"]), (), dict(footprint["row_deltas"]))
-        if footprint
-        else None,
+        footprint=Footprint.from_payload(body.get("footprint")),
         fingerprint_before=prints[0],
         fingerprint_after=prints[1],
         ledger_seq=body.get("ledger_seq"),
@@ -195,12 +228,11 @@ def _plan(project: Project, step: StepSpec) -> PlanSpec:
     return plan
 
 
-def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) -> rehearsal.RehearsalResult:
+def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) -> RehearsalResult:
     """The kernel's rehearsal payload as the client's result type (checks matched to the spec by position)."""
     checks = body.get("checks") or {}
     prints = body.get("fingerprints") or {}
-    footprint = body.get("footprint")
-    return rehearsal.RehearsalResult(
+    return RehearsalResult(
         step=step.id,
         ref=step.ref,
         spec_hash=spec_hash,
@@ -210,16 +242,9 @@ def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) ->
         outcome=str(body.get("outcome")),
         message=str(body.get("message")),
         reverify=checks_of(step.reverify, checks.get("reverify") or []),
-        stops=tuple(
-            execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
-            for s in checks.get("stop") or []
-        ),
+        stops=tuple(StopResult.from_payload(s) for s in checks.get("stop") or []),
         success=checks_of(step.success, checks.get("success") or []),
-        footprint=execute.Footprint(
-            tuple(footprint["new_tables"]), tuple(footprint["dropped_tables"]), dict(footprint["row_deltas"])
-        )
-        if footprint
-        else None,
+        footprint=Footprint.from_payload(body.get("footprint")),
         entry=prints.get("entry") or {},
         inside=prints.get("inside") or {},
         after_rollback=prints.get("after_rollback") or {},
@@ -240,9 +265,99 @@ def checks_of(specs: tuple[Check, ...], results: list[dict[str, Any]]) -> tuple[
     return tuple(out)
 
 
+# --------------------------------------------------------------------------- the commit lock, a dropped COMMIT
+
+COMMIT_LOCK_KEY = "gcos:commit"
+"""The advisory lock (hashtextextended of this text) the kernel holds for the whole transaction of every commit,
+rollback and batched start or close: one per database, so commits of steps in different plans never both read
+the fingerprint before the other applied (issue 9, item 3)."""
+
+
+_TAKE_COMMIT_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(%s, 0))"
+
+
+def commit_busy(holders: str, settings: SessionSettings, step_id: str) -> DatabaseUnavailable:
+    """The error of a kernel call that waited lock_timeout for the commit lock (held exclusively by a commit,
+    rollback or batched start or close; shared by rehearsals)."""
+    return DatabaseUnavailable(
+        f"another commit, rollback or rehearsal is in progress in this database ({holders}), and it did not "
+        f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
+        f"{step_id}` when it is done."
+    )
+
+
+def commit_lock_holders(conn: psycopg.Connection[Any]) -> str:
+    """Who holds the commit lock ("" when nobody else does); asked from a healthy transaction or an idle
+    connection."""
+    rows = conn.execute(
+        "SELECT a.pid, a.usename::text, a.state FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a "
+        "ON a.pid = l.pid, (SELECT pg_catalog.hashtextextended(%s, 0) AS k) AS key "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid() AND l.objsubid = 1 "
+        "AND l.classid::bigint = ((key.k >> 32) & 4294967295) AND l.objid::bigint = (key.k & 4294967295) ORDER BY 1",
+        (COMMIT_LOCK_KEY,),
+    ).fetchall()
+    return "; ".join(f"pid {pid} of role {user} ({state})" for pid, user, state in rows)
+
+
+def settle_in_doubt(target: Target, settings: SessionSettings, base: dict[str, Any], exc: Exception) -> CommitResult:
+    """The connection dropped around COMMIT: ask the ledger whether this run's record exists.
+
+    The ledger is read only once the commit lock is ours: the dropped transaction held it until it ended, so a
+    COMMIT that reached the server but was still being processed cannot be misread as "not applied". If the
+    lock is not granted within lock_timeout, the outcome is reported as unknown."""
+    step, action, run_id = base["step"], base["action"], base["run_id"]
+    try:
+        with connect(target, settings) as conn, conn.transaction():
+            set_local_timeouts(conn, settings)
+            conn.execute(
+                "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(%s, 0))", (COMMIT_LOCK_KEY,)
+            )
+            found = conn.execute(
+                "SELECT seq FROM gcos.ledger WHERE kind = %s AND record->'payload'->>'run_id' = %s",
+                (action, run_id),
+            ).fetchone()
+    except pgerrors.LockNotAvailable as again:
+        raise DatabaseUnavailable(
+            f"the connection dropped during {action} of {step} and its transaction has not ended yet (the commit "
+            f"lock is still held after {settings.lock_timeout}), so the outcome of run {run_id} is unknown; run "
+            f"`gcos status {step}` in a minute (never re-apply blindly)."
+        ) from again
+    except (GcosError, psycopg.Error) as again:
+        raise DatabaseUnavailable(
+            f"the connection dropped during {action} of {step} and the database is still unreachable, so the "
+            f"outcome of run {run_id} is unknown; run `gcos status {step}` when it is back (never re-apply blindly)."
+        ) from again
+    if found:
+        return CommitResult(
+            **base,
+            outcome=Outcome.IN_DOUBT_APPLIED,
+            ledger_seq=int(found[0]),
+            message=f"the connection dropped at COMMIT, but the ledger holds run {run_id} "
+            f"(seq {found[0]}): {step} was applied.",
+        )
+    why = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    raise DatabaseUnavailable(
+        f"the connection dropped during {action} of {step} ({why}); "
+        f"the ledger has no record of run {run_id}, so nothing was applied; retry when the database is back."
+    ) from exc
+
+
 def _sentence(message: str) -> str:
     text = message.strip()
     return text if text.endswith(".") else text + "."
 
 
-__all__ = ["OUTCOME_ERRORS", "adopted", "checks_of", "commit", "decision_of", "rehearse", "result_of"]
+__all__ = [
+    "OUTCOME_ERRORS",
+    "adopted",
+    "checks_of",
+    "commit",
+    "commit_busy",
+    "commit_lock_holders",
+    "decision_of",
+    "rehearse",
+    "require_adopted",
+    "result_of",
+    "settle_in_doubt",
+    "static_check",
+]

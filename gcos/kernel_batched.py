@@ -1,11 +1,11 @@
-"""The client of the kernel's batched commit (gcos/sql/013_kernel_batched.sql): where schema public is adopted,
-a batched step (mode: batched, seed 002 step 9) is started, run batch by batch and closed INSIDE the database.
+"""The client of the kernel's batched commit (gcos/sql/013_kernel_batched.sql): a batched step (mode: batched,
+seed 002 step 9) is started, run batch by batch and closed INSIDE the database.
 
 The client registers the spec and plan, then calls ``gcos.batch_start`` once, ``gcos.batch_next`` in a loop (one
 short transaction per batch, under seed 002's 5 s statement limit) until the kernel says done, and
 ``gcos.batch_close`` once. The kernel gates every phase, chooses every keyset range from the cursor row, judges
 every batch and writes every record; this module only counts for the progress bar and renders what the kernel
-returns as a :class:`gcos.batched.BatchedResult`, so the CLI shows it as it shows a client run. A killed or
+returns as a :class:`gcos.results.BatchedResult`. A killed or
 interrupted client leaves the run open at its last committed batch: `gcos commit STEP` resumes it (same run id).
 """
 
@@ -19,9 +19,8 @@ from typing import Any
 
 import psycopg
 
-from gcos import apply, batched, execute, kernel, ledger, registry
-from gcos.apply import set_local_timeouts
-from gcos.domain import Outcome
+from gcos import kernel, ledger, registry
+from gcos.domain import BatchPhase, Outcome
 from gcos.errors import (
     DatabaseUnavailable,
     GateRefused,
@@ -34,17 +33,19 @@ from gcos.errors import (
     sentence,
 )
 from gcos.install import require_installed
+from gcos.results import BatchedResult, BatchProgress, StopResult
 from gcos.spec import Project, StepSpec
-from gcos.target import SessionSettings, Target, connect
+from gcos.target import SessionSettings, Target, connect, set_local_timeouts
 
 _ERRORS: dict[str, type[GcosError]] = {
     **kernel.OUTCOME_ERRORS,
-    "timeout": StopHeld,  # a batch over the seed's statement limit stops the run (batched.py does the same)
-    "no_cursor": StopHeld,
-    "cursor_mismatch": StopHeld,
-    "cursor_moved": StopHeld,
+    Outcome.TIMEOUT: StopHeld,  # a batch over the seed's statement limit stops the run
+    Outcome.NO_CURSOR: StopHeld,
+    Outcome.CURSOR_MISMATCH: StopHeld,
+    Outcome.CURSOR_MOVED: StopHeld,
 }
 """The exit of each outcome the kernel's batched functions return (CONTRACT.md exit codes)."""
+BATCH_STATEMENT_LIMIT = "5s"  # seed 002 step 9: "non-resumable/blanket full scan that times out (5s statement limit)"
 
 
 @dataclass
@@ -65,8 +66,8 @@ class _Run:
     decision: Any = None
     deltas: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def result(self, outcome: str, message: str, **extra: Any) -> batched.BatchedResult:
-        return batched.BatchedResult(
+    def result(self, outcome: str, message: str, **extra: Any) -> BatchedResult:
+        return BatchedResult(
             step=self.step.id,
             ref=self.step.ref,
             spec_hash=self.step.hash,
@@ -90,10 +91,10 @@ def commit_batched(
     step: StepSpec,
     *,
     settings: SessionSettings,
-    progress: Callable[[batched.BatchProgress], None] | None = None,
+    progress: Callable[[BatchProgress], None] | None = None,
     after_batch: Callable[[int], None] | None = None,
     break_glass: bool = False,
-) -> batched.BatchedResult:
+) -> BatchedResult:
     """Commit batched `step` through the kernel: start (or resume) its run, one batch per call, close it.
 
     `progress` is called before the first batch and after each committed one; `after_batch(n)` (a test hook)
@@ -107,27 +108,25 @@ def commit_batched(
     plan = project.plan_of(step.id)
     if plan is None:
         raise SpecError(f"{step.id} is in no plan; add it to one under plans/ first.")
-    execute.static_check(step, plan)  # early feedback: the kernel judges what actually changes
+    kernel.static_check(step, plan)  # early feedback: the kernel judges what actually changes
     run = _Run(step, trace_id=ledger.new_trace_id())
     with connect(target, settings) as conn:
         require_installed(conn)
+        kernel.require_adopted(conn, step, "commit")
         spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after a lock sees what came before
         call = (spec_hash, plan_hash, uuid.uuid4().hex, run.trace_id, break_glass)
         started = _call(conn, run, settings, "SELECT gcos.batch_start(%s, %s, %s, %s, %s)", call)
         _started(run, started)
         closing = (run.run_id, run.trace_id, break_glass)
-        closed: dict[str, Any] = {"outcome": "more"}
-        while closed.get("outcome") == "more":  # keys that arrived after the last batch are batched too
+        closed: dict[str, Any] = {"outcome": BatchPhase.MORE}
+        while closed.get("outcome") == BatchPhase.MORE:  # keys that arrived after the last batch are batched too
             _batches(conn, run, settings, break_glass, progress, after_batch)
             closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
     if closed.get("outcome") != Outcome.APPLIED:
         raise _failure(run, closed)
-    stops = tuple(
-        execute.StopResult(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
-        for s in closed.get("stops") or []
-    )
-    outcome = batched.RESUMED_APPLIED if closed.get("resumed") else batched.APPLIED
+    stops = tuple(StopResult.from_payload(s) for s in closed.get("stops") or [])
+    outcome = Outcome.RESUMED_APPLIED if closed.get("resumed") else Outcome.APPLIED
     how = f"; resumed after key {run.resumed_from}, this process ran {run.batches}" if closed.get("resumed") else ""
     message = f"{closed.get('message')}{how}"
     return run.result(
@@ -142,10 +141,10 @@ def commit_batched(
 def _started(run: _Run, body: dict[str, Any]) -> None:
     run.run_id = str(body.get("run_id") or "")
     run.decision = kernel.decision_of(body.get("decision"))
-    if body.get("outcome") not in ("started", "resumed"):
+    if body.get("outcome") not in (BatchPhase.STARTED, BatchPhase.RESUMED):
         raise _failure(run, body)
     run.watermark = _int(body.get("watermark"))
-    run.resumed_from = run.watermark if body.get("outcome") == "resumed" else None
+    run.resumed_from = run.watermark if body.get("outcome") == BatchPhase.RESUMED else None
     run.total, run.done = int(body.get("total_rows") or 0), int(body.get("done_rows") or 0)
 
 
@@ -154,7 +153,7 @@ def _batches(
     run: _Run,
     settings: SessionSettings,
     break_glass: bool,
-    progress: Callable[[batched.BatchProgress], None] | None,
+    progress: Callable[[BatchProgress], None] | None,
     after_batch: Callable[[int], None] | None,
 ) -> None:
     """Call gcos.batch_next until the kernel says done, reporting progress after each committed batch."""
@@ -167,7 +166,7 @@ def _batches(
         rate = int(run.rows_seen / elapsed) if elapsed > 0 and run.rows_seen else 0
         left = max(run.total - run.done, 0)
         eta = int(left / rate) if rate else (0 if left == 0 else None)
-        progress(batched.BatchProgress(run.done, run.total, run.batches, run.watermark, rate, eta))
+        progress(BatchProgress(run.done, run.total, run.batches, run.watermark, rate, eta))
 
     report()
     while True:
@@ -179,9 +178,9 @@ def _batches(
             (run.run_id, run.trace_id, break_glass),
             batch=True,
         )
-        if body.get("outcome") == "done":
+        if body.get("outcome") == BatchPhase.DONE:
             return
-        if body.get("outcome") != "batch":
+        if body.get("outcome") != BatchPhase.BATCH:
             raise _failure(run, body)
         run.batches += 1
         run.rows_seen += int(body["rows"])
@@ -208,7 +207,7 @@ def _call(
         with conn.transaction():
             set_local_timeouts(conn, settings)
             if batch:
-                conn.execute("SELECT set_config('statement_timeout', %s, true)", (batched.BATCH_STATEMENT_LIMIT,))
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (BATCH_STATEMENT_LIMIT,))
             row = conn.execute(query, params).fetchone()
     except psycopg.Error as exc:
         raise _database_error(conn, run, settings, exc) from exc
@@ -227,19 +226,19 @@ def _database_error(
             f"`gcos status {run.step.id}`, then commit it again: an unfinished run resumes after its last committed "
             "batch, a committed one is never re-applied"
         )
-        return DatabaseUnavailable(sentence(message), details=run.result("stopped", message))
+        return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
     if isinstance(exc, psycopg.errors.LockNotAvailable):
-        holders = apply.commit_lock_holders(conn)
+        holders = kernel.commit_lock_holders(conn)
         if holders:
-            return apply.commit_busy(holders, settings, run.step.id)
+            return kernel.commit_busy(holders, settings, run.step.id)
     if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):  # another gcos commit resumed the run
         message = f"{reason(exc)}{kept}"
-        return DatabaseUnavailable(sentence(message), details=run.result("stopped", message))
+        return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
     error = from_database(exc)
     if error is None:
         raise exc  # not a condition gcos interprets: a bug to report (exit 1)
     message = f"{error.message.rstrip('.')}{kept}" if run.run_id else error.message
-    return type(error)(sentence(message), details=run.result("stopped", message))
+    return type(error)(sentence(message), details=run.result(Outcome.STOPPED, message))
 
 
 def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
@@ -255,7 +254,7 @@ def _failure(run: _Run, body: dict[str, Any]) -> GcosError:
             error = StopHeld if first.get("stop_held") else ReverifyMismatch
         else:
             error = GateRefused
-    kind = "refused" if outcome == "commit_refused" else "stopped"
+    kind = Outcome.REFUSED if outcome == Outcome.COMMIT_REFUSED else Outcome.STOPPED
     return error(sentence(message), details=run.result(kind, message, ledger_seq=body.get("ledger_seq")))
 
 

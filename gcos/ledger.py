@@ -3,10 +3,11 @@
 Every record is ``{"format_version": 1, "seq", "prev_hash", "recorded_at", "trace_id", "span_id",
 "actor": {"principal", "role", "role_oid", "kind"}, "kind", "step_id", "spec_hash", "payload"}`` and
 ``hash = sha256(JCS(record))`` (RFC 8785, UTF-8), the record including ``prev_hash`` (64 zeros for the
-first). Records are written only by ``gcos.ledger_append`` and the other SECURITY DEFINER functions,
-which stamp seq, time (UTC, microseconds) and actor (``session_user``) and compute the canonical text
-and hash inside the database (``gcos.jcs``); appends are serialized on ``gcos.ledger_head``, so the
-chain never forks. Payloads hold JSON with integers only (send durations as integer microseconds).
+first). Records are written only by the kernel and the other SECURITY DEFINER functions (``gcos.ledger_append``
+is a superuser's alone since schema version 15), which stamp seq, time (UTC, microseconds) and actor
+(``session_user``) and compute the canonical text and hash inside the database (``gcos.jcs``); appends
+are serialized on ``gcos.ledger_head``, so the chain never forks. Payloads hold JSON with integers only
+(send durations as integer microseconds).
 
 ``verify`` recomputes every link from genesis in Python (``rfc8785``, independent of the SQL
 canonicalizer) and names the FIRST bad record: changed content (hash mismatch), a record that is not
@@ -250,7 +251,8 @@ def append(
     span_id: str | None = None,
 ) -> LedgerEntry:
     """Append one record through ``gcos.ledger_append`` (in the caller's transaction if one is open, else
-    as its own). The database stamps seq, time and actor; the stored entry is returned."""
+    as its own): a superuser's repair or test tool, refused to every other role (GateRefused, exit 3). The
+    database stamps seq, time and actor; the stored entry is returned."""
     if not isinstance(payload, Mapping):
         raise SpecError("A ledger payload is a JSON object (a mapping).")
     check_payload(payload)

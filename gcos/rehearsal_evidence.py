@@ -1,13 +1,12 @@
 """The record of one rehearsal: its result, its ledger payload, and the evidence files an auditor reads
 (rehearsals/<STEP>/<time>-seq<N>.json and .md, the Markdown from evidence/templates/rehearsal.md.j2).
 
-Shared by the client rehearsal (rehearsal.py) and the kernel's (kernel.py): both write the same files.
+The kernel rehearses and records (gcos/sql/011); gcos/kernel.py writes these files from what it returned.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,82 +14,9 @@ from typing import Any
 import jinja2
 
 from gcos import ledger
-from gcos.checks import CheckResult
-from gcos.execute import Footprint, StopResult, ledger_safe
+from gcos.results import RehearsalResult
 
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class RehearsalResult:
-    step: str
-    ref: str
-    spec_hash: str
-    plan_id: str | None
-    plan_hash: str | None
-    run_id: str
-    outcome: str  # passed | stopped | success_failed | mutation_failed | rollback_unproven | residue | ...
-    message: str
-    reverify: tuple[CheckResult, ...] = ()
-    stops: tuple[StopResult, ...] = ()
-    success: tuple[CheckResult, ...] = ()
-    footprint: Footprint | None = None
-    entry: dict[str, Any] = field(default_factory=dict)
-    inside: dict[str, Any] = field(default_factory=dict)
-    after_rollback: dict[str, Any] = field(default_factory=dict)
-    exit: dict[str, Any] = field(default_factory=dict)
-    differences: tuple[str, ...] = ()
-    residue: tuple[str, ...] = ()
-    duration_us: int = 0
-    ledger_seq: int | None = None
-    evidence: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "passed"
-
-
-def _check(c: CheckResult) -> dict[str, Any]:
-    return {"name": c.name, "expected": c.expected, "actual": c.actual, "ok": c.ok, "error": c.error}
-
-
-def payload(result: RehearsalResult) -> dict[str, Any]:
-    """The rehearsal as a ledger payload and evidence document."""
-    fp = result.footprint
-    body: dict[str, Any] = ledger_safe(
-        {
-            "format_version": FORMAT_VERSION,
-            "run_id": result.run_id,
-            "step": result.step,
-            "ref": result.ref,
-            "plan_id": result.plan_id,
-            "plan_hash": result.plan_hash,
-            "outcome": result.outcome,
-            "message": result.message,
-            "fingerprints": {
-                "entry": result.entry,
-                "inside": result.inside,
-                "after_rollback": result.after_rollback,
-                "exit": result.exit,
-            },
-            "footprint": {
-                "new_tables": list(fp.new_tables),
-                "dropped_tables": list(fp.dropped_tables),
-                "row_deltas": fp.row_deltas,
-            }
-            if fp
-            else None,
-            "checks": {
-                "reverify": [_check(c) for c in result.reverify],
-                "stop": [{"name": s.name, "kind": s.kind, "held": s.held, "detail": s.detail} for s in result.stops],
-                "success": [_check(c) for c in result.success],
-            },
-            "differences": list(result.differences[:50]),
-            "residue": {"sequences": list(result.residue)},
-            "duration_us": result.duration_us,
-        }
-    )
-    return body
 
 
 def write_evidence(

@@ -156,6 +156,18 @@ def connect(
         ) from None
 
 
+def set_local_timeouts(conn: psycopg.Connection[Any], settings: SessionSettings) -> None:
+    """The session's timeouts again for this transaction only (set_config(..., true) is SET LOCAL), and a
+    synchronous COMMIT: a kernel call whose records must be durable before the client reports them."""
+    for name, value in (
+        ("lock_timeout", settings.lock_timeout),
+        ("statement_timeout", settings.statement_timeout),
+        ("idle_in_transaction_session_timeout", settings.idle_in_transaction_session_timeout),
+        ("synchronous_commit", "on"),
+    ):
+        conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))
+
+
 def redact_dsn(dsn: str) -> str:
     """The DSN with every password (and sslpassword) replaced by ***; URI and key=value forms keep their
     form. A DSN that cannot be parsed is not echoed at all."""

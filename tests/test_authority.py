@@ -13,9 +13,11 @@ import pytest
 from conftest import MakeRole, Role
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from gcos import ledger
-from gcos.errors import GateRefused
+from gcos.adopt import adopt
+from gcos.errors import ExitCode, GateRefused
 from gcos.install import install
 
 SPEC = hashlib.sha256(b"spec SB-12").hexdigest()
@@ -304,8 +306,9 @@ def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[A
         ):
             with pytest.raises(pg_errors.UndefinedFunction):
                 session.execute(forged.encode(), ("SB-12", SPEC, PLAN, future(), alice.name))
-        with pytest.raises(GateRefused, match="written only by their own gcos function"):
+        with pytest.raises(GateRefused) as refused:  # no client appends records at all (015)
             ledger.append(session, "approval", {"approver": alice.name})
+        assert refused.value.exit_code == ExitCode.GATE_REFUSED
         approve(session, note=f"approved by {alice.name}")  # a flag-like note is just text
         recorded += 1
         session.execute(sql.SQL("SELECT set_config('gcos.approver', {}, false)").format(alice_q))
@@ -389,6 +392,7 @@ GATES_SQL = [
     "_gate_dependencies", "_gate_reverify", "_gate_rehearsal_rollback", "_gate_rehearsal", "_approval_binding",
     "_approver_problem", "_approvals_judged", "_approvals_count", "_gate_approvals", "_decision_word",
     "_gate_decisions", "_gate_state", "_gates_unregistered", "evaluate_gates", "_utc", "_conflicts_text",
+    "_expect_text",  # 015
 ]  # fmt: skip
 ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
 # The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,
@@ -440,11 +444,14 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "_adopt_begin",
         "_adopt_record",
         "rehearse",
+        "_rehearse_measured",  # 016: the rehearsal itself, called only by gcos.rehearse under the shared lock
         "commit",
         "batch_start",
         "batch_next",
         "batch_close",
         "explain_gates",
+        "record_drift",
+        "sessions_in_transaction",
         *KERNEL_OWNED,
     }
     approvers = ["gcos_council", "gcos_sovereign"]
@@ -454,7 +461,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "jcs": ["PUBLIC"],
         "_jcs_string": ["PUBLIC"],
         "database_incarnation": ["PUBLIC"],
-        "ledger_append": ["gcos_admin", "gcos_council", "gcos_operator", "gcos_sovereign"],
+        "record_drift": ALL_GCOS,  # 015: the kernel measures and writes; the caller only asks (auditors too)
+        "sessions_in_transaction": ALL_AND_KERNEL,  # 017: pids, roles and states, never query texts
         "add_principal": ["gcos_admin"],
         "record_approval": approvers,
         "record_decision": approvers,
@@ -497,14 +505,54 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
     assert writable == []
 
 
-def test_only_a_human_operator_appends_outcome_records(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
-    """Review finding: an agent with the operator role must not forge a commit (or policy decision) record."""
-    agent = make_role("agent", kind="agent", roles=("operator",), grant=("operator",))
-    human = make_role("operator", kind="human", roles=("operator",), grant=("operator",))
-    with agent.connect() as c:
-        for kind in ("commit", "rollback", "policy_decision", "batch_started"):
-            with pytest.raises(GateRefused, match="only by a human operator"):
-                ledger.append(c, kind, {"outcome": "applied"}, step_id="SB-12", spec_hash=SPEC)
-        assert ledger.append(c, "rehearsal", {"outcome": "passed"}, step_id="SB-12", spec_hash=SPEC).seq > 0
-    with human.connect() as c:
-        assert ledger.append(c, "policy_decision", {"allow": True}, step_id="SB-12", spec_hash=SPEC).seq > 0
+# --------------------------------------------------------------------------- the ledger is closed (015)
+
+PEOPLE = {  # every kind of principal a client can log in as
+    "operator": {"kind": "human", "roles": ("operator",), "grant": ("operator",)},
+    "agent": {"kind": "agent", "roles": ("operator",), "grant": ("operator",)},
+    "sovereign": {"kind": "human", "roles": ("sovereign",), "grant": ("sovereign",)},
+    "council": {"kind": "human", "roles": ("council",), "grant": ("council",)},
+    "admin": {"kind": "human", "roles": ("admin",), "grant": ("admin",)},
+    "auditor": {"kind": "human", "roles": ("auditor",), "grant": ("auditor",)},
+}
+FORGED = ["drift", "rehearsal", "commit", "policy_decision", "stop", "made_up_kind"]
+
+
+@pytest.mark.parametrize("adopted", [False, True], ids=["public-not-adopted", "public-adopted"])
+def test_no_role_but_a_superuser_appends_any_record(
+    conn: psycopg.Connection[Any], make_role: MakeRole, adopted: bool
+) -> None:
+    """Issue 9 (seed 000, "a single write aperture"): no client makes the database say something happened, not
+    even drift; only the kernel's own functions write, and where the kernel governs nothing nobody writes at all."""
+    conn.execute("CREATE TABLE public.kept (id integer PRIMARY KEY)")
+    if adopted:
+        adopt(conn, ["public"])
+    people = {who: make_role(who, **spec) for who, spec in PEOPLE.items()}
+    before = len(ledger.read_all(conn))
+    for who, role in people.items():
+        with role.connect() as session:
+            for kind in FORGED:
+                for function in ("ledger_append", "_ledger_write"):
+                    query = sql.SQL("SELECT * FROM gcos.{}(%s, 'SB-12', NULL, NULL, NULL, %s)").format(
+                        sql.Identifier(function)
+                    )
+                    with pytest.raises(pg_errors.InsufficientPrivilege):
+                        session.execute(query, (kind, Jsonb({"outcome": "applied", "differences": ["forged"]})))
+            with pytest.raises(GateRefused) as info:  # the client library says so too: exit 3
+                ledger.append(session, "drift", {"differences": ["forged"]}, step_id="SB-12")
+            assert info.value.exit_code == ExitCode.GATE_REFUSED, who
+    assert len(ledger.read_all(conn)) == before
+    assert ledger.append(conn, "note", {"by": "superuser"}).record["actor"]["role"] == conn.info.user
+
+
+def test_a_stray_grant_opens_nothing(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
+    """gcos.ledger_append refuses every caller but a superuser itself, whoever grants EXECUTE on it."""
+    operator = make_role("operator", **PEOPLE["operator"])
+    conn.execute(
+        sql.SQL("GRANT EXECUTE ON FUNCTION gcos.ledger_append(text, text, text, text, text, jsonb) TO {}").format(
+            sql.Identifier(operator.name)
+        )
+    )
+    with operator.connect() as session, pytest.raises(pg_errors.InsufficientPrivilege, match="only the kernel records"):
+        session.execute("SELECT * FROM gcos.ledger_append('drift', 'SB-12', NULL, NULL, NULL, '{}')")
+    assert [e.kind for e in ledger.read_all(conn)].count("drift") == 0

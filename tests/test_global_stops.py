@@ -128,11 +128,6 @@ def test_a_global_stop_the_step_itself_makes_hold_stops_its_rehearsal(world: Des
     assert any(name.startswith(stop) for name in held), held
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open gap: gcos_kernel, which evaluates the stops, is no member of pg_read_all_stats, so "
-    "pg_stat_activity hides other roles' session states from it and §70.2 #6 never holds in the kernel",
-)
 def test_an_errored_transaction_left_open_fires_item_6_at_rehearsal_and_at_commit(world: Desk) -> None:
     other = psycopg.connect(world.dsn)  # autocommit off: a transaction stays open
     try:

@@ -355,15 +355,14 @@ def test_even_a_superuser_cannot_change_or_forge_registry_rows(
 
 @pytest.mark.parametrize("kind", ["spec_registered", "plan_registered"])
 def test_ledger_append_refuses_the_registry_kinds(
-    conn: psycopg.Connection[Any], dsn: str, make_role: MakeRole, kind: str
+    conn: psycopg.Connection[Any], gcos_installed: None, kind: str
 ) -> None:
-    operator = make_role("op", kind="human", roles=("operator", "admin"), grant=("operator", "admin"))
-    for c in (operator.connect(), psycopg.connect(dsn, autocommit=True)):
-        with c:
-            with pytest.raises(GateRefused, match="written only by their own gcos function"):
-                ledger.append(c, kind, {"hash": SB12.hash}, step_id="SB-12", spec_hash=SB12.hash)
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("SELECT * FROM gcos.ledger_append(%s, 'SB-12', %s, NULL, NULL, '{}')", (kind, SB12.hash))
+    """Not even a superuser claims a registration through gcos.ledger_append (no other role may call it at all:
+    tests/test_authority.py): a registration record is written only by gcos.register_spec / register_plan."""
+    with pytest.raises(GateRefused, match="written only by their own gcos function"):
+        ledger.append(conn, kind, {"hash": SB12.hash}, step_id="SB-12", spec_hash=SB12.hash)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM gcos.ledger_append(%s, 'SB-12', %s, NULL, NULL, '{}')", (kind, SB12.hash))
     assert kind not in kinds(conn)
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import MakeRole, Role
 from typer.testing import CliRunner
 
-from gcos import commands, fingerprint, ledger
+from gcos import commands, fingerprint, ledger, registry
 from gcos.cli import app
 from gcos.domain import Kind, Outcome
 from gcos.errors import ExitCode, GcosError
@@ -302,15 +302,36 @@ def test_analyze_and_vacuum_by_another_session_during_a_rehearsal_change_nothing
     assert prints["entry"]["hash"] == prints["exit"]["hash"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel defect (reported s16): gcos.rehearse runs in a REPEATABLE READ transaction and appends its record "
-    "with SELECT .. FOR UPDATE on gcos.ledger_head, so of two rehearsals that overlap, the later one fails with a "
-    "serialization error (exit 8) instead of passing",
-)
 def test_concurrent_rehearsals_do_not_see_each_other(operator: Role, world_dsn: str, project_dir: Path) -> None:
     assert rehearse_while_waiting(operator, project_dir, 2, lambda: None) == [Outcome.PASSED, Outcome.PASSED]
     assert [r.payload["outcome"] for r in rehearsals(world_dsn)] == [Outcome.PASSED, Outcome.PASSED]
+
+
+def test_a_rehearsal_shares_the_commit_lock_and_outlives_other_appends(
+    operator: Role, world_dsn: str, project_dir: Path
+) -> None:
+    """While a rehearsal runs, commits (which take the commit lock exclusively) wait for it, other rehearsals do
+    not, and whatever else reaches the ledger meanwhile (here a registration) does not fail it (READ COMMITTED:
+    its record follows the others)."""
+    seen: dict[str, Any] = {}
+
+    def meanwhile() -> None:
+        with psycopg.connect(world_dsn) as other:  # one transaction: both tries hold until it ends
+            key = "pg_catalog.hashtextextended('gcos:commit', 0)"
+            seen["exclusive"] = other.execute(f"SELECT pg_try_advisory_xact_lock({key})").fetchone()
+            seen["shared"] = other.execute(f"SELECT pg_try_advisory_xact_lock_shared({key})").fetchone()
+        with psycopg.connect(world_dsn, autocommit=True) as admin:
+            project = load_project(project_dir)
+            seen["registered"] = registry.register_spec(admin, project.step("SB-11"))
+
+    assert rehearse_while_waiting(operator, project_dir, 1, meanwhile) == [Outcome.PASSED]
+    assert seen["exclusive"] == (False,) and seen["shared"] == (True,)
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        entries = ledger.read_all(conn)
+    registered = seen["registered"]
+    (registration,) = [e for e in entries if e.kind == Kind.SPEC_REGISTERED and e.record["spec_hash"] == registered]
+    (rehearsal,) = [e for e in entries if e.kind == Kind.REHEARSAL]
+    assert registration.seq < rehearsal.seq  # appended while the rehearsal ran, before its record
 
 
 # --------------------------------------------------------------------------- refused before anything runs

@@ -12,7 +12,7 @@ from gcos.cli.app import app, run
 from gcos.cli.options import BreakGlassOpt, DsnOpt, JsonOpt, ProjectOpt, StepArg, project_dir, target
 
 if TYPE_CHECKING:
-    from gcos import apply, batched
+    from gcos.results import BatchedResult, CommitResult
 
 
 @app.command("status", epilog="Example: gcos status SB-12     (or: gcos status --json for every step)")
@@ -40,13 +40,13 @@ def commit_cmd(
 
     Refused (exit 3) without a passing rehearsal on this schema, enough unexpired approvals by other named
     humans, the required decisions, committed dependencies; stop or success failure (4); re-verify (6).
-    Where schema public is adopted the kernel commits inside the database, as a named human operator.
+    The kernel commits inside the database, as a named human operator (schema public must be adopted).
     A batched step (mode: batched) runs in resumable keyset batches, each its own transaction, with a
     progress bar; if it is killed, the same command resumes it after the last committed batch.
     """
     from gcos import commands
 
-    def action() -> apply.ApplyResult | batched.BatchedResult:
+    def action() -> CommitResult | BatchedResult:
         where, root = target(dsn), project_dir(project)
         if as_json:
             return commands.commit(where, root, step, break_glass=break_glass)

@@ -27,11 +27,11 @@ from rich.table import Table
 from rich.tree import Tree
 
 if TYPE_CHECKING:
-    from gcos import adopt, apply, batched, commands, evidence, install, ledger
+    from gcos import adopt, commands, evidence, install, ledger, planning
     from gcos import drift as drift_mod
-    from gcos import rehearsal as rehearsal_mod
     from gcos.embedded import ServerStatus
     from gcos.principals import Principal
+    from gcos.results import BatchedResult, BatchProgress, CommitResult, RehearsalResult
 
 MARK = {True: "[green]✔[/]", False: "[red]✘[/]", None: "[yellow]?[/]"}
 
@@ -103,7 +103,7 @@ class BatchBar:
         self.step = step
         self.task: TaskID | None = None
 
-    def __call__(self, p: batched.BatchProgress) -> None:
+    def __call__(self, p: BatchProgress) -> None:
         if self.task is None:
             self.task = self.progress.add_task(f"{self.step} batches", total=p.total_rows, rate="")
         self.progress.update(self.task, completed=p.done_rows, total=p.total_rows, rate=f"{p.rate_rows_s:,} rows/s")
@@ -122,7 +122,7 @@ def server(out: Console, status: ServerStatus) -> None:
         out.print(f"  url:  {status.url}")
 
 
-def plan(out: Console, report: commands.PlanReport, explain: bool = False) -> None:
+def plan(out: Console, report: planning.PlanReport, explain: bool = False) -> None:
     for p in report.plans:
         tree = Tree(f"[bold]plan {p.id}[/] — {p.title}  [dim]plan hash {p.plan_hash[:12]}[/]")
         for s in p.steps:
@@ -170,7 +170,7 @@ def verify_details(out: Console, details: Any) -> None:
         verify(out, details)
 
 
-def rehearsal(out: Console, result: rehearsal_mod.RehearsalResult) -> None:
+def rehearsal(out: Console, result: RehearsalResult) -> None:
     colour = "green" if result.ok else "red"
     out.print(
         f"[bold]rehearsal of {result.step} ({result.ref})[/]: [{colour}]{result.outcome}[/] "
@@ -210,7 +210,7 @@ def rehearsal(out: Console, result: rehearsal_mod.RehearsalResult) -> None:
 
 
 def rehearsal_details(out: Console, details: Any) -> None:
-    from gcos.rehearsal import RehearsalResult
+    from gcos.results import RehearsalResult
 
     if isinstance(details, RehearsalResult):
         rehearsal(out, details)
@@ -230,6 +230,12 @@ def _gate_mark(g: Any) -> str:
 
 
 def status(out: Console, report: commands.StatusReport) -> None:
+    if not report.adopted:
+        out.print(
+            "[yellow]schema public is not adopted[/]: the kernel measures, rehearses and commits nothing here; "
+            "an admin runs `gcos adopt public` first.",
+            soft_wrap=True,
+        )
     for s in report.steps:
         out.print(
             f"[bold]{s.ref}[/] [cyan]{s.id}[/] {s.title}: [magenta]{s.state}[/] [dim]({s.detail})[/]", soft_wrap=True
@@ -239,15 +245,15 @@ def status(out: Console, report: commands.StatusReport) -> None:
             out.print(f"    {_gate_mark(g)} {g.number} {g.title}: [dim]{g.reason}{remedy}[/]", soft_wrap=True)
 
 
-def applied(out: Console, result: apply.ApplyResult | batched.BatchedResult) -> None:
-    from gcos.apply import ApplyResult
+def applied(out: Console, result: CommitResult | BatchedResult) -> None:
+    from gcos.results import CommitResult
 
     colour = "green" if result.ok else "red"
     out.print(f"[{colour}]{result.message}[/]", soft_wrap=True)
     if result.decision:
         for g in result.decision.gates:
             out.print(f"    {_gate_mark(g)} {g.number} {g.title}: [dim]{g.reason}[/]", soft_wrap=True)
-    if isinstance(result, ApplyResult) and result.fingerprint_after:
+    if isinstance(result, CommitResult) and result.fingerprint_after:
         out.print(
             f"[dim]fingerprint before {result.fingerprint_before.get('hash', '-')[:16]}… after "
             f"{result.fingerprint_after.get('hash', '-')[:16]}…[/]"

@@ -147,9 +147,12 @@ def _set(stmt: Any) -> Info:
         what = "the session's identity" if name in ("role", "session_authorization") else "a gcos session guard"
         info.refusal = f"{verb} {name} changes {what}"
     elif not local:
-        info.refusal = f"{verb} {name} outlives the step's transaction; use SET LOCAL"
+        info.refusal = f"{verb} {name} outlives the step's transaction; a step does not change settings"
     else:
-        info.kind, info.targets = "set_local", [name]  # the setting: the rehearsal lets it differ inside
+        info.refusal = (
+            f"{verb} {name} changes a setting, which the kernel cannot tell from a session-level change (it fails "
+            "the rehearsal as residue); a step does not change settings"
+        )
     return info
 
 

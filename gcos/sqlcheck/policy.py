@@ -40,8 +40,9 @@ def _is_true(args: Sequence[Any]) -> bool:
     return isinstance(value, ast.String) and value.sval.strip().lower() in ("t", "true", "on", "y", "yes", "1")
 
 
-def _call_refusal(stmt: Any) -> str | None:
-    """A reason to refuse a session-changing function call anywhere in the statement, or None."""
+def _call_refusal(stmt: Any, *, in_step: bool = True) -> str | None:
+    """A reason to refuse a session-changing function call anywhere in the statement, or None. A check
+    (`in_step` false) may set a setting for its own transaction, which the kernel always rolls back."""
     for n in walk(stmt):
         if not isinstance(n, ast.FuncCall) or not isinstance(n.funcname[-1], ast.String):
             continue
@@ -54,9 +55,14 @@ def _call_refusal(stmt: Any) -> str | None:
                 return "set_config() with a computed setting name could change gcos's session guards"
             if arg.val.sval.lower() in GUARDED:
                 return f"set_config('{arg.val.sval}') changes gcos's session guard {arg.val.sval}"
+            name = arg.val.sval
             if not _is_true((n.args or ())[2:3]):
-                name = arg.val.sval
-                return f"set_config('{name}', ..., false) outlives the step's transaction; pass true (SET LOCAL)"
+                return f"set_config('{name}', ..., false) outlives the step's transaction; a step does not change them"
+            if in_step:
+                return (
+                    f"set_config('{name}', ..., true) changes a setting, which the kernel cannot tell from a "
+                    "session-level change (it fails the rehearsal as residue); a step does not change settings"
+                )
         elif func in UNSAFE_CALLS or func.startswith("dblink"):
             return UNSAFE_CALLS.get(func, f"{func}() works on another connection, outside gcos's transaction")
     return None
@@ -194,5 +200,5 @@ def check_query(sql: str, *, label: str) -> None:
             _refuse(label, st, f"a check must not write ({info.writes[0][0]} {info.writes[0][1]})")
         if any(isinstance(n, ast.SelectStmt) and n.lockingClause for n in walk(node)):
             _refuse(label, st, "a check must not lock rows (FOR UPDATE/SHARE)")
-        if reason := _check_write_call(node) or _call_refusal(node):
+        if reason := _check_write_call(node) or _call_refusal(node, in_step=False):
             _refuse(label, st, reason)
