@@ -6,9 +6,8 @@ stamp the principal, refuse superusers, agents, services and roles without the s
 (GateRefused, exit 3), and append the ledger record in the same statement. Expiry is computed by the
 DATABASE clock (``clock_timestamp() + interval``), never the client's.
 
-Whether they count is decided by the database (``gcos.evaluate_gates``, gates 5 and 6; see gates.py).
-Inside a commit, call ``lock_approvals`` first, then evaluate the gates (READ COMMITTED: each statement sees
-every revocation that committed before the lock was granted). Since gcos schema 8 the
+Whether they count is decided by the database (``gcos.evaluate_gates``, gates 5 and 6; see gates.py); the
+kernel's commit locks the rows it relies on (``gcos.lock_approvals``) before it judges them. Since gcos schema 8 the
 functions also refuse a session whose login role is not its session role (SET SESSION AUTHORIZATION) and
 a principal in conflict with gcos's own roles, and bind approvals and decisions to the database incarnation.
 """
@@ -253,25 +252,3 @@ def revoke_decision(
             (revocation_id,),
         )
     return RevocationReceipt(int(revocation_id), int(ledger_seq), "decision", decision_id, name, revoked_by, reason)
-
-
-# --------------------------------------------------------------------------- the commit's lock and facts
-
-
-@dataclass(frozen=True)
-class LockResult:
-    approvals: int  # approval rows of the step now locked FOR SHARE
-    decisions: int  # decision records locked FOR SHARE
-
-
-def lock_approvals(conn: psycopg.Connection[Any], step_id: str, decisions: tuple[str, ...] = ()) -> LockResult:
-    """Lock the step's approval rows and its decisions' rows FOR SHARE until the caller's transaction ends,
-    so no revocation can commit between the gate check and COMMIT (it waits; one that committed first is
-    seen by the next statement). Waits up to lock_timeout (then DatabaseUnavailable, exit 8)."""
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
-        raise SpecError("lock_approvals must run inside the commit's transaction (the lock ends with it).")
-    with translated():
-        approvals, locked = _fetch_one(
-            conn, "SELECT approvals, decisions FROM gcos.lock_approvals(%s, %s::text[])", (step_id, list(decisions))
-        )
-    return LockResult(int(approvals), int(locked))

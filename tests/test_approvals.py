@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from conftest import MakeRole, Role
 
-from gcos import approvals, commands, gates, ledger, registry
-from gcos.approvals import approve, decide, lock_approvals, parse_duration, revoke, revoke_decision
+from gcos import commands, gates, ledger, registry
+from gcos.approvals import approve, decide, parse_duration, revoke, revoke_decision
 from gcos.errors import DatabaseUnavailable, GateRefused, LedgerBroken, SpecError
 from gcos.gates import PolicyDecisionRecord, rollback_subject_hash
 from gcos.spec import Project, StepSpec, load_project
@@ -452,16 +452,12 @@ def _commit_in_background(world: World, result: dict[str, Any]) -> threading.Thr
     return thread
 
 
-def test_lock_approvals_needs_a_transaction_and_the_operator_role(world: World) -> None:
-    opal, alice = world.connect("opal"), world.connect("alice")
-    with pytest.raises(SpecError, match="inside the commit's transaction"):
-        lock_approvals(opal, "SB-12")
-    with alice.transaction(), pytest.raises(GateRefused):
-        lock_approvals(alice, "SB-12")
-    approve(alice, world.project, world.step("SB-1-2"), verdict="approve", expires_in=DAY)
-    decide(alice, "A-8", verdict="approve", expires_in=DAY, note=None)
-    with opal.transaction():
-        assert lock_approvals(opal, "SB-1-2", ("A-8",)) == approvals.LockResult(1, 1)
+def test_no_client_locks_the_approvals(world: World) -> None:
+    """Only the kernel locks a step's approval rows (018): an operator or approver holding them in an open
+    transaction would only delay revocations."""
+    for who in ("opal", "alice"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            world.connect(who).execute("SELECT * FROM gcos.lock_approvals('SB-12')")
 
 
 def test_a_revocation_waits_for_a_kernel_commit_that_holds_the_approvals(world: World) -> None:

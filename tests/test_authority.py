@@ -468,7 +468,6 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "record_decision": approvers,
         "revoke_approval": approvers,
         "revoke_decision": approvers,
-        "lock_approvals": ["gcos_operator"],
         "register_spec": ["gcos_admin", "gcos_operator"],
         "register_plan": ["gcos_admin", "gcos_operator"],
         "principal_conflicts": ALL_GCOS,

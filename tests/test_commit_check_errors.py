@@ -59,6 +59,7 @@ def test_what_fails_inside_the_commit_is_a_recorded_stop_and_the_world_stays(
     (stop,) = world.entries(after=mark)
     assert stop.kind == Kind.STOP and stop.payload["outcome"] == outcome and stop.payload["kernel"] is True
     assert stop.seq == out["details"]["ledger_seq"]
+    assert stop.payload["policy_decision"]["allow"] is True  # 019: what the gates allowed before the stop
     assert fingerprint.take(world.admin).hash == before.hash and world.owner("governance_ruleset") is None
 
 

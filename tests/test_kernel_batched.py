@@ -60,6 +60,15 @@ def test_no_client_claims_a_batch_record(kit: Kit) -> None:
         conn.execute("SELECT gcos.batch_next(%s, %s)", ("0" * 32, "1" * 32))  # no such run
 
 
+def test_the_kernel_commits_a_batched_step_only_batch_by_batch(kit: Kit) -> None:
+    """gcos.commit of a batched step refuses (0A000, exit 2) and points at batch_start/next/close (019)."""
+    spec_hash, plan_hash = registered(kit)
+    with kit.person("operator").connect() as conn, pytest.raises(pg_errors.FeatureNotSupported) as refused:
+        conn.execute("SELECT gcos.commit(%s, %s, 'commit', %s, %s)", (spec_hash, plan_hash, "e" * 32, "f" * 32))
+    assert "batch_start" in str(refused.value)
+    assert Kind.COMMIT not in kit.kinds() and Kind.POLICY_DECISION not in kit.kinds()
+
+
 SNEAKS = {  # a data-modifying CTE, put before the batch's own, that writes from the third batch on
     "allow_list": "UPDATE governance_ruleset SET activated_at = activated_at WHERE",
     "source": "UPDATE birth_registry SET source_system = source_system WHERE id = 1 AND",

@@ -69,11 +69,12 @@ def rehearsals(dsn: str) -> list[ledger.LedgerEntry]:
 
 
 def open_gcos_sessions(dsn: str) -> list[Any]:
-    """gcos sessions still in a transaction or waiting: a rehearsal must leave none."""
+    """gcos sessions of this test's database still in a transaction or waiting: a rehearsal must leave none
+    (other tests' gcos sessions in other databases of the server are theirs)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(
             "SELECT pid, state, wait_event FROM pg_stat_activity WHERE application_name = 'gcos'"
-            " AND (state LIKE 'idle in%%' OR state = 'active')"
+            " AND datname = current_database() AND (state LIKE 'idle in%%' OR state = 'active')"
         ).fetchall()
 
 

@@ -102,8 +102,9 @@ def project() -> Project:
 
 
 @pytest.fixture
-def world(world_dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    """A copy of the session's default world (built by `rw.build_world` once, not once per test)."""
+def world(world_dsn: str, gcos_installed: None) -> Iterator[psycopg.Connection[Any]]:
+    """A copy of the session's default world (built by `rw.build_world` once, not once per test), with gcos
+    installed: the plans' stop #6 asks gcos.sessions_in_transaction()."""
     with psycopg.connect(world_dsn, autocommit=True) as conn:
         yield conn
 
