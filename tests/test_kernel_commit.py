@@ -17,8 +17,8 @@ from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
 
 from gcos import commands, fingerprint, ledger, registry
-from gcos.domain import Gate, Kind, StepState
-from gcos.errors import ExitCode, GateRefused, StopHeld
+from gcos.domain import Gate, Kind, Outcome, StepState
+from gcos.errors import ExitCode, GateRefused, GcosError, StopHeld
 from gcos.spec import load_project
 
 SPEC = "f" * 64
@@ -44,16 +44,34 @@ def test_only_a_named_human_operator_commits_and_a_superuser_only_breaking_glass
     assert commit.payload["break_glass"] is True and commit.payload["kernel"] is True
 
 
-def test_no_client_claims_what_only_the_kernel_writes(world: World) -> None:
-    """Issue 9: a forged passing rehearsal or a forged commit, appended by an operator, an agent or an
-    approver, is refused where the kernel runs."""
+def test_a_failed_rehearsal_cannot_be_forged_into_a_commit(world: World) -> None:
+    """Issue 9's first attack, as every ordinary role: the real rehearsal of SB-12 fails (its rollback evidence
+    leaves the snapshot row, exit 5); an agent, an operator, a sovereign and a council member each try to append
+    a passing rehearsal, a policy decision, a commit, a stop and a batch record; a sovereign approves anyway.
+    The commit is refused at gate 4 (exit 3) and the world is unchanged."""
+    rollback = world.project / "rollback" / "sb-12.sql"
+    rollback.write_text(rollback.read_text().replace("LIKE 'governance.%'", "LIKE 'nothing.%'"))
+    with pytest.raises(GcosError) as failed:
+        world.rehearse()
+    assert failed.value.exit_code == ExitCode.RESIDUE
+    (rehearsal,) = world.records(Kind.REHEARSAL)
+    assert rehearsal.payload["outcome"] == Outcome.ROLLBACK_UNPROVEN
     kinds = (Kind.REHEARSAL, Kind.POLICY_DECISION, Kind.COMMIT, Kind.STOP, Kind.BATCH_STARTED)
-    for who in ("operator", "agent", "sovereign"):
+    forged = {"outcome": Outcome.PASSED, "fingerprints": rehearsal.payload["fingerprints"], "kernel": False}
+    for who in ("agent", "operator", "sovereign", "council"):
         with world.person(who).connect() as conn:
             for kind in kinds:
                 with pytest.raises(GateRefused):
-                    ledger.append(conn, kind, {"outcome": "passed"}, step_id="SB-12", spec_hash=SPEC)
-    assert [e for e in world.entries() if e.kind in kinds] == []
+                    ledger.append(conn, kind, forged, step_id="SB-12", spec_hash=rehearsal.record["spec_hash"])
+    assert [e.seq for e in world.entries() if e.kind in kinds] == [rehearsal.seq]
+    world.approve()
+    snapshots = world.admin.execute("SELECT count(*) FROM evolution_snapshots").fetchone()
+    code, out = world.cli("commit", "SB-12")
+    assert code == ExitCode.GATE_REFUSED, out
+    failed_gates = [g["gate"] for g in out["details"]["decision"]["gates"] if not g["allow"]]
+    assert failed_gates == [Gate.REHEARSAL]
+    assert world.owner("governance_ruleset") is None and world.records(Kind.COMMIT) == []
+    assert world.admin.execute("SELECT count(*) FROM evolution_snapshots").fetchone() == snapshots
 
 
 def test_the_kernel_stops_a_commit_whose_footprint_leaves_the_allow_list(world: World) -> None:
