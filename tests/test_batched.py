@@ -26,9 +26,10 @@ import pytest
 from conftest import REPO, MakeRole, Role, _fresh_database, _role_maker
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from test_fingerprint import fingerprint
 from typer.testing import CliRunner
 
-from gcos import approvals, commands, fingerprint, ledger, reference_world
+from gcos import approvals, commands, ledger, reference_world
 from gcos.adopt import adopt
 from gcos.cli import app
 from gcos.domain import Gate, Kind, Outcome, StepState
@@ -224,7 +225,7 @@ def at_batch(n: int, act: Callable[[], None]) -> Callable[[Any], None]:
 def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(kit: Kit) -> None:
     kit.rehearse()
     kit.approve()
-    birth = fingerprint.take(kit.admin, watch=("birth_registry",)).tables["public.birth_registry"].content
+    birth = fingerprint(kit.admin, ["birth_registry"])["tables"]["public.birth_registry"]["content"]
     seen: list[Any] = []
     result = kit.commit(progress=seen.append)
     assert result.ok and result.outcome == Outcome.APPLIED, result.message
@@ -238,7 +239,7 @@ def test_the_named_operator_commits_the_backfill_batch_by_batch_under_the_limit(
         "WHERE risk_tier = 'high'"
     ).fetchone()
     assert high is not None and high[0] > 0 and high[1] == 0  # high-risk verdicts stay unknown
-    assert fingerprint.take(kit.admin, watch=("birth_registry",)).tables["public.birth_registry"].content == birth
+    assert fingerprint(kit.admin, ["birth_registry"])["tables"]["public.birth_registry"]["content"] == birth
     # progress: before the first batch, then after each one
     last = int(kit.key_at(ROWS))
     assert [p.batches for p in seen] == list(range(BATCHES + 1))

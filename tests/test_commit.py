@@ -30,9 +30,10 @@ import pytest
 from conftest import Role
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from test_fingerprint import fingerprint
 from typer.testing import CliRunner
 
-from gcos import approvals, commands, fingerprint, ledger
+from gcos import approvals, commands, ledger
 from gcos.cli import app
 from gcos.domain import Gate, Kind, Outcome, StepState
 from gcos.errors import ExitCode, GateRefused
@@ -463,9 +464,9 @@ def test_committed_steps_are_never_re_applied_and_roll_back_with_their_own_appro
     world.approve("SIDE-1", rollback=True)
     code, out = world.cli("rollback", "SIDE-1")
     assert code == 0 and out["ok"], out
-    fresh = fingerprint.take(world.admin, watch=load_project(world.project).step("SIDE-1").watch)
-    assert fresh.hash == side.payload["fingerprint_before"]["hash"] != side.payload["fingerprint_after"]["hash"]
-    assert fresh.schema_hash == side.payload["fingerprint_before"]["schema_hash"]
+    fresh = fingerprint(world.admin, load_project(world.project).step("SIDE-1").watch)
+    assert fresh["hash"] == side.payload["fingerprint_before"]["hash"] != side.payload["fingerprint_after"]["hash"]
+    assert fresh["schema_hash"] == side.payload["fingerprint_before"]["schema_hash"]
     (rollback,) = world.records(Kind.ROLLBACK)
     assert rollback.payload["kernel"] is True and rollback.payload["of_commit_seq"] == side.seq
     assert rollback.payload["fingerprint_after"]["hash"] == side.payload["fingerprint_before"]["hash"]

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 from test_commit import COMMIT_LOCK, World, adopted_world, in_thread, wait_for_lock_waits
+from test_fingerprint import fingerprint
 
-from gcos import fingerprint
 from gcos.domain import Kind, Outcome, StepState
 from gcos.errors import DatabaseUnavailable, ExitCode
 from gcos.target import SessionSettings
@@ -52,7 +52,7 @@ def test_what_fails_inside_the_commit_is_a_recorded_stop_and_the_world_stays(
     world.rehearse()
     world.approve()
     world.admin.execute("INSERT INTO owner_agencies VALUES ('T-7', 'A seventh agency', 'office')")
-    before = fingerprint.take(world.admin)
+    before = fingerprint(world.admin)
     mark = world.head()
     code, out = world.cli("commit", "SB-12")
     assert code == exit_code and out["details"]["outcome"] == outcome, out
@@ -60,7 +60,7 @@ def test_what_fails_inside_the_commit_is_a_recorded_stop_and_the_world_stays(
     assert stop.kind == Kind.STOP and stop.payload["outcome"] == outcome and stop.payload["kernel"] is True
     assert stop.seq == out["details"]["ledger_seq"]
     assert stop.payload["policy_decision"]["allow"] is True  # 019: what the gates allowed before the stop
-    assert fingerprint.take(world.admin).hash == before.hash and world.owner("governance_ruleset") is None
+    assert fingerprint(world.admin)["hash"] == before["hash"] and world.owner("governance_ruleset") is None
 
 
 def test_a_commit_waiting_too_long_for_the_commit_lock_names_who_holds_it(world: World) -> None:

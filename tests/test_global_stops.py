@@ -18,9 +18,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_fingerprint import fingerprint
 from test_gates import Desk, open_desk
 
-from gcos import commands, fingerprint
+from gcos import commands
 from gcos.errors import ExitCode, GateRefused, StopHeld
 
 WATCH = ("laws", "dot_tools", "event_outbox")
@@ -78,7 +79,7 @@ def world(world_dsn: str, project_dir: Path, gcos_adopted: None) -> Iterator[Des
 
 
 def watched(w: Desk) -> str:
-    return fingerprint.take(w.admin, watch=WATCH).hash
+    return str(fingerprint(w.admin, WATCH)["hash"])
 
 
 def held_at_rehearsal(w: Desk, step: str = "SB-12") -> list[str]:

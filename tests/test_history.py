@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_fingerprint import fingerprint
 from test_gates import Desk, open_desk
 
-from gcos import commands, domain, drift, fingerprint, history, ledger
+from gcos import commands, domain, drift, history, ledger
 from gcos.errors import ExitCode, ReverifyMismatch
 from gcos.ledger import LedgerEntry
 
@@ -49,9 +50,8 @@ def forge(w: Desk, kind: str, step: str, payload: dict[str, Any]) -> int:
 
 def live_fingerprint(w: Desk, step: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The live world as a commit record keeps it: the summary and the whole fingerprint."""
-    fp = fingerprint.take(w.admin, watch=w.project.step(step).watch)
-    tables = {k: {"rows": v.rows, "content": v.content} for k, v in fp.tables.items()}
-    return {"hash": fp.hash, "schema_hash": fp.schema_hash, "tables": tables}, fp.to_json()
+    fp = fingerprint(w.admin, w.project.step(step).watch)
+    return {"hash": fp["hash"], "schema_hash": fp["schema_hash"], "tables": fp["tables"]}, fp
 
 
 def commit_sb12(w: Desk) -> LedgerEntry:

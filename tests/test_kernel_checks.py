@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
+from test_fingerprint import fingerprint
 
-from gcos import fingerprint
 from gcos.install import install
 from gcos.spec import Expectation
 
@@ -42,10 +42,10 @@ def _value(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
 def footprint_of(conn: psycopg.Connection[Any], mutation: str) -> dict[str, Any]:
     """Run `mutation` in a transaction that is rolled back; the footprint the kernel would see."""
     with conn.transaction(force_rollback=True):
-        before = fingerprint.take(conn).to_json()
+        before = fingerprint(conn)
         probe_before = _value(conn, "SELECT gcos.footprint_probe()")
         conn.execute(mutation)
-        after = fingerprint.take(conn).to_json()
+        after = fingerprint(conn)
         probe_after = _value(conn, "SELECT gcos.footprint_probe()")
         result: dict[str, Any] = _value(
             conn,

@@ -15,8 +15,9 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
+from test_fingerprint import fingerprint
 
-from gcos import commands, fingerprint, ledger, registry
+from gcos import commands, ledger, registry
 from gcos.domain import Gate, Kind, Outcome, StepState
 from gcos.errors import ExitCode, GateRefused, GcosError, StopHeld
 from gcos.spec import load_project
@@ -139,7 +140,7 @@ def test_a_step_may_not_open_a_second_aperture(world: World) -> None:
     of object the fingerprint does not cover, sets a governed sequence back, or whose rollback evidence writes
     where the step did not, is stopped by the kernel, whatever its allow list says. Each rehearsal is undone,
     so one world serves them all."""
-    before = fingerprint.take(world.admin)
+    before = fingerprint(world.admin)
     for name, (sql_text, allow, category) in APERTURES.items():
         if category == "rollback":
             result = _kernel_rehearse(world, "", [], rollback="DELETE FROM queue_heartbeat;")
@@ -149,8 +150,8 @@ def test_a_step_may_not_open_a_second_aperture(world: World) -> None:
         result = _kernel_rehearse(world, sql_text, allow)
         assert result["outcome"] in ("stopped", "residue"), (name, result["message"])
         assert category in {v["category"] for v in result["allow_violations"]}, (name, result["allow_violations"])
-    after = fingerprint.take(world.admin)  # a sequence set back is put back: the next value is what it was
-    assert after.hash == before.hash and after.sequences == before.sequences
+    after = fingerprint(world.admin)  # a sequence set back is put back: the next value is what it was
+    assert after["hash"] == before["hash"] and after["sequences"] == before["sequences"]
     assert world.owner("governance_ruleset") is None and world.records(Kind.COMMIT) == []
 
 

@@ -15,9 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import MakeRole, Role
+from test_fingerprint import fingerprint
 from typer.testing import CliRunner
 
-from gcos import commands, fingerprint, ledger, registry
+from gcos import commands, ledger, registry
 from gcos.cli import app
 from gcos.domain import Kind, Outcome
 from gcos.errors import ExitCode, GcosError
@@ -57,10 +58,10 @@ def edit(project_dir: Path, old: str, new: str, path: str = SB_12) -> None:
 
 
 def world_state(dsn: str) -> tuple[str, dict[str, int]]:
-    """The world as the client fingerprints it: schema and watched rows (the hash), and every sequence."""
+    """The world's fingerprint (gcos.fingerprint): schema and watched rows (the hash), and every sequence."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        taken = fingerprint.take(conn, watch=WATCH)
-    return taken.hash, taken.sequences
+        taken = fingerprint(conn, WATCH)
+    return taken["hash"], taken["sequences"]
 
 
 def rehearsals(dsn: str) -> list[ledger.LedgerEntry]:
@@ -95,10 +96,10 @@ def test_a_passing_rehearsal_proves_entry_equals_exit_and_leaves_the_world_as_it
         assert prints["inside"]["schema_hash"] != prints["entry"]["schema_hash"]  # the step did run
         assert new_tables <= set(record.payload["footprint"]["new_tables"])
         assert record.payload["allow_violations"] == [] and record.payload["residue"]["session"] == []
-        # the kernel's exit fingerprint is the one the client takes of the world afterwards
+        # the kernel's exit fingerprint is the one gcos.fingerprint gives of the world afterwards
         step = load_project(project_dir).step(ref)
         with psycopg.connect(world_dsn, autocommit=True) as conn:
-            assert prints["exit"]["hash"] == fingerprint.take(conn, watch=step.watch).hash
+            assert prints["exit"]["hash"] == fingerprint(conn, step.watch)["hash"]
     assert world_state(world_dsn) == before
     assert open_gcos_sessions(world_dsn) == []
 
