@@ -46,7 +46,9 @@ def db_status(home: Path | None = None) -> ServerStatus:
 
 # --------------------------------------------------------------------------- plan (gcos/planning.py)
 
-plan = planning.plan
+def plan(project_dir: Path) -> planning.PlanReport:
+    """Validate every spec and the DAG; the build order with each step's gates as far as the specs tell."""
+    return planning.plan(project_dir)
 
 
 # --------------------------------------------------------------------------- verify
