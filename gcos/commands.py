@@ -46,6 +46,7 @@ def db_status(home: Path | None = None) -> ServerStatus:
 
 # --------------------------------------------------------------------------- plan (gcos/planning.py)
 
+
 def plan(project_dir: Path) -> planning.PlanReport:
     """Validate every spec and the DAG; the build order with each step's gates as far as the specs tell."""
     return planning.plan(project_dir)
