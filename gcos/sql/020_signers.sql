@@ -425,7 +425,7 @@ BEGIN
     ELSE
         v_reason := pg_catalog.format('%s needs %s distinct approver%s and has %s%s', v_what, v_need,
                                       CASE WHEN v_need <> 1 THEN 's' ELSE '' END, v_n_ids, COALESCE(' (' || v_list || ')', ''))
-                    || COALESCE('; ' || v_missing, '');
+                    || CASE WHEN v_n_ids > 0 THEN COALESCE('; ' || v_missing, '') ELSE '' END;
     END IF;
     RETURN gcos._gate(5, 'approvals', false, v_reason || COALESCE(': ' || v_why, ''), v_command, v_lead, true, v_ids);
 END
