@@ -178,11 +178,18 @@ def release(target: Target, schemas: list[str], settings: SessionSettings | None
 
 
 def principals_add(
-    target: Target, role: str, *, name: str, kind: str, roles: list[str], settings: SessionSettings | None = None
+    target: Target,
+    role: str,
+    *,
+    name: str,
+    kind: str,
+    roles: list[str],
+    person: str | None = None,
+    settings: SessionSettings | None = None,
 ) -> principals_mod.Principal:
-    """Map a database role to a named principal (admin only) and grant it the matching gcos roles."""
+    """Map a database role to a named principal of `person` (admin only) and grant it the matching gcos roles."""
     with connect(target, settings) as conn:
-        return principals_mod.add_principal(conn, role, name=name, kind=kind, roles=roles)
+        return principals_mod.add_principal(conn, role, name=name, kind=kind, roles=roles, person=person)
 
 
 def principals_list(target: Target, settings: SessionSettings | None = None) -> list[principals_mod.Principal]:

@@ -5,6 +5,10 @@ never taken from a flag or an argument. The mapping is written only through the 
 function ``gcos.add_principal`` (callable by a superuser, for the bootstrap, or by a human admin
 principal, never for itself); every change is kept in ``gcos.principals_history`` and the ledger.
 
+A principal names the ``person`` it belongs to (by default its display name): one human may hold several
+principals (a laptop role, a database role), and the gates count persons, never principals, as signers; the
+rehearser and the committer are compared as persons too (no self-approval through a second principal).
+
 A principal's ``roles`` (sovereign, council, operator, auditor, admin) are its authority in gcos; the
 NOLOGIN group roles ``gcos_<role>`` are the database privileges that let it call the functions. With
 ``grant=True`` (the default) ``add_principal`` also grants those group roles, in the same transaction,
@@ -62,6 +66,7 @@ class Principal:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     overlaps: tuple[str, ...] = ()  # codes, see OVERLAP_TEXT; empty from whoami() for a role without gcos roles
+    person: str = ""  # the human this principal belongs to (default: its display name); one person signs once
 
     @property
     def conflicts(self) -> tuple[str, ...]:
@@ -76,17 +81,18 @@ class Principal:
 
 _COLUMNS = sql.SQL(
     "SELECT p.role_oid::bigint, COALESCE(r.rolname, p.role_name)::text, p.display_name, p.kind, p.roles, "
-    "p.created_at, p.updated_at, gcos.principal_conflicts(p.role_oid) "
+    "p.created_at, p.updated_at, p.person, gcos.principal_conflicts(p.role_oid) "
     "FROM gcos.principals AS p LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = p.role_oid"
 )
 
 
 def _principal(row: tuple[Any, ...]) -> Principal:
+    """(role_oid, role, name, kind, roles, created_at, updated_at, person[, conflicts]) as a Principal."""
     roles = tuple(row[4])
-    overlaps = tuple(row[7]) if len(row) > 7 and row[7] is not None else ()
+    overlaps = tuple(row[8]) if len(row) > 8 and row[8] is not None else ()
     if row[3] == "human" and "operator" in roles and APPROVER_ROLES & set(roles):
         overlaps += (OPERATOR_APPROVER,)
-    return Principal(int(row[0]), row[1], row[2], row[3], roles, row[5], row[6], overlaps)
+    return Principal(int(row[0]), row[1], row[2], row[3], roles, row[5], row[6], overlaps, row[7] or row[2])
 
 
 def add_principal(
@@ -97,10 +103,13 @@ def add_principal(
     kind: str,
     roles: Iterable[str],
     grant: bool = True,
+    person: str | None = None,
 ) -> Principal:
     """Map database role `role` to a principal (or change its mapping) and, with `grant`, grant it the
-    matching ``gcos_<role>`` group roles. GateRefused unless the session is a superuser or a human admin
-    principal acting on someone else; SpecError for an unknown role, kind or gcos role."""
+    matching ``gcos_<role>`` group roles. `person` names the human it belongs to: principals of one person
+    count as one signer (None: a new principal's own name, a changed one's person as it was). GateRefused
+    unless the session is a superuser or a human admin principal acting on someone else; SpecError for an
+    unknown role, kind or gcos role, or a bad name or person."""
     wanted = sorted(set(roles))
     if kind not in KINDS:
         raise SpecError(f"Principal kind {kind!r} is not one of {', '.join(KINDS)}.")
@@ -110,7 +119,9 @@ def add_principal(
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise SpecError("add_principal must start outside a transaction; commit or roll back first.")
     with conn.transaction(), translated():
-        conn.execute("SELECT * FROM gcos.add_principal(%s, %s, %s, %s)", (role, name, kind, wanted))
+        conn.execute(
+            "SELECT * FROM gcos.add_principal(%s, %s, %s, %s, p_person => %s)", (role, name, kind, wanted, person)
+        )
         if grant:
             for gcos_role in wanted:
                 statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"gcos_{gcos_role}"), sql.Identifier(role))
@@ -133,7 +144,7 @@ def whoami(conn: psycopg.Connection[Any]) -> Principal | None:
         extra = sql.SQL(", gcos.principal_conflicts(role_oid)" if may.fetchone() == (True,) else "")
         row = conn.execute(
             sql.SQL(
-                "SELECT role_oid::bigint, role_name, display_name, kind, roles, created_at, updated_at{} "
+                "SELECT role_oid::bigint, role_name, display_name, kind, roles, created_at, updated_at, person{} "
                 "FROM gcos.whoami()"
             ).format(extra)
         ).fetchone()

@@ -393,6 +393,8 @@ GATES_SQL = [
     "_approver_problem", "_approvals_judged", "_approvals_count", "_gate_approvals", "_decision_word",
     "_gate_decisions", "_gate_state", "_gates_unregistered", "evaluate_gates", "_utc", "_conflicts_text",
     "_expect_text",  # 015
+    "_person_key", "_person_of", "_one_person", "_approvals_require", "_approvals_needed", "_role_word",  # 020
+    "_signers_missing",  # 020
 ]  # fmt: skip
 ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
 # The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,

@@ -52,6 +52,7 @@ def test_superuser_bootstraps_a_principal_with_history_ledger_and_grants(
         "role": ana.name,
         "role_oid": oid[0],
         "display_name": "Ana Sovereign",
+        "person": "Ana Sovereign",
         "kind": "human",
         "roles": ["admin", "sovereign"],
     }

@@ -105,6 +105,14 @@ def principals_add(
             "--roles", help="gcos roles: sovereign, council, operator, auditor, admin (comma-separated or repeated)."
         ),
     ],
+    person: Annotated[
+        str | None,
+        typer.Option(
+            "--person",
+            help="The person this principal belongs to (default: its name; unchanged when re-adding). "
+            "Principals of one person count as one signer.",
+        ),
+    ] = None,
     dsn: DsnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -114,14 +122,14 @@ def principals_add(
     wanted = [r.strip() for item in roles for r in item.split(",") if r.strip()]
     run(
         as_json,
-        lambda: commands.principals_add(target(dsn), role, name=name, kind=kind, roles=wanted),
+        lambda: commands.principals_add(target(dsn), role, name=name, kind=kind, roles=wanted, person=person),
         render.principal,
     )
 
 
 @principals_app.command("list", epilog="Example: gcos principals list --json")
 def principals_list(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
-    """List every principal with its database role, kind and gcos roles."""
+    """List every principal with its database role, person, kind and gcos roles."""
     from gcos import commands
 
     run(as_json, lambda: commands.principals_list(target(dsn)), render.principals)

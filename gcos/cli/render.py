@@ -403,20 +403,23 @@ def principal(out: Console, p: Principal | None) -> None:
     if p is None:
         out.print("this database role is not a gcos principal; ask a gcos admin to run: gcos principals add ROLE ...")
         return
-    out.print(f"[bold]{p.name}[/] — role {p.role} (oid {p.role_oid}), {p.kind}, roles: {', '.join(p.roles) or 'none'}")
+    out.print(
+        f"[bold]{p.name}[/] — role {p.role} (oid {p.role_oid}), person {p.person}, {p.kind}, "
+        f"roles: {', '.join(p.roles) or 'none'}"
+    )
 
 
 def principals(out: Console, rows: list[Principal]) -> None:
     from gcos.principals import OVERLAP_TEXT
 
     table = Table(title="gcos principals", title_justify="left")
-    for column in ("role", "name", "kind", "gcos roles", "separation of duties"):
+    for column in ("role", "name", "person", "kind", "gcos roles", "separation of duties"):
         table.add_column(column)
     for p in rows:
         flags = "; ".join(OVERLAP_TEXT.get(code, code) for code in p.overlaps)
         if p.conflicts:
             flags = f"[red]may not approve or decide:[/red] {flags}"
-        table.add_row(p.role, p.name, p.kind, ", ".join(p.roles), flags or "[green]clear[/green]")
+        table.add_row(p.role, p.name, p.person, p.kind, ", ".join(p.roles), flags or "[green]clear[/green]")
     out.print(table)
 
 

@@ -222,14 +222,55 @@ def _check_parses(sql: str, spec_path: Path, label: str, where: list[str | int],
         raise SpecError(f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
 
 
+M1 = "every step needs a named sovereign approval (seed 002 §70.0 M-1)"
+DEFAULT_REQUIRE = {"sovereign": 1}
+
+
+def _below_m1(data: Any) -> bool:
+    """approvals.require.sovereign is an integer below 1 (said before the schema's generic minimum error)."""
+    approvals = data.get("approvals") if isinstance(data, dict) else None
+    require = approvals.get("require") if isinstance(approvals, dict) else None
+    count = require.get("sovereign") if isinstance(require, dict) else None
+    return isinstance(count, int) and not isinstance(count, bool) and count < 1
+
+
+def _signers(doc: dict[str, Any], path: Path, node: yaml.Node | None, label: str) -> None:
+    """Fill approvals.require (default {sovereign: 1}) into the document, so the registered spec says it, and
+    refuse a require naming a role outside `roles` or asking for more persons than `signers`."""
+    approvals = doc["approvals"]
+    require: dict[str, int] = approvals.setdefault("require", dict(DEFAULT_REQUIRE))
+    where = ["approvals", "require" if "require" in approvals else "roles"]
+    loc = f"{path}" + (f":{line}" if (line := _line_of(node, where)) else "")
+    outside = [role for role in require if role not in approvals["roles"]]
+    if outside:
+        hint = f"; {M1}" if "sovereign" in outside else ""
+        raise SpecError(
+            f"{loc}: {label} key approvals.require: {', '.join(outside)} is not among approvals.roles "
+            f"({', '.join(approvals['roles'])}){hint}; add it to roles."
+        )
+    if sum(require.values()) > approvals["signers"]:
+        raise SpecError(
+            f"{loc}: {label} key approvals.require asks for {sum(require.values())} distinct signers but "
+            f"approvals.signers is {approvals['signers']}; raise signers."
+        )
+
+
 def _step_document(path: Path, root: Path) -> dict[str, Any]:
     """The step's document after the schema, with SQL files inlined and every SQL text parsed."""
     data, node = _read_yaml(path)
     label = "step"
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         label = f"step {data['id']}"
+    if _below_m1(data):
+        where = ["approvals", "require", "sovereign"]
+        loc = f"{path}" + (f":{line}" if (line := _line_of(node, where)) else "")
+        raise SpecError(
+            f"{loc}: {label} key approvals.require.sovereign: at least 1 sovereign signs, {M1}.",
+            details={"file": str(path), "key": key_path(where), "line": line, "reason": M1},
+        )
     _validate("step", data, path, node, label)
     doc: dict[str, Any] = json.loads(json.dumps(data))  # a private, JSON-only copy
+    _signers(doc, path, node, label)
     if doc.get("mutation"):
         _inline_file(doc["mutation"], path, root, node, ["mutation"], label)
         _check_parses(doc["mutation"]["sql"], path, label, ["mutation", "sql"], node)
@@ -276,6 +317,7 @@ def _step_from(doc: dict[str, Any], path: Path) -> StepSpec:
         depends_on=tuple(doc.get("depends_on", [])),
         signers=doc["approvals"]["signers"],
         signer_roles=tuple(doc["approvals"]["roles"]),
+        signer_require=tuple(sorted(doc["approvals"]["require"].items())),
         decisions=tuple(doc.get("decisions", [])),
         fold_ins=tuple(doc.get("fold_ins", [])),
         watch=tuple(doc.get("watch", [])),

@@ -131,6 +131,7 @@ class StepSpec:
     depends_on: tuple[str, ...]
     signers: int
     signer_roles: tuple[str, ...]
+    signer_require: tuple[tuple[str, int], ...]  # (role, distinct persons) among the signers; sovereign >= 1 (M-1)
     decisions: tuple[str, ...]
     fold_ins: tuple[str, ...]
     watch: tuple[str, ...]
