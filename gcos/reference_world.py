@@ -10,6 +10,8 @@ The seed leaves some names open; our choices (explained in ``01_schema.sql``):
 ``event_consumer_cursor`` are the "changelog" and "cursor" watermark sources, ``owner_agencies``,
 ``implementation_units``, ``finding_type_registry`` and ``kb_documents``/``kb_document_revisions``
 hold what steps 6 and 7 read and patch, and ``reference_world_baseline`` is the manifest and marker.
+``os_proposal_approvals`` is a view, not a table: of the approvals gcos records and gate 5 counts now
+where gcos is installed (``gcos install`` turns a world built without gcos into that), else empty.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ SEED_COUNTS: Mapping[str, int] = MappingProxyType(
         "dot_coverage_required": 11,  # step 6: "dot_coverage_required 11"
         "apr_action_types": 6,  # step 7: "apr_action_types 6 (no governance types)"
         "owner_agencies": 6,  # step 7: "the 6 owner agencies present"
-        "os_proposal_approvals": 0,  # §70.0: "Live: os_proposal_approvals=0"
+        "os_proposal_approvals": 0,  # §70.0: "Live: os_proposal_approvals=0" (a view: no approval yet)
     }
 )
 """Row counts the seed states for the baseline (birth_registry is `rows`)."""

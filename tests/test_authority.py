@@ -405,6 +405,9 @@ KERNEL_EXECUTORS = {
     "_kernel_cursor", "_kernel_cursor_move", "_kernel_range", "_kernel_keys", "_kernel_batch_rows",
 }  # fmt: skip
 KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint"}
+# 021: what the adopted view public.os_proposal_approvals calls, owned by the kernel (an adopted view may not
+# depend on a routine another role could replace), an invoker function.
+SEED_APPROVALS_KERNEL = {"proposal_approvals"}
 ADOPTION_HELPERS = {
     "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
     "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_links", "_object_parts", "_adopt_check_views",
@@ -424,7 +427,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1) "
         "FROM pg_proc p WHERE p.pronamespace = 'gcos'::regnamespace"
     ).fetchall()
-    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == KERNEL_OWNED
+    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == {*KERNEL_OWNED, *SEED_APPROVALS_KERNEL}
     assert all(r[3] == "gcos_kernel" for r in rows if r[0] in KERNEL_OWNED)
     pinned = {r[0] for r in rows if r[2] and r[2][0] == "search_path=pg_catalog, pg_temp"}
     assert {r[0] for r in rows if r[2] and r[2][0] == "search_path=public, pg_temp"} == KERNEL_EXECUTORS
@@ -454,6 +457,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "explain_gates",
         "record_drift",
         "sessions_in_transaction",
+        "valid_approvals",  # 021: read-only, what public.os_proposal_approvals lists
+        "approvals_on_record",  # 021: read-only, the ledger's side of step 5's check
         *KERNEL_OWNED,
     }
     approvers = ["gcos_council", "gcos_sovereign"]
@@ -497,6 +502,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),
         **dict.fromkeys(["_names", "_user_schema"], ALL_AND_KERNEL),
         **dict.fromkeys(GATES_SQL, ALL_GCOS),
+        **dict.fromkeys(["_approvals_now", *SEED_APPROVALS_KERNEL], ALL_GCOS),  # 021
+        **dict.fromkeys(["valid_approvals", "approvals_on_record"], ALL_AND_KERNEL),  # 021: step checks read them
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(

@@ -278,19 +278,46 @@ COMMENT ON TABLE finding_type_registry IS
     'seed 002 steps 6/8/9: where T7 finding types are registered; governance types escalate to findings only (C-7.4 forbids auto-remediation). chosen name and columns.';
 
 -- ---------------------------------------------------------------- approvals (§70.0 M-1)
-CREATE TABLE os_proposal_approvals (
-    approval_id  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    step_ref     text NOT NULL,
-    spec_hash    text NOT NULL,
-    approver     text NOT NULL,
-    verdict      text NOT NULL CHECK (verdict IN ('approve', 'reject', 'approve_with_conditions', 'defer')),
-    note         text,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    expires_at   timestamptz NOT NULL,
-    revoked_at   timestamptz
-);
-COMMENT ON TABLE os_proposal_approvals IS
-    'seed 002 §70.0: "Live: os_proposal_approvals=0 → COMMIT_FORBIDDEN". The baseline as the seed saw it (0 rows); `gcos install` owns the authoritative approvals table and its write aperture.';
+-- One os_proposal_approvals (issue 10 item 2): gcos records approvals in gcos.os_proposal_approvals
+-- through `gcos approve`, and this name is a VIEW of the ones valid now (those commit gate 5 counts; see
+-- gcos/sql/021_os_proposal_approvals.sql), so "os_proposal_approvals>0" for a step means it may be
+-- committed as far as approvals go. Built where gcos is installed, it is that view at once; built without
+-- gcos, it reads 0 rows ("Live: os_proposal_approvals=0 → COMMIT_FORBIDDEN"), and `gcos install` turns
+-- it into the view (same columns). Nobody writes it: approvals go only through gcos approve.
+DO $$
+BEGIN
+    IF to_regprocedure('gcos.proposal_approvals()') IS NOT NULL THEN
+        CREATE VIEW os_proposal_approvals AS
+        SELECT approval_id, step_id, spec_hash, plan_hash, verdict, approver, approver_roles, note,
+               created_at, expires_at, ledger_seq
+          FROM gcos.proposal_approvals();
+    ELSE
+        CREATE VIEW os_proposal_approvals AS
+        SELECT NULL::bigint AS approval_id, NULL::text AS step_id, NULL::text AS spec_hash,
+               NULL::text AS plan_hash, NULL::text AS verdict, NULL::text AS approver,
+               NULL::text[] AS approver_roles, NULL::text AS note, NULL::timestamptz AS created_at,
+               NULL::timestamptz AS expires_at, NULL::bigint AS ledger_seq
+         WHERE false;
+    END IF;
+END
+$$;
+-- Written by nobody: INSERT, UPDATE and DELETE are permission denied for every role but the owner (the kernel,
+-- once public is adopted), and even the owner or a superuser meets this refusal.
+CREATE FUNCTION os_proposal_approvals_refuse() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'os_proposal_approvals lists the approvals gcos records; approve with gcos approve, withdraw with gcos revoke'
+        USING ERRCODE = '42501';
+END
+$$;
+CREATE TRIGGER os_proposal_approvals_refuse INSTEAD OF INSERT OR UPDATE OR DELETE ON os_proposal_approvals
+    FOR EACH ROW EXECUTE FUNCTION os_proposal_approvals_refuse();
+-- Readable by every role (executing the gcos function behind it takes a gcos role: agents, operators,
+-- sovereigns, council members, auditors and the kernel); writable by none.
+GRANT SELECT ON os_proposal_approvals TO PUBLIC;
+COMMENT ON VIEW os_proposal_approvals IS
+    'seed 002 §70.0 M-1 "os_proposal_approvals>0": the approvals valid now (those gate 5 counts), one row each, of gcos.os_proposal_approvals (gcos approve writes them; nobody writes this view).';
 
 -- ---------------------------------------------------------------- the world's own marker
 CREATE TABLE reference_world_baseline (
