@@ -8,7 +8,6 @@ what the kernel returns and writes the evidence files; nothing the kernel decide
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +140,12 @@ def commit(
     error unless it applied. A connection lost around COMMIT is settled from the ledger by the run id."""
     plan = _plan(project, step)
     static_check(step, plan)
-    run_id = uuid.uuid4().hex
-    base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
     with connect(target, settings) as conn:
         require_installed(conn)
         require_adopted(conn, step, action)
         spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
+        run_id = derive_run_id(conn, spec_hash, plan_hash, action)
+        base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after the lock sees what came before
         call = (spec_hash, plan_hash, action, run_id, ledger.new_trace_id(), break_glass)
         try:
@@ -163,6 +162,18 @@ def commit(
                 raise
     assert row is not None
     return _applied(step, base, dict(row[0]))
+
+
+def derive_run_id(conn: psycopg.Connection[Any], spec_hash: str, plan_hash: str, action: str) -> str:
+    """The run id of the attempt about to be made: gcos.run_id of its spec, plan and action at the ledger head read
+    now (022). Known before the call, so a dropped COMMIT is settled by it; the kernel refuses any other id, and
+    every record moves the head, so the next attempt gets a new one while a retry at the same position does not."""
+    with translated():
+        row = conn.execute(
+            "SELECT gcos.run_id(%s, %s, %s, h.seq) FROM gcos.ledger_head AS h", (spec_hash, plan_hash, action)
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> CommitResult:
@@ -355,6 +366,7 @@ __all__ = [
     "commit_busy",
     "commit_lock_holders",
     "decision_of",
+    "derive_run_id",
     "rehearse",
     "require_adopted",
     "result_of",

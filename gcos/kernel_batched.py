@@ -12,7 +12,6 @@ interrupted client leaves the run open at its last committed batch: `gcos commit
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +114,13 @@ def commit_batched(
         kernel.require_adopted(conn, step, "commit")
         spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after a lock sees what came before
-        call = (spec_hash, plan_hash, uuid.uuid4().hex, run.trace_id, break_glass)
+        call = (
+            spec_hash,
+            plan_hash,
+            kernel.derive_run_id(conn, spec_hash, plan_hash, "commit"),
+            run.trace_id,
+            break_glass,
+        )
         started = _call(conn, run, settings, "SELECT gcos.batch_start(%s, %s, %s, %s, %s)", call)
         _started(run, started)
         closing = (run.run_id, run.trace_id, break_glass)

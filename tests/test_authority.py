@@ -451,7 +451,9 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "rehearse",
         "_rehearse_measured",  # 016: the rehearsal itself, called only by gcos.rehearse under the shared lock
         "commit",
+        "_commit_kernel",  # 022: the commit itself, called only by gcos.commit once the run id is derived
         "batch_start",
+        "_batch_start_kernel",  # 022: likewise for gcos.batch_start
         "batch_next",
         "batch_close",
         "explain_gates",
@@ -468,6 +470,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "jcs": ["PUBLIC"],
         "_jcs_string": ["PUBLIC"],
         "database_incarnation": ["PUBLIC"],
+        "run_id": ALL_GCOS,  # 022: the derivation of run ids, for clients and auditors
         "record_drift": ALL_GCOS,  # 015: the kernel measures and writes; the caller only asks (auditors too)
         "sessions_in_transaction": ALL_AND_KERNEL,  # 017: pids, roles and states, never query texts
         "add_principal": ["gcos_admin"],

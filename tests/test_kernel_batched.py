@@ -15,7 +15,7 @@ import pytest
 from psycopg import errors as pg_errors
 from test_batched import SIZE, SPEC, STEP, Kit, make_kit, world_template
 
-from gcos import ledger, registry
+from gcos import kernel, ledger, registry
 from gcos.domain import Kind, Outcome
 from gcos.errors import GateRefused
 from gcos.spec import load_project
@@ -64,7 +64,8 @@ def test_the_kernel_commits_a_batched_step_only_batch_by_batch(kit: Kit) -> None
     """gcos.commit of a batched step refuses (0A000, exit 2) and points at batch_start/next/close (019)."""
     spec_hash, plan_hash = registered(kit)
     with kit.person("operator").connect() as conn, pytest.raises(pg_errors.FeatureNotSupported) as refused:
-        conn.execute("SELECT gcos.commit(%s, %s, 'commit', %s, %s)", (spec_hash, plan_hash, "e" * 32, "f" * 32))
+        run = kernel.derive_run_id(conn, spec_hash, plan_hash, "commit")  # 022: run ids derive from content
+        conn.execute("SELECT gcos.commit(%s, %s, 'commit', %s, %s)", (spec_hash, plan_hash, run, "f" * 32))
     assert "batch_start" in str(refused.value)
     assert Kind.COMMIT not in kit.kinds() and Kind.POLICY_DECISION not in kit.kinds()
 
@@ -91,8 +92,9 @@ def test_a_batch_that_writes_beyond_its_allow_list_or_its_source_is_undone_and_s
     assert rehearsed["outcome"] == Outcome.PASSED, rehearsed["message"]
     kit.approve()
     ruleset = kit.admin.execute("SELECT count(*), max(xmin::text) FROM governance_ruleset").fetchone()
-    run, trace = "a" * 32, "b" * 32
+    trace = "b" * 32
     with kit.person("operator").connect() as conn:
+        run = kernel.derive_run_id(conn, spec_hash, plan_hash, "commit")  # 022: run ids derive from content
         started = call(conn, "SELECT gcos.batch_start(%s, %s, %s, %s)", (spec_hash, plan_hash, run, trace))
         assert started["outcome"] == "started", started["message"]
         with pytest.raises(pg_errors.InvalidParameterValue):  # a batch runs under the 5 s statement limit only
@@ -119,8 +121,9 @@ def test_a_run_closes_only_when_every_key_is_batched(kit: Kit) -> None:
     kit.rehearse()
     kit.approve()
     spec_hash, plan_hash = registered(kit)
-    run, trace = "c" * 32, "d" * 32
+    trace = "d" * 32
     with kit.person("operator").connect() as conn:
+        run = kernel.derive_run_id(conn, spec_hash, plan_hash, "commit")  # 022: run ids derive from content
         started = call(conn, "SELECT gcos.batch_start(%s, %s, %s, %s)", (spec_hash, plan_hash, run, trace))
         assert started["outcome"] == "started" and started["run_id"] == run
         with conn.transaction():
