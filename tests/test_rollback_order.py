@@ -1,5 +1,5 @@
 """A rollback refused because later commits changed the schema names them, latest first, and the command that
-starts undoing them (issue 10 item 10; gcos/sql/020_rollback_order.sql): before, it sent the operator to
+starts undoing them (issue 10 item 10; gcos/sql/023_rollback_order.sql): before, it sent the operator to
 `gcos drift`, which finds nothing when the change was a governed commit."""
 
 from __future__ import annotations

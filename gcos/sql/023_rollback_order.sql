@@ -1,4 +1,4 @@
--- gcos schema version 20: a rollback refused because later commits changed the schema names them and the
+-- gcos schema version 23: a rollback refused because later commits changed the schema names them and the
 -- order to undo them in (issue 10 item 10), instead of sending the operator to `gcos drift`, which finds
 -- nothing when the change was a governed commit. Only a change no commit explains still points at drift.
 -- Gate 4 of a rollback, as 010 defined it, but for that reason.
