@@ -69,6 +69,7 @@ def static_gates(step: StepSpec, plan: PlanSpec | None) -> tuple[Gate, ...]:
         )
     deps = ", ".join(step.depends_on)
     roles = "/".join(step.signer_roles)
+    required = ", ".join(f"at least {n} {role}" for role, n in step.signer_require)
     decisions = ", ".join(step.decisions)
     return (
         fold_ins,
@@ -93,7 +94,7 @@ def static_gates(step: StepSpec, plan: PlanSpec | None) -> tuple[Gate, ...]:
         Gate(
             "approved",
             None,
-            f"needs {step.signers} distinct human {roles} approval(s) bound to {step.hash[:12]}",
+            f"needs {step.signers} distinct human {roles} approval(s), {required}, bound to {step.hash[:12]}",
             f"{step.signers} {roles}",
         ),
         Gate(

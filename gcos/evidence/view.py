@@ -290,7 +290,11 @@ def step_view(step: StepSpec, project: Project, snapshot: Snapshot, current: sta
         "plan": None if plan is None else {"id": plan.id, "title": plan.title, "hash": plan.hash},
         "spec": {"hash": step.hash, "path": spec_path, "document": step.document},
         "state": _state_view(current),
-        "approvals_required": {"signers": step.signers, "roles": list(step.signer_roles)},
+        "approvals_required": {
+            "signers": step.signers,
+            "roles": list(step.signer_roles),
+            "require": [f"at least {n} {role}" for role, n in step.signer_require],
+        },
         "decisions_required": list(step.decisions),
         **_rehearsal_views(own, step),
         "approvals": approval_views(own, step, current.approval_ids, snapshot.db_now),
