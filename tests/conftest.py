@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +241,16 @@ def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 def target(dsn: str) -> Target:
     """This test's fresh database as a gcos Target (as if given with --dsn)."""
     return Target(dsn, "--dsn")
+
+
+def fingerprint(
+    conn: psycopg.Connection[Any], watch: Sequence[str] = (), exclude: Sequence[str] = ("gcos",)
+) -> dict[str, Any]:
+    """``gcos.fingerprint(watch, exclude)``, the one fingerprint (computed by the database), as the connected
+    role in its session: what tests compare worlds with."""
+    row = conn.execute("SELECT gcos.fingerprint(%s::text[], %s::text[])", (list(watch), list(exclude))).fetchone()
+    assert row is not None
+    return dict(row[0])
 
 
 @pytest.fixture

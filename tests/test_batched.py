@@ -23,10 +23,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import REPO, MakeRole, Role, _fresh_database, _role_maker
+from conftest import REPO, MakeRole, Role, _fresh_database, _role_maker, fingerprint
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from test_fingerprint import fingerprint
 from typer.testing import CliRunner
 
 from gcos import approvals, commands, ledger, reference_world

@@ -27,10 +27,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Role
+from conftest import Role, fingerprint
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from test_fingerprint import fingerprint
 from typer.testing import CliRunner
 
 from gcos import approvals, commands, ledger

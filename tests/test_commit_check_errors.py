@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import fingerprint
 from test_commit import COMMIT_LOCK, World, adopted_world, in_thread, wait_for_lock_waits
-from test_fingerprint import fingerprint
 
 from gcos.domain import Kind, Outcome, StepState
 from gcos.errors import DatabaseUnavailable, ExitCode

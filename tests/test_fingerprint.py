@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import fingerprint
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -29,13 +30,6 @@ Named = set[tuple[str, str, str]]
 def db(conn: Conn, gcos_installed: None) -> Conn:
     """This test's fresh database with gcos installed (an autocommit superuser connection)."""
     return conn
-
-
-def fingerprint(conn: Conn, watch: Sequence[str] = (), exclude: Sequence[str] = ("gcos",)) -> dict[str, Any]:
-    """``gcos.fingerprint(watch, exclude)`` as the connected role, in its session."""
-    row = conn.execute("SELECT gcos.fingerprint(%s::text[], %s::text[])", (list(watch), list(exclude))).fetchone()
-    assert row is not None
-    return dict(row[0])
 
 
 def differences(conn: Conn, before: dict[str, Any], after: dict[str, Any]) -> Named:

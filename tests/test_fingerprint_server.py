@@ -11,10 +11,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import MakeRole
+from conftest import MakeRole, fingerprint
 from psycopg import errors as pg_errors
 from psycopg import pq, sql
-from test_fingerprint import CASES, fingerprint
+from test_fingerprint import CASES
 
 from gcos import fingerprint as fingerprint_mod
 from gcos import install as install_mod

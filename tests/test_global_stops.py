@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_fingerprint import fingerprint
+from conftest import fingerprint
 from test_gates import Desk, open_desk
 
 from gcos import commands

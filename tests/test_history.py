@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_fingerprint import fingerprint
+from conftest import fingerprint
 from test_gates import Desk, open_desk
 
 from gcos import commands, domain, drift, history, ledger

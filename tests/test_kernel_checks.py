@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import fingerprint
 from psycopg import errors
 from psycopg.types.json import Jsonb
-from test_fingerprint import fingerprint
 
 from gcos.install import install
 from gcos.spec import Expectation

@@ -12,10 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import fingerprint
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
-from test_fingerprint import fingerprint
 
 from gcos import commands, ledger, registry
 from gcos.domain import Gate, Kind, Outcome, StepState

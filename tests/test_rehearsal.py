@@ -14,8 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import MakeRole, Role
-from test_fingerprint import fingerprint
+from conftest import MakeRole, Role, fingerprint
 from typer.testing import CliRunner
 
 from gcos import commands, ledger, registry
