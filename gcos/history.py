@@ -1,5 +1,6 @@
-"""The ONE reader of the ledger's history: every step's rehearsals, the commit in force, the last rollback, the
-open batched run, and the drift baseline, all projected from ledger entries the same way.
+"""The ONE reader of the ledger's history: every step's rehearsals, the commit in force, the last rollback and the
+open batched run, all projected from ledger entries the same way (the drift baseline is the kernel's:
+``gcos.record_drift``).
 
 What counts (the definition ``gcos._step_history`` in gcos/sql/010_gates.sql uses, so the client and the
 gates agree): a ``commit`` or ``rollback`` record counts only with outcome ``applied`` AND naming, in
@@ -17,9 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
-from gcos import ledger
 from gcos.domain import Kind, Outcome
 from gcos.ledger import LedgerEntry
 
@@ -96,7 +94,6 @@ class StepHistory:
 @dataclass(frozen=True)
 class History:
     steps: dict[str, StepHistory]
-    baseline: LedgerEntry | None  # drift: the last counted commit or rollback of any step
 
     def step(self, step_id: str) -> StepHistory:
         return self.steps.get(step_id, StepHistory())
@@ -128,10 +125,9 @@ def _trace(record: dict[str, Any]) -> tuple[bool, Any]:
 
 
 def read(entries: Iterable[LedgerEntry]) -> History:
-    """Every step's history and the drift baseline, from ledger entries (any order; read in seq order)."""
+    """Every step's history, from ledger entries (any order; read in seq order)."""
     allowing: dict[int, tuple[str, tuple[bool, Any]]] = {}  # allowing policy decision seq -> (step, trace)
     steps: dict[str, StepHistory] = {}
-    baseline: LedgerEntry | None = None
     for e in sorted(entries, key=lambda e: e.seq):
         rec, payload, kind = e.record, e.payload, e.kind
         step_id = _str(rec.get("step_id"))
@@ -155,18 +151,12 @@ def read(entries: Iterable[LedgerEntry]) -> History:
         backer = allowing.get(_int(payload.get("policy_decision_seq")) or 0)
         if backer is None or backer[0] != step_id or not backer[1][0] or backer[1] != _trace(rec):
             continue
-        baseline = e
         if kind == Kind.COMMIT:
             history.commits.append(_commit(e))
         else:
             of_commit = _int(payload.get("of_commit_seq"))
             history.rollbacks.append(RollbackFact(e.seq, of_commit, _str(payload.get("run_id")), Outcome.APPLIED, e))
-    return History(steps, baseline)
-
-
-def read_now(conn: psycopg.Connection[Any]) -> History:
-    """The history as the ledger stands now (in the caller's transaction if one is open)."""
-    return read(ledger.read_all(conn))
+    return History(steps)
 
 
 def _rehearsal(e: LedgerEntry) -> RehearsalFact:

@@ -107,9 +107,9 @@ def rehearse(
                 "SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, ledger.new_trace_id())
             ).fetchone()
     except psycopg.Error as exc:
-        holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
-        if holders:  # it waited for a commit, which holds the commit lock a rehearsal shares
-            raise commit_busy(holders, settings, step.id) from exc
+        busy = commit_lock_busy(conn, exc, settings, step.id)
+        if busy is not None:
+            raise busy from exc
         with translated():
             raise
     finally:
@@ -155,9 +155,9 @@ def commit(
         except psycopg.Error as exc:
             if conn.broken:
                 return settle_in_doubt(target, settings, base, exc)
-            holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
-            if holders:  # it waited for another commit, not for a table
-                raise commit_busy(holders, settings, step.id) from exc
+            busy = commit_lock_busy(conn, exc, settings, step.id)
+            if busy is not None:
+                raise busy from exc
             with translated():
                 raise
     assert row is not None
@@ -287,9 +287,15 @@ the fingerprint before the other applied (issue 9, item 3)."""
 _TAKE_COMMIT_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(%s, 0))"
 
 
-def commit_busy(holders: str, settings: SessionSettings, step_id: str) -> DatabaseUnavailable:
+def commit_lock_busy(
+    conn: psycopg.Connection[Any], exc: psycopg.Error, settings: SessionSettings, step_id: str
+) -> DatabaseUnavailable | None:
     """The error of a kernel call that waited lock_timeout for the commit lock (held exclusively by a commit,
-    rollback or batched start or close; shared by rehearsals)."""
+    rollback or batched start or close; shared by rehearsals), naming who holds it; None when `exc` is not that
+    (a lock on a table, or any other error: the caller translates it)."""
+    holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
+    if not holders:
+        return None
     return DatabaseUnavailable(
         f"another commit, rollback or rehearsal is in progress in this database ({holders}), and it did not "
         f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
@@ -363,7 +369,7 @@ __all__ = [
     "adopted",
     "checks_of",
     "commit",
-    "commit_busy",
+    "commit_lock_busy",
     "commit_lock_holders",
     "decision_of",
     "derive_run_id",

@@ -232,10 +232,9 @@ def _database_error(
             "batch, a committed one is never re-applied"
         )
         return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
-        holders = kernel.commit_lock_holders(conn)
-        if holders:
-            return kernel.commit_busy(holders, settings, run.step.id)
+    busy = kernel.commit_lock_busy(conn, exc, settings, run.step.id)
+    if busy is not None:
+        return busy
     if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):  # another gcos commit resumed the run
         message = f"{reason(exc)}{kept}"
         return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))

@@ -308,6 +308,20 @@ def test_concurrent_rehearsals_do_not_see_each_other(operator: Role, world_dsn: 
     assert [r.payload["outcome"] for r in rehearsals(world_dsn)] == [Outcome.PASSED, Outcome.PASSED]
 
 
+def test_a_rehearsal_waiting_for_a_commit_names_who_holds_the_commit_lock(
+    operator: Role, world_dsn: str, project_dir: Path
+) -> None:
+    """A commit holds the commit lock exclusively; a rehearsal that waits lock_timeout for its share is exit 8,
+    naming the holder, and writes nothing."""
+    with psycopg.connect(world_dsn, autocommit=True) as holder, holder.transaction():
+        holder.execute("SELECT pg_advisory_xact_lock(pg_catalog.hashtextextended('gcos:commit', 0))")
+        with pytest.raises(GcosError) as busy:
+            commands.rehearse(target(operator), project_dir, "SB-12", settings=SessionSettings(lock_timeout="200ms"))
+        assert busy.value.exit_code == ExitCode.DATABASE_UNAVAILABLE
+        assert f"pid {holder.info.backend_pid}" in busy.value.message
+    assert rehearsals(world_dsn) == []
+
+
 def test_a_rehearsal_shares_the_commit_lock_and_outlives_other_appends(
     operator: Role, world_dsn: str, project_dir: Path
 ) -> None:
