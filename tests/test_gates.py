@@ -443,10 +443,10 @@ def test_gate6_decisions(desk: Desk) -> None:
     g = decisions()
     assert not g.allow and "decision C-1 has never been recorded" in g.reason
     assert g.command == "gcos decide C-1 --verdict approve --expires-in 24h"
-    c2 = desk.decide("alice", "C-2")
     desk.decide("carol", "C-1", expires_in="1s")
     desk.wait_past("decisions")
     assert "expired at" in decisions().reason
+    c2 = desk.decide("alice", "C-2")  # A-8 is two decisions: C-1 and C-2
     revoked = desk.decide("carol", "C-1")
     desk.revoke("bob", revoked, decision=True)
     assert "was revoked" in decisions().reason and not decisions().allow
