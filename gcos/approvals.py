@@ -14,6 +14,7 @@ a principal in conflict with gcos's own roles, and bind approvals and decisions 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,6 +64,7 @@ class DecisionReceipt:
     principal: str
     role: str = ""
     note: str | None = None
+    text_hash: str = ""  # sha256 of the decision's text in the project's plan, what the record is bound to
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,14 @@ def _require_committed(conn: psycopg.Connection[Any], project: Project, step: St
         )
 
 
+def decision_text_hash(text: str) -> str:
+    """What a decision record is bound to: sha256 over the UTF-8 text (gcos.decision_text_hash)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def decide(
     conn: psycopg.Connection[Any],
+    project: Project,
     decision: str,
     *,
     verdict: str,
@@ -197,23 +205,27 @@ def decide(
     note: str | None = None,
     trace_id: str | None = None,
 ) -> DecisionReceipt:
-    """Record the session principal's verdict on a named decision (A-4, C-7.1, ...)."""
+    """Record the session principal's verdict on a named decision (A-4, C-1, ...), bound to the hash of its
+    text in the project's plan: an edited text no longer counts. Only a sovereign may (GateRefused)."""
     _check_verdict(verdict)
     _check_expiry(expires_in, expires_in)
     name = decision.strip().upper() if isinstance(decision, str) else ""
     if not _DECISION.fullmatch(name):
         raise SpecError(f"decision {decision!r} is not a decision name; use one such as A-4 or C-7.1.")
+    text_hash = decision_text_hash(project.decision_text(name))
     with translated():
         decision_id, ledger_seq = _fetch_one(
             conn,
-            "SELECT decision_id, ledger_seq FROM gcos.record_decision(%s, %s, "
+            "SELECT decision_id, ledger_seq FROM gcos.record_decision(%s, %s, %s, "
             "pg_catalog.clock_timestamp() + %s::interval, %s, %s)",
-            (name, verdict, expires_in, note, trace_id),
+            (name, text_hash, verdict, expires_in, note, trace_id),
         )[:2]
         expires_at, principal, role = _fetch_one(
             conn, "SELECT expires_at, decider, decider_role::text FROM gcos.decisions WHERE id = %s", (decision_id,)
         )
-    return DecisionReceipt(int(decision_id), int(ledger_seq), name, verdict, expires_at, principal, role, note)
+    return DecisionReceipt(
+        int(decision_id), int(ledger_seq), name, verdict, expires_at, principal, role, note, text_hash
+    )
 
 
 def revoke(

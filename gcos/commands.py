@@ -265,6 +265,7 @@ def approve(
 
 def decide(
     target: Target,
+    project_dir: Path,
     decision: str,
     *,
     verdict: str,
@@ -272,10 +273,12 @@ def decide(
     note: str | None = None,
     settings: SessionSettings | None = None,
 ) -> approvals.DecisionReceipt:
-    """Record the connection's principal's verdict on a named decision (A-4, C-7.1 ...)."""
+    """Record the connection's principal's (a sovereign's) verdict on a named decision (A-4, C-1 ...), bound
+    to its text in the project's plans."""
+    project = load_project(project_dir)
     delta = approvals.parse_duration(expires_in)
     with connect(target, settings) as conn:
-        return approvals.decide(conn, decision, verdict=verdict, expires_in=delta, note=note)
+        return approvals.decide(conn, project, decision, verdict=verdict, expires_in=delta, note=note)
 
 
 def revoke(

@@ -155,13 +155,15 @@ class _Story:
                 self.note(step.id, "refused", "refused", f"the agent tried to approve: {exc.message}")
 
     def decide(self, step: StepSpec) -> None:
-        """The sovereign records each decision the step requires, once."""
+        """The sovereign (never the committing operator) records each decision the step requires, once, bound
+        to its text in the plan: C-1 and C-2 for SB-1-2."""
         for decision in step.decisions:
             if decision in self.decided:
                 continue
             with connect(self.role("sovereign"), self.settings) as conn:
                 receipt = approvals.decide(
                     conn,
+                    self.project,
                     decision,
                     verdict="approve",
                     expires_in=approvals.parse_duration(EXPIRY),

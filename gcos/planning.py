@@ -100,7 +100,10 @@ def static_gates(step: StepSpec, plan: PlanSpec | None) -> tuple[Gate, ...]:
         Gate(
             "decisions hold",
             None if decisions else True,
-            f"needs an unexpired approve on {decisions}" if decisions else "no decisions required",
+            f"needs an unexpired approve on {decisions} by a sovereign who is not the committer, bound to its "
+            f"text in the plan: ask a sovereign to run gcos decide {step.decisions[0]}"
+            if decisions
+            else "no decisions required",
             decisions or "no decisions",
         ),
         Gate("global stop conditions clear", None, "checked at rehearse and commit", "global stops"),

@@ -237,7 +237,7 @@ def test_operators_agents_and_superusers_cannot_approve_or_decide(world: World, 
     with pytest.raises(GateRefused, match=message):
         approve(conn, world.project, world.step("SB-12"), verdict="approve", expires_in=DAY)
     with pytest.raises(GateRefused):
-        decide(conn, "A-8", verdict="approve", expires_in=DAY, note=None)
+        decide(conn, world.project, "C-1", verdict="approve", expires_in=DAY, note=None)
     assert world.admin.execute("SELECT count(*) FROM gcos.os_proposal_approvals").fetchone() == (0,)
 
 
@@ -276,18 +276,19 @@ def test_decide_and_revoke_decision(world: World) -> None:
     step = world.step("SB-1-2")
     alice, bob, opal = world.connect("alice"), world.connect("bob"), world.connect("opal")
     before = db_clock(alice)
-    receipt = decide(alice, "a-8", verdict="approve", expires_in=timedelta(hours=2), note="C-1 + C-2")
-    assert (receipt.decision, receipt.principal, receipt.role) == ("A-8", "Alice", world.roles["alice"].name)
+    receipt = decide(alice, world.project, "c-1", verdict="approve", expires_in=timedelta(hours=2), note="half A-8")
+    assert (receipt.decision, receipt.principal, receipt.role) == ("C-1", "Alice", world.roles["alice"].name)
     assert receipt.expires_at > before + timedelta(hours=2)
     with pytest.raises(SpecError, match="is not a decision name"):
-        decide(alice, "approve everything", verdict="approve", expires_in=DAY, note=None)
+        decide(alice, world.project, "approve everything", verdict="approve", expires_in=DAY, note=None)
+    other = decide(alice, world.project, "C-2", verdict="approve", expires_in=DAY)
     held = judge(opal, world.project, step).gate("decisions")
-    assert held.allow and held.evidence == (receipt.decision_id,)
+    assert held.allow and held.evidence == (receipt.decision_id, other.decision_id)
     revoked = revoke_decision(bob, receipt.decision_id, "superseded")
-    assert (revoked.kind, revoked.subject, revoked.revoked_by) == ("decision", "A-8", "Bob")
+    assert (revoked.kind, revoked.subject, revoked.revoked_by) == ("decision", "C-1", "Bob")
     gate = judge(opal, world.project, step).gate("decisions")
     assert not gate.allow
-    assert gate.reason == f"decision A-8 has no approve in force: record {receipt.decision_id} was revoked"
+    assert gate.reason == f"decision C-1 has no approve in force: record {receipt.decision_id} was revoked"
 
 
 # --------------------------------------------------------------------------- the gates on the reference world
@@ -337,7 +338,8 @@ def test_self_approval_by_the_rehearser_and_the_committer(world: World) -> None:
 
 def test_cross_sign_needs_two_distinct_humans(world: World) -> None:
     step = world.step("SB-1-2")
-    decide(world.connect("carol"), "A-8", verdict="approve", expires_in=DAY, note=None)
+    for name in ("C-1", "C-2"):
+        decide(world.connect("carol"), world.project, name, verdict="approve", expires_in=DAY, note=None)
     alice, opal = world.connect("alice"), world.connect("opal")
     first = approve(alice, world.project, step, verdict="approve", expires_in=DAY)
     again = approve(alice, world.project, step, verdict="approve", expires_in=DAY)

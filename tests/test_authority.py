@@ -22,6 +22,7 @@ from gcos.install import install
 
 SPEC = hashlib.sha256(b"spec SB-12").hexdigest()
 PLAN = hashlib.sha256(b"plan 70").hexdigest()
+TEXT = hashlib.sha256(b"decision A-4").hexdigest()
 APPEND_ONLY = {  # table -> a column to name in an UPDATE
     "os_proposal_approvals": "note",
     "approval_revocations": "reason",
@@ -56,7 +57,7 @@ def approve(
 
 def decide(session: psycopg.Connection[Any], *, expires: datetime | None = None) -> tuple[int, int, str]:
     row = session.execute(
-        "SELECT * FROM gcos.record_decision(%s, %s, %s, %s)", ("A-4", "approve", expires or future(), None)
+        "SELECT * FROM gcos.record_decision(%s, %s, %s, %s, %s)", ("A-4", TEXT, "approve", expires or future(), None)
     ).fetchone()
     assert row is not None
     return row[0], row[1], row[2]
@@ -144,7 +145,7 @@ def test_append_only_triggers_hold_for_a_superuser_even_in_replica_mode(
 # --------------------------------------------------------------------------- who may approve
 
 
-def test_only_registered_human_sovereigns_and_councillors_may_approve_or_decide(
+def test_only_registered_human_sovereigns_and_councillors_may_approve_and_only_sovereigns_decide(
     conn: psycopg.Connection[Any], make_role: MakeRole
 ) -> None:
     refused = {
@@ -167,7 +168,8 @@ def test_only_registered_human_sovereigns_and_councillors_may_approve_or_decide(
     councillor = make_role("cora", kind="human", roles=("council",), grant=("council",))
     with councillor.connect() as session:
         approve(session)
-        decide(session)
+        with pytest.raises(pg_errors.InsufficientPrivilege, match="is not a sovereign and cannot record a decision"):
+            decide(session)
 
 
 def test_expiry_is_mandatory_finite_and_in_the_future(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
@@ -176,11 +178,11 @@ def test_expiry_is_mandatory_finite_and_in_the_future(conn: psycopg.Connection[A
         for expires in ("NULL", "'infinity'", "now()", "now() - interval '1 second'"):
             for function in (
                 "record_approval('SB-12', %(spec)s, %(plan)s, 'approve', {}, NULL, NULL)",
-                "record_decision('A-4', 'approve', {}, NULL)",
+                "record_decision('A-4', %(text)s, 'approve', {}, NULL)",
             ):
                 query = ("SELECT * FROM gcos." + function.format(expires)).encode()
                 with pytest.raises(pg_errors.InvalidParameterValue, match="expir"):
-                    session.execute(query, {"spec": SPEC, "plan": PLAN})
+                    session.execute(query, {"spec": SPEC, "plan": PLAN, "text": TEXT})
         for bad in (("SB 12", SPEC, PLAN, "approve"), ("SB-12", "x", PLAN, "approve"), ("SB-12", SPEC, PLAN, "yes")):
             with pytest.raises(pg_errors.InvalidParameterValue):
                 session.execute("SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, NULL, NULL)", (*bad, future()))
@@ -395,6 +397,7 @@ GATES_SQL = [
     "_expect_text",  # 015
     "_person_key", "_person_of", "_one_person", "_approvals_require", "_approvals_needed", "_role_word",  # 020
     "_signers_missing",  # 020
+    "decision_text_hash",  # 024: what a decision record is bound to
 ]  # fmt: skip
 ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
 # The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,

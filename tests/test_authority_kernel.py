@@ -37,7 +37,7 @@ from gcos.spec import Project, StepSpec, load_project
 DAY = timedelta(hours=24)
 TRACE = "0123456789abcdef0123456789abcdef"
 SCHEMA = "5c" * 32
-SPEC, PLAN = "ab" * 32, "cd" * 32
+SPEC, PLAN, TEXT = "ab" * 32, "cd" * 32, "ef" * 32
 PROJECT = load_project(REPO)
 
 
@@ -72,7 +72,10 @@ def attempts(approval_id: int) -> list[tuple[LiteralString, tuple[Any, ...]]]:
             "NULL, NULL)",
             (SPEC, PLAN),
         ),
-        ("SELECT * FROM gcos.record_decision('A-3', 'approve', clock_timestamp() + interval '1 day', NULL)", ()),
+        (
+            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1 day', NULL)",
+            (TEXT,),
+        ),
         ("SELECT * FROM gcos.revoke_approval(%s, 'no')", (approval_id,)),
         ("SELECT * FROM gcos.revoke_decision(1, 'no')", ()),
     ]
@@ -97,7 +100,9 @@ def test_a_superuser_cannot_approve_decide_or_revoke_as_someone_else(
     root = make_role("root", superuser=True)
     with alice.connect() as own:
         approval_id = raw_approve(own)
-        own.execute("SELECT * FROM gcos.record_decision('A-3', 'approve', clock_timestamp() + interval '1h', NULL)")
+        own.execute(
+            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1h', NULL)", (TEXT,)
+        )
     before = counts(conn)
     with root.connect() as session:
         session.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(alice.name)))
@@ -263,7 +268,7 @@ def test_an_approval_stops_counting_when_its_approver_joins_gcos_owner_later(
     step, activation = PROJECT.step("SB-12"), PROJECT.step("ACTIVATION")
     with alice.connect() as own:
         receipt = approve(own, PROJECT, step, verdict="approve", expires_in=DAY)
-        decision = decide(own, "A-3", verdict="approve", expires_in=DAY)
+        decision = decide(own, PROJECT, "A-3", verdict="approve", expires_in=DAY)
     with opal.connect() as session:
         assert gate(session, step, "approvals").evidence == (receipt.approval_id,)
         assert gate(session, activation, "decisions").evidence == (decision.decision_id,)
@@ -311,7 +316,7 @@ def test_a_clone_renamed_to_the_originals_name_refuses_the_copied_approvals(
         _populate(pg_admin_dsn, original, alice, opal)
         with in_db(alice, original) as own:
             receipt = approve(own, PROJECT, step, verdict="approve", expires_in=DAY)
-            decision = decide(own, "A-3", verdict="approve", expires_in=DAY)
+            decision = decide(own, PROJECT, "A-3", verdict="approve", expires_in=DAY)
         with in_db(opal, original) as session:
             assert gate(session, step, "approvals").evidence == (receipt.approval_id,)
             assert gate(session, activation, "decisions").evidence == (decision.decision_id,)
@@ -338,9 +343,11 @@ def test_approvals_and_decisions_from_before_the_oid_was_bound_never_count(
     step, activation = PROJECT.step("SB-12"), PROJECT.step("ACTIVATION")
     with own_database(pg_admin_dsn, name):
         _populate(pg_admin_dsn, name, alice, opal, upto=7)
-        with in_db(alice, name) as own:
+        with in_db(alice, name) as own:  # version 7: record_decision had no text hash yet
             approve(own, PROJECT, step, verdict="approve", expires_in=DAY)
-            decide(own, "A-3", verdict="approve", expires_in=DAY)
+            own.execute(
+                "SELECT * FROM gcos.record_decision('A-3', 'approve', clock_timestamp() + interval '1 day', NULL)"
+            )
         with psycopg.connect(make_conninfo(pg_admin_dsn, dbname=name), autocommit=True) as db:
             assert install(db).version_before == 7
             rows = db.execute(
@@ -529,7 +536,9 @@ def populate(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
     alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
     with alice.connect() as own:
         own.execute("SELECT * FROM gcos.revoke_approval(%s, 'no')", (raw_approve(own),))
-        own.execute("SELECT * FROM gcos.record_decision('A-3', 'approve', clock_timestamp() + interval '1h', NULL)")
+        own.execute(
+            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1h', NULL)", (TEXT,)
+        )
         own.execute("SELECT * FROM gcos.revoke_decision((SELECT max(id) FROM gcos.decisions), 'no')")
     register_spec(conn, PROJECT.step("SB-12"))
     register_plan(conn, PROJECT.plans["build"])

@@ -130,9 +130,10 @@ class Kit:
         """The sovereign approves step 9 and decides A-5, A-3, A-4; the approval's id."""
         step = step or self.step
         with self.person("sovereign").connect() as conn:
-            receipt = approvals.approve(conn, load_project(self.project_dir), step, verdict="approve", expires_in=DAY)
+            project = load_project(self.project_dir)
+            receipt = approvals.approve(conn, project, step, verdict="approve", expires_in=DAY)
             for decision in step.decisions:
-                approvals.decide(conn, decision, verdict="approve", expires_in=DAY)
+                approvals.decide(conn, project, decision, verdict="approve", expires_in=DAY)
         return receipt.approval_id
 
     def commit(self, who: str | None = "operator", **kw: Any) -> Any:

@@ -103,7 +103,8 @@ class Desk:
         return int(receipt.approval_id)
 
     def decide(self, who: str, name: str, *, verdict: str = "approve", expires_in: str = "24h") -> int:
-        return int(commands.decide(self.target(who), name, verdict=verdict, expires_in=expires_in).decision_id)
+        receipt = commands.decide(self.target(who), self.project_dir, name, verdict=verdict, expires_in=expires_in)
+        return int(receipt.decision_id)
 
     def revoke(self, who: str, record_id: int, *, decision: bool = False) -> None:
         commands.revoke(self.target(who), record_id, reason="not yet", decision=decision)
@@ -440,25 +441,26 @@ def test_gate6_decisions(desk: Desk) -> None:
         return desk.judge("SB-1-2").gate("decisions")
 
     g = decisions()
-    assert not g.allow and "decision A-8 has never been recorded" in g.reason
-    assert g.command == "gcos decide A-8 --verdict approve --expires-in 24h"
-    desk.decide("carol", "A-8", expires_in="1s")
+    assert not g.allow and "decision C-1 has never been recorded" in g.reason
+    assert g.command == "gcos decide C-1 --verdict approve --expires-in 24h"
+    desk.decide("carol", "C-1", expires_in="1s")
     desk.wait_past("decisions")
     assert "expired at" in decisions().reason
-    revoked = desk.decide("carol", "A-8")
+    c2 = desk.decide("alice", "C-2")  # A-8 is two decisions: C-1 and C-2
+    revoked = desk.decide("carol", "C-1")
     desk.revoke("bob", revoked, decision=True)
     assert "was revoked" in decisions().reason and not decisions().allow
-    held = desk.decide("carol", "A-8")
-    assert decisions().allow and decisions().evidence == (held,)
-    desk.decide("bob", "A-8", verdict="defer")  # the decision's latest word
+    held = desk.decide("carol", "C-1")
+    assert decisions().allow and decisions().evidence == (held, c2)
+    desk.decide("alice", "C-1", verdict="defer")  # the decision's latest word
     assert not decisions().allow and "stands at defer" in decisions().reason
-    again = desk.decide("carol", "A-8")
-    assert decisions().evidence == (again,)
+    again = desk.decide("carol", "C-1")
+    assert decisions().evidence == (again, c2)
     name = sql.Identifier(desk.role("carol").name)
     desk.execute(sql.SQL("ALTER ROLE {} SUPERUSER").format(name))
     try:
-        g = decisions()  # Carol's word no longer counts: the latest word in force is Bob's defer
-        assert not g.allow and g.evidence == () and "by Bob" in g.reason
+        g = decisions()  # Carol's word no longer counts: the latest word in force is Alice's defer
+        assert not g.allow and g.evidence == (c2,) and "by Alice" in g.reason
     finally:
         desk.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER").format(name))
     # several decisions: every one must hold; the evidence follows the spec's order

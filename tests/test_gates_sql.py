@@ -179,7 +179,8 @@ def test_a_clone_refuses_the_copied_approvals_and_decisions(world: Desk, pg_admi
     world.rehearse("SB-1-2")
     world.approve("alice", "SB-1-2")
     world.approve("bob", "SB-1-2")
-    world.decide("carol", "A-8")
+    world.decide("carol", "C-1")
+    world.decide("carol", "C-2")
     assert explain(world.admin, world, "SB-1-2")["allow"]
     original = str(conninfo_to_dict(world.dsn)["dbname"])
     away, clone = f"{original}_away", f"{original}_clone"

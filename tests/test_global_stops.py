@@ -186,8 +186,8 @@ def test_item_4_a_mandatory_fold_in_not_declared_is_refused(world: Desk) -> None
 
 def test_item_8_a_decision_by_an_agent_never_counts(world: Desk) -> None:
     with pytest.raises(GateRefused) as caught:
-        world.decide("aggie", "A-8")
+        world.decide("aggie", "C-1")
     assert caught.value.exit_code == ExitCode.GATE_REFUSED
     (status,) = commands.status(world.target(), world.project_dir, "SB-1-2").steps  # the kernel explains
     decisions = status.decision.gate("decisions")
-    assert not decisions.allow and "A-8" in decisions.reason and decisions.evidence == ()
+    assert not decisions.allow and "C-1" in decisions.reason and decisions.evidence == ()

@@ -102,10 +102,11 @@ def allowing(d: Desk) -> dict[str, Any]:
 
 
 def ready(d: Desk, step: str = "SB-1-2") -> None:
-    """Rehearsed by Rita and, for SB-1-2, decision A-8 recorded by Carol (a sovereign)."""
+    """Rehearsed by Rita and, for SB-1-2, decisions C-1 and C-2 (A-8) recorded by Carol (a sovereign)."""
     d.rehearse(step)
     if step == "SB-1-2":
-        d.decide("carol", "A-8")
+        d.decide("carol", "C-1")
+        d.decide("carol", "C-2")
 
 
 # --------------------------------------------------------------------------- M-1

@@ -107,7 +107,9 @@ def case_record_approval(w: World, make: MakeRole) -> tuple[Role, Act]:
 
 
 def case_record_decision(w: World, make: MakeRole) -> tuple[Role, Act]:
-    return w.person("sovereign"), lambda c: approvals.decide(c, "A-4", verdict="approve", expires_in=HOUR)
+    return w.person("sovereign"), lambda c: approvals.decide(
+        c, load_project(w.project), "A-4", verdict="approve", expires_in=HOUR
+    )
 
 
 def case_revoke_approval(w: World, make: MakeRole) -> tuple[Role, Act]:
@@ -117,7 +119,9 @@ def case_revoke_approval(w: World, make: MakeRole) -> tuple[Role, Act]:
 
 def case_revoke_decision(w: World, make: MakeRole) -> tuple[Role, Act]:
     with w.person("sovereign").connect() as conn:
-        decision = approvals.decide(conn, "A-4", verdict="approve", expires_in=HOUR).decision_id
+        decision = approvals.decide(
+            conn, load_project(w.project), "A-4", verdict="approve", expires_in=HOUR
+        ).decision_id
     return w.person("sovereign"), lambda c: approvals.revoke_decision(c, decision, "not yet")
 
 
@@ -176,7 +180,7 @@ def test_a_client_that_lowers_it_after_the_call_is_overruled_at_commit(world: Wo
     """Set off again after the call: the deferred trigger raises it when the transaction commits (SET CONSTRAINTS
     ALL IMMEDIATE runs that trigger now, which makes it observable inside the transaction)."""
     with lowered(world.person("sovereign")) as conn, conn.transaction():
-        approvals.decide(conn, "A-4", verdict="approve", expires_in=HOUR)
+        approvals.decide(conn, load_project(world.project), "A-4", verdict="approve", expires_in=HOUR)
         conn.execute("SET LOCAL synchronous_commit = off")
         assert show(conn) == "off"
         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -185,7 +189,7 @@ def test_a_client_that_lowers_it_after_the_call_is_overruled_at_commit(world: Wo
 
 def test_a_stronger_setting_is_kept(world: World) -> None:
     with lowered(world.person("sovereign"), "remote_apply") as conn, conn.transaction():
-        approvals.decide(conn, "A-4", verdict="approve", expires_in=HOUR)
+        approvals.decide(conn, load_project(world.project), "A-4", verdict="approve", expires_in=HOUR)
         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
         assert show(conn) == "remote_apply"
 
@@ -195,5 +199,8 @@ def test_a_transaction_that_writes_no_record_keeps_the_clients_setting(world: Wo
     with lowered(world.person("operator")) as conn, conn.transaction():
         conn.execute("SELECT count(*) FROM gcos.ledger")
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-            conn.execute("SELECT * FROM gcos.record_decision('A-4', 'approve', now() + interval '1 hour', NULL)")
+            conn.execute(
+                "SELECT * FROM gcos.record_decision('A-4', repeat('ab', 32), 'approve', now() + interval '1 hour', "
+                "NULL)"
+            )
         assert show(conn) == "off"

@@ -60,19 +60,26 @@ def approve_cmd(
 
 @app.command("decide", epilog="Example: gcos decide A-4 --verdict approve --expires-in 7d")
 def decide_cmd(
-    decision: Annotated[str, typer.Argument(help="The decision's name, e.g. A-4 or C-7.1.")],
+    decision: Annotated[str, typer.Argument(help="The decision's name, e.g. A-4 or C-1.")],
     verdict: VerdictOpt,
     expires_in: ExpiresOpt,
     note: NoteOpt = None,
     dsn: DsnOpt = None,
+    project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Record YOUR verdict on a named decision a step requires (silence is never approval)."""
+    """Record YOUR verdict, as a sovereign, on a named decision a step requires (silence is never approval).
+
+    The record is bound to the hash of the decision's text in the project's plan (an edited text no longer
+    counts) and expires; a decider never commits the step that needs the decision.
+    """
     from gcos import commands
 
     run(
         as_json,
-        lambda: commands.decide(target(dsn), decision, verdict=verdict, expires_in=expires_in, note=note),
+        lambda: commands.decide(
+            target(dsn), project_dir(project), decision, verdict=verdict, expires_in=expires_in, note=note
+        ),
         render.receipt,
     )
 

@@ -354,6 +354,7 @@ def load_plan(path: Path) -> PlanSpec:
         steps=tuple(doc["steps"]),
         fold_ins={k: tuple(v) for k, v in doc.get("fold_ins", {}).items()},
         global_stop=tuple(StopCondition.parse(s) for s in doc.get("global_stop", [])),
+        decisions={k: v["text"] for k, v in doc.get("decisions", {}).items()},
         path=path,
         document=doc,
         hash=content_hash(doc),

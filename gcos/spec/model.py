@@ -159,6 +159,7 @@ class PlanSpec:
     steps: tuple[str, ...]
     fold_ins: dict[str, tuple[str, ...]]
     global_stop: tuple[StopCondition, ...]
+    decisions: dict[str, str]  # decision name -> its text; a decision record is bound to sha256(text)
     path: Path
     document: dict[str, Any] = field(repr=False)
     hash: str = ""

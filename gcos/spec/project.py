@@ -37,6 +37,16 @@ class Project:
         known = ", ".join(f"{s.id} (step-{s.order})" for s in self.steps.values()) or "none"
         raise SpecError(f"unknown step {ref!r}; known steps: {known}.")
 
+    def decision_text(self, name: str) -> str:
+        """The text of decision `name` as the project's plans carry it (one text, whichever plans carry it)."""
+        texts = {p.decisions[name] for p in self.plans.values() if name in p.decisions}
+        if not texts:
+            raise SpecError(f"no plan carries the text of decision {name}; add it under decisions: in the plan.")
+        if len(texts) > 1:
+            carriers = ", ".join(p.id for p in self.plans.values() if name in p.decisions)
+            raise SpecError(f"plans {carriers} carry different texts of decision {name}; make them one text.")
+        return texts.pop()
+
     def plan_of(self, step_id: str) -> PlanSpec | None:
         for plan in self.plans.values():
             if step_id in plan.steps:
@@ -123,6 +133,13 @@ def _check_plan(path: Path, plan: PlanSpec, steps: Mapping[str, StepSpec], plans
     for step_id in plan.fold_ins:
         if step_id not in plan.steps:
             raise SpecError(f"{path}: plan {plan.id} key fold_ins.{step_id}: step is not in this plan.")
+    for step_id in plan.steps:
+        for name in steps[step_id].decisions:
+            if name not in plan.decisions:
+                raise SpecError(
+                    f"{path}: plan {plan.id} key decisions: {step_id} requires decision {name}, and the plan does "
+                    f"not carry its text; add decisions: {{{name}: {{text: ...}}}} (a decision is bound to its text)."
+                )
 
 
 def load_project(root: Path) -> Project:
