@@ -102,8 +102,11 @@ def test_who_may_record_and_which_exceptions_never_apply(world: World) -> None:
     assert world.records(Kind.EXCEPTION) == []
 
     # revoked: recorded, then withdrawn, not honoured
-    revoked = waive(world, STOP)
-    exceptions.revoke(world.target("sovereign"), revoked.exception_id, reason="fixed upstream")
+    code, out = world.cli("except", "SB-12", STOP, "--expires-in", "1h", "--reason", "R-7", who="sovereign")
+    assert code == 0 and out["ok"] is True, out
+    revoked = out["result"]["exception_id"]
+    code, out = world.cli("except", "--revoke", str(revoked), "--reason", "fixed upstream", who="sovereign")
+    assert code == 0 and out["result"]["exception_id"] == revoked, out
     assert rehearse(world).outcome == "stopped"
     # expired (expires_at <= now): the database clock passes it, then the rehearsal does not honour it
     short = waive(world, STOP, expires_in="1s")
@@ -161,3 +164,9 @@ def test_rehearsal_and_commit_honour_a_sovereigns_exception_but_not_the_committe
     assert [s.name for s in committed.stops if s.waived] == [STOP]
     assert [c.name for c in committed.success if c.waived] == [SUCCESS]
     assert world.owner("governance_ruleset") is not None
+
+    # the report shows the exceptions of the step, and those its commit applied
+    report = commands.report(world.target("operator"), world.project, "SB-12", "md", world.project / "out")
+    (text,) = [f.read_text(encoding="utf-8") for f in report.files if f.suffix == ".md" and "SB-12" in f.name]
+    assert "Exceptions (checks of SB-12 waived by a sovereign)" in text
+    assert f"Exceptions applied: stop {STOP} (exception {stop.exception_id} by Sovereign" in text

@@ -607,9 +607,11 @@ BEGIN
     ELSE
         v := v || pg_catalog.jsonb_build_object('entry', gcos._kernel_fingerprint(v_watch));
         v := v || gcos._rehearse_inside(v_spec, v_plan, v -> 'entry', v_run);
-        v := v || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-            'stops', CASE WHEN v ? 'stops' THEN gcos._waive(v -> 'stops', 'stop', v_exc, pg_catalog.jsonb_array_length(COALESCE(v_spec -> 'stop', '[]'))) END,
-            'success', CASE WHEN v ? 'success' THEN gcos._waive(v -> 'success', 'success', v_exc, pg_catalog.jsonb_array_length(COALESCE(v_spec -> 'success', '[]'))) END));
+        IF v ? 'success' THEN  -- the checks ran (a failed mutation has none)
+            v := v || pg_catalog.jsonb_build_object(
+                'stops', gcos._waive(v -> 'stops', 'stop', v_exc, pg_catalog.jsonb_array_length(COALESCE(v_spec -> 'stop', '[]'))),
+                'success', gcos._waive(v -> 'success', 'success', v_exc, pg_catalog.jsonb_array_length(COALESCE(v_spec -> 'success', '[]'))));
+        END IF;
         SELECT * INTO r FROM gcos._rehearsal_outcome(v_step, v);
         v_exit := gcos._kernel_fingerprint(v_watch);
         SELECT * INTO v_residue FROM gcos._rehearsal_residue(v_step, v, v_exit, r.outcome, r.message);
