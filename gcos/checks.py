@@ -36,6 +36,7 @@ class CheckResult:
     actual: Any
     ok: bool
     error: str | None = None
+    waived: dict[str, Any] | None = None  # the exception (025) that waived it when it failed: id, by, until, why
 
     @property
     def shown_actual(self) -> str:

@@ -19,6 +19,8 @@ class Kind(StrEnum):
     APPROVAL_REVOCATION = "approval_revocation"
     DECISION = "decision"
     DECISION_REVOCATION = "decision_revocation"
+    EXCEPTION = "exception"  # 025: a sovereign waives one named check of one step
+    EXCEPTION_REVOCATION = "exception_revocation"
     SPEC_REGISTERED = "spec_registered"
     PLAN_REGISTERED = "plan_registered"
     ADOPT = "adopt"

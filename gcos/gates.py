@@ -135,6 +135,8 @@ class PolicyDecisionRecord:
     gates: tuple[GateResult, ...]
     trace_id: str
     evaluated_at: str  # the database clock, UTC ISO text with microseconds
+    # the exceptions (025) this decision honours: exception_id, check_kind, check, by, expires_at, reason ...
+    exceptions: tuple[dict[str, Any], ...] = ()
 
     @property
     def failed(self) -> tuple[GateResult, ...]:
@@ -173,6 +175,7 @@ class PolicyDecisionRecord:
             gates=tuple(GateResult.from_payload(g) for g in payload["gates"]),
             trace_id=trace_id if trace_id is not None else str(payload.get("trace_id") or ""),
             evaluated_at=str(payload.get("evaluated_at") or ""),
+            exceptions=tuple(dict(e) for e in payload.get("exceptions") or ()),
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -189,6 +192,7 @@ class PolicyDecisionRecord:
             "gates": [g.to_payload() for g in self.gates],
             "failed": [g.gate for g in self.failed],
             "refusal": self.refusal_sentence() or None,
+            "exceptions": [dict(e) for e in self.exceptions],
         }
 
 

@@ -229,6 +229,7 @@ def decision_of(payload: Any) -> gates.PolicyDecisionRecord | None:
         ),
         trace_id=str(payload.get("trace_id") or ""),
         evaluated_at=str(payload.get("evaluated_at") or ""),
+        exceptions=tuple(dict(e) for e in payload.get("exceptions") or ()),
     )
 
 
@@ -272,7 +273,11 @@ def checks_of(specs: tuple[Check, ...], results: list[dict[str, Any]]) -> tuple[
     for check, found in zip(specs, results, strict=False):
         expected = Expectation.parse(found.get("expected")).describe()
         actual = found.get("actual")
-        out.append(CheckResult(check.name, check.sql, expected, actual, bool(found.get("ok")), found.get("error")))
+        out.append(
+            CheckResult(
+                check.name, check.sql, expected, actual, bool(found.get("ok")), found.get("error"), found.get("waived")
+            )
+        )
     return tuple(out)
 
 

@@ -22,10 +22,11 @@ class StopResult:
     kind: str
     held: bool
     detail: str
+    waived: dict[str, Any] | None = None  # the exception that waived it when it held (025)
 
     @classmethod
     def from_payload(cls, s: dict[str, Any]) -> StopResult:
-        return cls(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""))
+        return cls(str(s["name"]), str(s["kind"]), bool(s["held"]), str(s.get("detail") or ""), s.get("waived"))
 
 
 @dataclass(frozen=True)

@@ -464,6 +464,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "sessions_in_transaction",
         "valid_approvals",  # 021: read-only, what public.os_proposal_approvals lists
         "approvals_on_record",  # 021: read-only, the ledger's side of step 5's check
+        "record_exception",  # 025: a sovereign waives one check
+        "revoke_exception",  # 025
         *KERNEL_OWNED,
     }
     approvers = ["gcos_council", "gcos_sovereign"]
@@ -510,6 +512,9 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **dict.fromkeys(GATES_SQL, ALL_GCOS),
         **dict.fromkeys(["_approvals_now", *SEED_APPROVALS_KERNEL], ALL_GCOS),  # 021
         **dict.fromkeys(["valid_approvals", "approvals_on_record"], ALL_AND_KERNEL),  # 021: step checks read them
+        "record_exception": ["gcos_sovereign"],  # 025: only a sovereign waives a check
+        "revoke_exception": ["gcos_sovereign"],
+        **dict.fromkeys(["_exceptions_in_force", "_waive", "_waived_text"], ALL_GCOS),  # 025: evaluate_gates reads them
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(

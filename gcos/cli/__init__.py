@@ -6,6 +6,7 @@ gcos.cli.app.run. The command modules register on the app when imported, in the 
 
 from gcos.cli import project  # noqa: F401, I001 - plan, verify, rehearse (import order is --help order)
 from gcos.cli import authority  # noqa: F401 - approve, decide, revoke; principals add/list/whoami
+from gcos.cli import exceptions  # noqa: F401 - except
 from gcos.cli import commit  # noqa: F401 - status, commit, rollback
 from gcos.cli import evidence  # noqa: F401 - drift, report; ledger verify/anchor
 from gcos.cli import demo  # noqa: F401 - demo

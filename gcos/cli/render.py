@@ -170,6 +170,27 @@ def verify_details(out: Console, details: Any) -> None:
         verify(out, details)
 
 
+def _check_mark(ok: bool, waived: dict[str, Any] | None) -> str:
+    """A check's mark; a failing check an exception waived says so (025)."""
+    if waived and not ok:
+        return f"[yellow]waived[/] (exception {waived.get('exception_id')} by {waived.get('by')})"
+    return MARK[ok]
+
+
+def _waived_lines(out: Console, result: CommitResult | BatchedResult) -> None:
+    for kind, name, waived in [
+        *(("re-verify", c.name, c.waived) for c in getattr(result, "reverify", ())),
+        *(("stop", s.name, s.waived) for s in result.stops),
+        *(("success", c.name, c.waived) for c in result.success),
+    ]:
+        if waived:
+            out.print(
+                f"    [yellow]waived[/] {kind} check {name!r}: exception {waived.get('exception_id')} by "
+                f"{waived.get('by')} until {waived.get('expires_at')} ({waived.get('reason')})",
+                soft_wrap=True,
+            )
+
+
 def rehearsal(out: Console, result: RehearsalResult) -> None:
     colour = "green" if result.ok else "red"
     out.print(
@@ -183,11 +204,11 @@ def rehearsal(out: Console, result: RehearsalResult) -> None:
     table.add_column("actual", justify="right")
     table.add_column("", justify="center")
     for c in result.reverify:
-        table.add_row("re-verify", c.name, c.expected, c.shown_actual, MARK[c.ok])
+        table.add_row("re-verify", c.name, c.expected, c.shown_actual, _check_mark(c.ok, c.waived))
     for s in result.stops:
-        table.add_row("stop", s.name, "does not hold", s.detail, MARK[not s.held])
+        table.add_row("stop", s.name, "does not hold", s.detail, _check_mark(not s.held, s.waived))
     for c in result.success:
-        table.add_row("success", c.name, c.expected, c.shown_actual, MARK[c.ok])
+        table.add_row("success", c.name, c.expected, c.shown_actual, _check_mark(c.ok, c.waived))
     out.print(table)
     if result.footprint:
         fp = result.footprint
@@ -253,6 +274,7 @@ def applied(out: Console, result: CommitResult | BatchedResult) -> None:
     if result.decision:
         for g in result.decision.gates:
             out.print(f"    {_gate_mark(g)} {g.number} {g.title}: [dim]{g.reason}[/]", soft_wrap=True)
+    _waived_lines(out, result)
     if isinstance(result, CommitResult) and result.fingerprint_after:
         out.print(
             f"[dim]fingerprint before {result.fingerprint_before.get('hash', '-')[:16]}… after "

@@ -98,6 +98,7 @@ def policy_view(e: ledger.LedgerEntry) -> dict[str, Any]:
         "refusal": decision.get("refusal"),
         "failed": as_list(decision.get("failed")),
         "gates": [as_dict(g) for g in as_list(decision.get("gates"))],
+        "exceptions": [as_dict(x) for x in as_list(decision.get("exceptions"))],
     }
 
 
@@ -216,6 +217,37 @@ def decision_views(
     return out
 
 
+def exception_views(own: Sequence[ledger.LedgerEntry], db_now: datetime) -> list[dict[str, Any]]:
+    """The step's exceptions (025) in ledger order: which check they waive, whose, until when, revoked or expired."""
+    revoked = {
+        int(e.payload["exception_id"]): e
+        for e in own
+        if e.kind == Kind.EXCEPTION_REVOCATION and isinstance(e.payload.get("exception_id"), int)
+    }
+    out = []
+    for e in own:
+        if e.kind != Kind.EXCEPTION:
+            continue
+        xid = e.payload.get("exception_id")
+        revocation = revoked.get(xid) if isinstance(xid, int) else None
+        out.append(
+            {
+                "id": xid,
+                "seq": e.seq,
+                "spec_hash": e.record.get("spec_hash"),
+                "check_kind": e.payload.get("check_kind"),
+                "check": e.payload.get("check"),
+                "reason": e.payload.get("reason"),
+                "principal": as_dict(e.record.get("actor")).get("principal"),
+                "expires_at": e.payload.get("expires_at"),
+                "expired": expired(e.payload.get("expires_at"), db_now),
+                "revoked": revocation is not None,
+                "revocation_seq": revocation.seq if revocation is not None else None,
+            }
+        )
+    return out
+
+
 def step_entries(entries: Sequence[ledger.LedgerEntry], step: StepSpec) -> list[ledger.LedgerEntry]:
     """The step's own records and the records of the decisions it requires (gate 6 relied on them)."""
     return [
@@ -299,6 +331,7 @@ def step_view(step: StepSpec, project: Project, snapshot: Snapshot, current: sta
         **_rehearsal_views(own, step),
         "approvals": approval_views(own, step, current.approval_ids, snapshot.db_now),
         "decisions": decision_views(entries, step.decisions, snapshot.db_now),
+        "exceptions": exception_views(own, snapshot.db_now),
         "policy_decisions": [policy_view(e) for e in own if e.kind in POLICY_KINDS],
         "applied": [apply_view(e) for e in own if e.kind in APPLY_KINDS],
         "stops": _stop_views(own),
