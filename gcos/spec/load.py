@@ -308,7 +308,8 @@ def _step_from(doc: dict[str, Any], path: Path) -> StepSpec:
     batch = None
     if doc.get("batch"):
         b = doc["batch"]
-        batch = Batch(b["table"], b["key"], b["size"], b["cursor"]["worker"], b["cursor"]["source"], b["sql"])
+        cursor = (b["cursor"]["worker"], b["cursor"]["source"])
+        batch = Batch(b["table"], b["key"], b["size"], *cursor, b["sql"], b.get("finish"), b.get("on_stop"))
     return StepSpec(
         id=doc["id"],
         order=doc["order"],

@@ -118,6 +118,8 @@ class Batch:
     cursor_worker: str
     cursor_source: str
     sql: str
+    finish: str | None = None  # run as gcos_kernel when the run completes: the worker rows say so (issue 10 item 4)
+    on_stop: str | None = None  # likewise when the run stops
 
 
 @dataclass(frozen=True)

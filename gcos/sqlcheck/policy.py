@@ -188,6 +188,9 @@ def check_batch(step: StepSpec) -> list[Statement]:
             _refuse(where, st, f"the batch writes its own source table {name} ({kind}); a backfill never modifies it")
         if step.mutation is not None and not _allowed(kind, name, info, allow):
             _refuse(where, st, f"{kind} {name} is not in the allow list of the mutation")
+    for section, worker_sql in (("batch.finish", step.batch.finish), ("batch.on_stop", step.batch.on_stop)):
+        if worker_sql:  # the worker rows of a run that ended: DML within the mutation's allow list
+            _check(step, section, worker_sql, _allow_of(step))
     return [st]
 
 

@@ -89,6 +89,32 @@ CREATE TABLE queue_heartbeat (
 COMMENT ON TABLE queue_heartbeat IS
     'seed 002 step 2: baseline (3). Real columns per fold-in F-57-1; chosen: queue_name, status, last_beat_at, pid.';
 
+-- The scheduler (seed 002 step 2 stops on "cron scheduled at build time": the seed's system schedules
+-- with pg_cron). pg_cron is a server extension (shared_preload_libraries, one database per cluster) that an
+-- ordinary database owner cannot load, so where it is not installed the world carries a stand-in of its
+-- table cron.job (pg_cron's columns, readable by every role as pg_cron's is). No job is scheduled.
+DO $cron$
+BEGIN
+    IF to_regclass('cron.job') IS NULL THEN
+        CREATE SCHEMA IF NOT EXISTS cron;
+        CREATE TABLE cron.job (
+            jobid     bigserial PRIMARY KEY,
+            schedule  text NOT NULL,
+            command   text NOT NULL,
+            nodename  text NOT NULL DEFAULT 'localhost',
+            nodeport  integer NOT NULL DEFAULT 5432,
+            database  text NOT NULL DEFAULT current_database(),
+            username  text NOT NULL DEFAULT current_user,
+            active    boolean NOT NULL DEFAULT true,
+            jobname   text
+        );
+        COMMENT ON TABLE cron.job IS 'seed 002 step 2: the scheduler (a stand-in of pg_cron''s cron.job); no job at build time.';
+        GRANT USAGE ON SCHEMA cron TO PUBLIC;
+        GRANT SELECT ON cron.job TO PUBLIC;
+    END IF;
+END
+$cron$;
+
 CREATE TABLE event_pending (
     pending_id   uuid PRIMARY KEY,
     event_type   text NOT NULL,
