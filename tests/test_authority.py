@@ -398,6 +398,8 @@ GATES_SQL = [
     "_person_key", "_person_of", "_one_person", "_approvals_require", "_approvals_needed", "_role_word",  # 020
     "_signers_missing",  # 020
     "decision_text_hash",  # 024: what a decision record is bound to
+    "_fp_rehash", "_governed_after", "_schema_at", "_schema_changes", "_units_related", "_commit_units",  # 028
+    "_rollback_out_of_order",  # 028
 ]  # fmt: skip
 ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
 # The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,
