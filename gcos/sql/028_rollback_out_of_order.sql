@@ -1,4 +1,4 @@
--- gcos schema version 24 (028 when merged): rollback is not last-in-first-out across the whole database (issue 10
+-- gcos schema version 28: rollback is not last-in-first-out across the whole database (issue 10
 -- item 10). A step whose footprint does not overlap any later commit still in force rolls back out of order; the
 -- proof is that the objects and watched rows it changed return to their state before its commit and nothing
 -- outside its footprint changes. A later commit that does overlap is named, with the order to undo them in.
