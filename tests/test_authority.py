@@ -22,6 +22,7 @@ from gcos.install import install
 
 SPEC = hashlib.sha256(b"spec SB-12").hexdigest()
 PLAN = hashlib.sha256(b"plan 70").hexdigest()
+TRACE = "c" * 32  # every record names its trace (024_traces)
 APPEND_ONLY = {  # table -> a column to name in an UPDATE
     "os_proposal_approvals": "note",
     "approval_revocations": "reason",
@@ -47,8 +48,8 @@ def approve(
     spec: str = SPEC,
 ) -> tuple[int, int, str]:
     row = session.execute(
-        "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, %s, %s)",
-        ("SB-12", spec, PLAN, "approve", expires or future(), note, rehearsal_seq),
+        "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, %s, %s, %s)",
+        ("SB-12", spec, PLAN, "approve", expires or future(), note, rehearsal_seq, None if rehearsal_seq else TRACE),
     ).fetchone()
     assert row is not None
     return row[0], row[1], row[2]
@@ -175,7 +176,7 @@ def test_expiry_is_mandatory_finite_and_in_the_future(conn: psycopg.Connection[A
     with alice.connect() as session:
         for expires in ("NULL", "'infinity'", "now()", "now() - interval '1 second'"):
             for function in (
-                "record_approval('SB-12', %(spec)s, %(plan)s, 'approve', {}, NULL, NULL)",
+                "record_approval('SB-12', %(spec)s, %(plan)s, 'approve', {}, NULL, NULL, md5(clock_timestamp()::text))",
                 "record_decision('A-4', 'approve', {}, NULL)",
             ):
                 query = ("SELECT * FROM gcos." + function.format(expires)).encode()
@@ -183,7 +184,9 @@ def test_expiry_is_mandatory_finite_and_in_the_future(conn: psycopg.Connection[A
                     session.execute(query, {"spec": SPEC, "plan": PLAN})
         for bad in (("SB 12", SPEC, PLAN, "approve"), ("SB-12", "x", PLAN, "approve"), ("SB-12", SPEC, PLAN, "yes")):
             with pytest.raises(pg_errors.InvalidParameterValue):
-                session.execute("SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, NULL, NULL)", (*bad, future()))
+                session.execute(
+                    "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, NULL, NULL, %s)", (*bad, future(), TRACE)
+                )
 
 
 def test_an_approval_is_bound_to_its_target_and_its_ledger_record(

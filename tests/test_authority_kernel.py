@@ -57,7 +57,7 @@ def gate(conn: psycopg.Connection[Any], step: StepSpec, name: str, project: Proj
 def raw_approve(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT approval_id FROM gcos.record_approval('SB-12', %s, %s, 'approve', clock_timestamp() + "
-        "interval '1 day', NULL, NULL)",
+        "interval '1 day', NULL, NULL, md5(clock_timestamp()::text))",
         (SPEC, PLAN),
     ).fetchone()
     assert row is not None
@@ -69,7 +69,7 @@ def attempts(approval_id: int) -> list[tuple[LiteralString, tuple[Any, ...]]]:
     return [
         (
             "SELECT * FROM gcos.record_approval('SB-12', %s, %s, 'approve', clock_timestamp() + interval '1 day', "
-            "NULL, NULL)",
+            "NULL, NULL, md5(clock_timestamp()::text))",
             (SPEC, PLAN),
         ),
         ("SELECT * FROM gcos.record_decision('A-3', 'approve', clock_timestamp() + interval '1 day', NULL)", ()),

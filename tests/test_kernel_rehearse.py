@@ -37,7 +37,9 @@ class Kernel:
     operator: Role
 
     def register(self, document: dict[str, Any]) -> str:
-        row = self.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(document),)).fetchone()
+        with self.admin.transaction():
+            ledger.trace_context(self.admin)  # register_spec takes its trace from the transaction (024_traces)
+            row = self.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(document),)).fetchone()
         assert row is not None
         return str(row[0])
 
@@ -48,7 +50,8 @@ class Kernel:
 
     def rehearse(self, spec_hash: str, plan_hash: str, who: Role | None = None) -> dict[str, Any]:
         with (who or self.operator).connect() as conn:
-            row = conn.execute("SELECT gcos.rehearse(%s, %s)", (spec_hash, plan_hash)).fetchone()
+            call = (spec_hash, plan_hash, ledger.new_trace_id())
+            row = conn.execute("SELECT gcos.rehearse(%s, %s, %s)", call).fetchone()
         assert row is not None
         result: dict[str, Any] = row[0]
         return result
@@ -121,7 +124,7 @@ def test_a_session_with_temporary_objects_is_refused(kernel: Kernel) -> None:
     "forgery",
     [
         "INSERT INTO gcos.os_proposal_approvals DEFAULT VALUES",
-        "SELECT gcos.ledger_append('commit', 'SB-12', NULL, NULL, NULL, '{}')",
+        "SELECT gcos.ledger_append('commit', 'SB-12', NULL, md5('t'), NULL, '{}')",
         "SELECT gcos.register_spec('{}')",
         "UPDATE gcos.ledger_head SET seq = seq",
     ],
