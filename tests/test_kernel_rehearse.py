@@ -27,6 +27,9 @@ from gcos.target import Target
 REPO = Path(__file__).resolve().parent.parent
 
 
+TRACED = " FROM pg_catalog.set_config('gcos.trace_id', md5('t'), true)"  # the statement's trace (024_traces)
+
+
 @dataclass
 class Kernel:
     """The reference world with gcos installed and public adopted; the repo's project registered."""
@@ -176,7 +179,7 @@ def test_a_batched_step_rehearses_its_first_two_batches(kernel: Kernel) -> None:
         "rollback": {"sql": "DROP TABLE public.batch_t"},
     }
     plan = kernel.admin.execute(
-        "SELECT gcos.register_plan(%s)",
+        "SELECT gcos.register_plan(%s)" + TRACED,
         (Jsonb({"id": "t", "title": "t", "source": "t", "steps": ["BATCH-T"], "fold_ins": {}, "global_stop": []}),),
     ).fetchone()
     assert plan is not None

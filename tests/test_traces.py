@@ -16,6 +16,7 @@ from test_commit import World, adopted_world
 
 from gcos import evidence, ledger
 from gcos.domain import Kind
+from gcos.spec import load_project
 
 TRACE = "ab" * 16
 DECIDE = "SELECT * FROM gcos.record_decision('A-4', 'approve', clock_timestamp() + interval '1h', NULL)"
@@ -28,10 +29,10 @@ def world(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[Wor
 
 def test_a_record_without_a_trace_id_is_refused_even_to_a_superuser(world: World) -> None:
     """Neither ledger_append (a superuser's) nor an aperture mints a trace: with none given, 22023."""
+    sovereign = world.person("sovereign")
     head = world.head()
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="trace"):
         world.admin.execute("SELECT * FROM gcos.ledger_append('note', NULL, NULL, NULL, NULL, '{}')")
-    sovereign = world.person("sovereign")
     with psycopg.connect(sovereign.dsn, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="trace"):
             conn.execute(DECIDE)
@@ -104,8 +105,9 @@ def test_rehearsal_evidence_and_reports_show_trace_and_causation(world: World, t
     (commit,) = world.records(Kind.COMMIT, "SB-12")
     (approved,) = world.records(Kind.APPROVAL, "SB-12")
     with psycopg.connect(world.dsn, autocommit=True) as conn:
-        evidence.build_report(conn, world.project, step_id="SB-12", fmt="md", out_dir=tmp_path / "md")
-        evidence.build_report(conn, world.project, step_id="SB-12", fmt="json", out_dir=tmp_path / "json")
+        project = load_project(world.project)
+        evidence.build_report(conn, project, step_id="SB-12", fmt="md", out_dir=tmp_path / "md")
+        evidence.build_report(conn, project, step_id="SB-12", fmt="json", out_dir=tmp_path / "json")
     text = "\n".join(p.read_text(encoding="utf-8") for p in (tmp_path / "md").rglob("*.md"))
     assert f"trace `{trace}`; policy decision seq {commit.payload['policy_decision_seq']}" in text
     assert f"Rests on: rehearsal seq {rehearsal.seq}, approvals {approved.payload['approval_id']}" in text
