@@ -1,4 +1,4 @@
--- gcos schema version 26: one trace per step run (issue 10 item 7; seed 001: "Every evidence record includes
+-- gcos schema version 26 (this file is 024_traces.sql until the coordinator renumbers it): one trace per step run (issue 10 item 7; seed 001: "Every evidence record includes
 -- trace_id. Orphan records are invalid.").
 --
 -- * gcos._ledger_write, the one writer of every record, no longer mints a trace id: a record carries the trace
