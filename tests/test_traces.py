@@ -16,6 +16,7 @@ from test_commit import World, adopted_world
 
 from gcos import evidence, ledger
 from gcos.domain import Kind
+from gcos.errors import SpecError
 from gcos.spec import load_project
 
 TRACE = "ab" * 16
@@ -137,5 +138,5 @@ def test_python_clients_name_a_trace(world: World) -> None:
     with psycopg.connect(world.dsn) as conn:
         assert ledger.trace_context(conn, TRACE) == TRACE
         assert conn.execute("SELECT current_setting('gcos.trace_id')").fetchone() == (TRACE,)
-    with psycopg.connect(world.dsn) as conn, pytest.raises(Exception, match="32 lowercase hex"):
+    with psycopg.connect(world.dsn) as conn, pytest.raises(SpecError, match="32 lowercase hex"):
         ledger.trace_context(conn, "nope")
