@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from gcos import ledger
 from gcos.errors import Condition, SpecError, condition_of, from_database, reason
 from gcos.install import require_installed
 
@@ -129,6 +130,7 @@ def _run(conn: psycopg.Connection[Any], action: str, schemas: Sequence[str]) -> 
     with _refusals(action):
         require_installed(conn)
         with conn.transaction():
+            ledger.trace_context(conn)  # adopt/release take no trace id: the transaction carries it
             rows = conn.execute(query, (names,)).fetchall()
     by_name = {str(row[0]): _schema_change(row) for row in rows}
     return tuple(by_name[name] for name in dict.fromkeys(names))

@@ -157,7 +157,7 @@ def approve(
             conn,
             "SELECT approval_id, ledger_seq FROM gcos.record_approval(%s, %s, %s, %s, "
             "pg_catalog.clock_timestamp() + %s::interval, %s, %s, %s)",
-            (step.id, bound, plan.hash, verdict, expires_in, note, rehearsal_seq, trace_id),
+            (step.id, bound, plan.hash, verdict, expires_in, note, rehearsal_seq, _trace(trace_id, rehearsal_seq)),
         )[:2]
         expires_at, principal, role = _fetch_one(
             conn,
@@ -195,6 +195,14 @@ def decision_text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _trace(trace_id: str | None, rehearsal_seq: int | None = None) -> str | None:
+    """The trace a record goes under: the caller's; an approval of a rehearsal, None (the database records it
+    under the rehearsal's trace: one trace per step run); anything else, a trace of its own."""
+    if trace_id is not None or rehearsal_seq is not None:
+        return trace_id
+    return ledger.new_trace_id()
+
+
 def decide(
     conn: psycopg.Connection[Any],
     project: Project,
@@ -218,7 +226,7 @@ def decide(
             conn,
             "SELECT decision_id, ledger_seq FROM gcos.record_decision(%s, %s, %s, "
             "pg_catalog.clock_timestamp() + %s::interval, %s, %s)",
-            (name, text_hash, verdict, expires_in, note, trace_id),
+            (name, text_hash, verdict, expires_in, note, _trace(trace_id)),
         )[:2]
         expires_at, principal, role = _fetch_one(
             conn, "SELECT expires_at, decider, decider_role::text FROM gcos.decisions WHERE id = %s", (decision_id,)
@@ -236,7 +244,7 @@ def revoke(
         revocation_id, ledger_seq = _fetch_one(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_approval(%s, %s, %s)",
-            (approval_id, reason, trace_id),
+            (approval_id, reason, _trace(trace_id)),
         )[:2]
         step_id, revoked_by = _fetch_one(
             conn,
@@ -255,7 +263,7 @@ def revoke_decision(
         revocation_id, ledger_seq = _fetch_one(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_decision(%s, %s, %s)",
-            (decision_id, reason, trace_id),
+            (decision_id, reason, _trace(trace_id)),
         )[:2]
         name, revoked_by = _fetch_one(
             conn,

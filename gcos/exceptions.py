@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from gcos import ledger
 from gcos.approvals import parse_duration
 from gcos.errors import LedgerBroken, SpecError, translated
 from gcos.spec import StepSpec, load_project
@@ -95,8 +96,8 @@ def record(
         exception_id, ledger_seq = _one(
             conn,
             "SELECT exception_id, ledger_seq FROM gcos.record_exception(%s, %s, %s, %s, "
-            "pg_catalog.clock_timestamp() + %s::interval, %s)",
-            (step.id, step.hash, found, check, delta, reason),
+            "pg_catalog.clock_timestamp() + %s::interval, %s, %s)",
+            (step.id, step.hash, found, check, delta, reason, ledger.new_trace_id()),
         )[:2]
         expires_at, principal = _one(
             conn, "SELECT expires_at, recorder FROM gcos.exceptions WHERE id = %s", (exception_id,)
@@ -113,8 +114,8 @@ def revoke(
     with connect(target, settings) as conn, translated():
         revocation_id, ledger_seq = _one(
             conn,
-            "SELECT revocation_id, ledger_seq FROM gcos.revoke_exception(%s, %s)",
-            (exception_id, reason),
+            "SELECT revocation_id, ledger_seq FROM gcos.revoke_exception(%s, %s, %s)",
+            (exception_id, reason, ledger.new_trace_id()),
         )[:2]
         step_id, check, revoked_by = _one(
             conn,

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from gcos import fingerprint
+from gcos import fingerprint, ledger
 from gcos.canonical import content_hash
 from gcos.errors import Condition, GateRefused, GcosError, SpecError, translated
 
@@ -207,5 +207,8 @@ def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int)
         payload: dict[str, Any] = {"version_before": before, "version_after": after, "applied": applied}
         if reloaded and had_queries:  # a reload of changed queries is recorded as such
             payload["fingerprint_queries"] = content_hash(_loaded_queries(conn))
-        conn.execute("SELECT * FROM gcos._ledger_write('install', NULL, NULL, NULL, NULL, %s)", (Jsonb(payload),))
+        conn.execute(
+            "SELECT * FROM gcos._ledger_write('install', NULL, NULL, %s, NULL, %s)",
+            (ledger.new_trace_id(), Jsonb(payload)),
+        )
     return InstallResult(version_before=before, version_after=after, applied=applied, queries_reloaded=reloaded)

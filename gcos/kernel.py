@@ -98,14 +98,14 @@ def rehearse(
     plan = _plan(project, step)
     require_adopted(conn, step, "rehearse")
     static_check(step, plan)  # early feedback: the kernel judges what actually changes
-    spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
+    trace = ledger.new_trace_id()  # the step run's trace: its approvals and commit join it (026)
+    spec_hash = registry.register_spec(conn, step, trace_id=trace)
+    plan_hash = registry.register_plan(conn, plan, trace_id=trace)
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # its record follows what others appended meanwhile
     try:
         with conn.transaction():
             set_local_timeouts(conn, settings)
-            row = conn.execute(
-                "SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, ledger.new_trace_id())
-            ).fetchone()
+            row = conn.execute("SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, trace)).fetchone()
     except psycopg.Error as exc:
         busy = commit_lock_busy(conn, exc, settings, step.id)
         if busy is not None:
@@ -143,11 +143,13 @@ def commit(
     with connect(target, settings) as conn:
         require_installed(conn)
         require_adopted(conn, step, action)
-        spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
+        trace = ledger.new_trace_id()  # the attempt's; a commit's records join its rehearsal's trace (026)
+        spec_hash = registry.register_spec(conn, step, trace_id=trace)
+        plan_hash = registry.register_plan(conn, plan, trace_id=trace)
         run_id = derive_run_id(conn, spec_hash, plan_hash, action)
         base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after the lock sees what came before
-        call = (spec_hash, plan_hash, action, run_id, ledger.new_trace_id(), break_glass)
+        call = (spec_hash, plan_hash, action, run_id, trace, break_glass)
         try:
             with conn.transaction():
                 set_local_timeouts(conn, settings)

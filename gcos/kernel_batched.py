@@ -112,7 +112,8 @@ def commit_batched(
     with connect(target, settings) as conn:
         require_installed(conn)
         kernel.require_adopted(conn, step, "commit")
-        spec_hash, plan_hash = registry.register_spec(conn, step), registry.register_plan(conn, plan)
+        spec_hash = registry.register_spec(conn, step, trace_id=run.trace_id)
+        plan_hash = registry.register_plan(conn, plan, trace_id=run.trace_id)
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after a lock sees what came before
         call = (
             spec_hash,

@@ -240,6 +240,17 @@ def new_span_id() -> str:
     return secrets.token_hex(8)
 
 
+def trace_context(conn: psycopg.Connection[Any], trace_id: str | None = None) -> str:
+    """Set the open transaction's trace (``gcos.trace_id``, read by gcos._ledger_write when a function takes
+    no trace id: registration, adoption, install) and return it; a new trace when `trace_id` is None. The
+    database refuses a record without a trace (seed 001: orphan records are invalid)."""
+    trace = trace_id if trace_id is not None else new_trace_id()
+    if not _TRACE.fullmatch(trace):
+        raise SpecError("trace_id must be 32 lowercase hex digits.")
+    conn.execute("SELECT pg_catalog.set_config('gcos.trace_id', %s, true)", (trace,))
+    return trace
+
+
 def append(
     conn: psycopg.Connection[Any],
     kind: str,

@@ -37,6 +37,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from gcos import ledger
 from gcos.errors import Condition, SpecError, translated
 
 KINDS = ("human", "agent", "service")
@@ -120,7 +121,8 @@ def add_principal(
         raise SpecError("add_principal must start outside a transaction; commit or roll back first.")
     with conn.transaction(), translated():
         conn.execute(
-            "SELECT * FROM gcos.add_principal(%s, %s, %s, %s, p_person => %s)", (role, name, kind, wanted, person)
+            "SELECT * FROM gcos.add_principal(%s, %s, %s, %s, p_trace_id => %s, p_person => %s)",
+            (role, name, kind, wanted, ledger.new_trace_id(), person),
         )
         if grant:
             for gcos_role in wanted:

@@ -30,6 +30,7 @@ def write_evidence(
     document = {
         "format_version": FORMAT_VERSION,
         "ledger": {"seq": entry.seq, "hash": entry.hash, "recorded_at": entry.record.get("recorded_at")},
+        "trace_id": entry.record.get("trace_id"),  # the step run's: its approvals and commit carry it too
         "spec_hash": result.spec_hash,
         **body,
     }

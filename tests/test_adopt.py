@@ -302,8 +302,8 @@ def test_records_cannot_be_forged(conn: psycopg.Connection[Any], world: World, m
         outcome = sqlstate_of(
             role,
             [
-                "SELECT * FROM gcos.ledger_append('adopt', NULL, NULL, NULL, NULL, '{\"schema\": \"other\"}')",
-                "SELECT * FROM gcos.ledger_append('release', NULL, NULL, NULL, NULL, '{}')",
+                "SELECT * FROM gcos.ledger_append('adopt', NULL, NULL, md5('t'), NULL, '{\"schema\": \"other\"}')",
+                "SELECT * FROM gcos.ledger_append('release', NULL, NULL, md5('t'), NULL, '{}')",
                 "SELECT * FROM gcos._adopt_record('other'::regnamespace, 'adopt')",
                 "INSERT INTO gcos.adopted_schemas (schema_oid, schema_name, adopted_at, ledger_seq) "
                 "VALUES ('other'::regnamespace, 'other', now(), 1)",

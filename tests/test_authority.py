@@ -23,6 +23,7 @@ from gcos.install import install
 SPEC = hashlib.sha256(b"spec SB-12").hexdigest()
 PLAN = hashlib.sha256(b"plan 70").hexdigest()
 TEXT = hashlib.sha256(b"decision A-4").hexdigest()
+TRACE = "c" * 32  # every record names its trace (024_traces)
 APPEND_ONLY = {  # table -> a column to name in an UPDATE
     "os_proposal_approvals": "note",
     "approval_revocations": "reason",
@@ -48,8 +49,8 @@ def approve(
     spec: str = SPEC,
 ) -> tuple[int, int, str]:
     row = session.execute(
-        "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, %s, %s)",
-        ("SB-12", spec, PLAN, "approve", expires or future(), note, rehearsal_seq),
+        "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, %s, %s, %s)",
+        ("SB-12", spec, PLAN, "approve", expires or future(), note, rehearsal_seq, None if rehearsal_seq else TRACE),
     ).fetchone()
     assert row is not None
     return row[0], row[1], row[2]
@@ -57,7 +58,8 @@ def approve(
 
 def decide(session: psycopg.Connection[Any], *, expires: datetime | None = None) -> tuple[int, int, str]:
     row = session.execute(
-        "SELECT * FROM gcos.record_decision(%s, %s, %s, %s, %s)", ("A-4", TEXT, "approve", expires or future(), None)
+        "SELECT * FROM gcos.record_decision(%s, %s, %s, %s, %s, %s)",
+        ("A-4", TEXT, "approve", expires or future(), None, TRACE),
     ).fetchone()
     assert row is not None
     return row[0], row[1], row[2]
@@ -77,8 +79,8 @@ def world(conn: psycopg.Connection[Any], make_role: MakeRole) -> dict[str, Role]
         approval, _, _ = approve(alice)
         decision, _, _ = decide(alice)
         decide(alice)
-        bob.execute("SELECT * FROM gcos.revoke_approval(%s, %s)", (approval, "spec changed"))
-        bob.execute("SELECT * FROM gcos.revoke_decision(%s, %s)", (decision, "superseded"))
+        bob.execute("SELECT * FROM gcos.revoke_approval(%s, %s, md5('t'))", (approval, "spec changed"))
+        bob.execute("SELECT * FROM gcos.revoke_decision(%s, %s, md5('t'))", (decision, "superseded"))
     return people
 
 
@@ -104,7 +106,7 @@ def test_operator_is_refused_update_delete_truncate_and_insert_on_every_protecte
             "SELECT * FROM gcos._ledger_write('approval', NULL, NULL, NULL, NULL, '{}')",
             "SELECT * FROM gcos.record_approval('SB-12', repeat('a', 64), repeat('b', 64), 'approve', "
             "now() + interval '1 day', NULL, NULL)",
-            "SELECT * FROM gcos.revoke_approval(1, 'no')",
+            "SELECT * FROM gcos.revoke_approval(1, 'no', md5('t'))",
         ):
             with pytest.raises(pg_errors.InsufficientPrivilege):
                 opal.execute(call)
@@ -163,7 +165,7 @@ def test_only_registered_human_sovereigns_and_councillors_may_approve_and_only_s
                 with pytest.raises(pg_errors.InsufficientPrivilege, match=reason):
                     action(session)
             with pytest.raises(pg_errors.InsufficientPrivilege, match=reason):
-                session.execute("SELECT * FROM gcos.revoke_approval(1, 'x')")
+                session.execute("SELECT * FROM gcos.revoke_approval(1, 'x', md5('t'))")
     assert conn.execute("SELECT count(*) FROM gcos.os_proposal_approvals").fetchone() == (0,)
     councillor = make_role("cora", kind="human", roles=("council",), grant=("council",))
     with councillor.connect() as session:
@@ -177,15 +179,17 @@ def test_expiry_is_mandatory_finite_and_in_the_future(conn: psycopg.Connection[A
     with alice.connect() as session:
         for expires in ("NULL", "'infinity'", "now()", "now() - interval '1 second'"):
             for function in (
-                "record_approval('SB-12', %(spec)s, %(plan)s, 'approve', {}, NULL, NULL)",
-                "record_decision('A-4', %(text)s, 'approve', {}, NULL)",
+                "record_approval('SB-12', %(spec)s, %(plan)s, 'approve', {}, NULL, NULL, md5('t'))",
+                "record_decision('A-4', %(text)s, 'approve', {}, NULL, md5('t'))",
             ):
                 query = ("SELECT * FROM gcos." + function.format(expires)).encode()
                 with pytest.raises(pg_errors.InvalidParameterValue, match="expir"):
                     session.execute(query, {"spec": SPEC, "plan": PLAN, "text": TEXT})
         for bad in (("SB 12", SPEC, PLAN, "approve"), ("SB-12", "x", PLAN, "approve"), ("SB-12", SPEC, PLAN, "yes")):
             with pytest.raises(pg_errors.InvalidParameterValue):
-                session.execute("SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, NULL, NULL)", (*bad, future()))
+                session.execute(
+                    "SELECT * FROM gcos.record_approval(%s, %s, %s, %s, %s, NULL, NULL, %s)", (*bad, future(), TRACE)
+                )
 
 
 def test_an_approval_is_bound_to_its_target_and_its_ledger_record(
@@ -241,9 +245,9 @@ def test_revocation_is_an_append_and_happens_once(conn: psycopg.Connection[Any],
     assert decisions == [(1, False), (2, True)]
     with world["alice"].connect() as alice:
         with pytest.raises(pg_errors.InvalidParameterValue, match="already revoked"):
-            alice.execute("SELECT * FROM gcos.revoke_approval(2, 'again')")
+            alice.execute("SELECT * FROM gcos.revoke_approval(2, 'again', md5('t'))")
         with pytest.raises(pg_errors.InvalidParameterValue, match="does not exist"):
-            alice.execute("SELECT * FROM gcos.revoke_approval(99, 'none')")
+            alice.execute("SELECT * FROM gcos.revoke_approval(99, 'none', md5('t'))")
     kinds = [e.kind for e in ledger.read_all(conn)]
     assert kinds.count("approval_revocation") == 1 and kinds.count("decision_revocation") == 1
     assert ledger.verify(conn).ok
@@ -335,7 +339,8 @@ def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[A
             ).format(oid=sql.Literal(alice.oid), name=alice_q)
         )
         session.execute(
-            "SELECT * FROM record_approval('SB-12', %s, %s, 'approve', %s, NULL, NULL)", (SPEC, PLAN, future())
+            "SELECT * FROM record_approval('SB-12', %s, %s, 'approve', %s, NULL, NULL, %s)",
+            (SPEC, PLAN, future(), TRACE),
         )
         recorded += 1
         session.execute("DISCARD TEMP")

@@ -57,7 +57,7 @@ def gate(conn: psycopg.Connection[Any], step: StepSpec, name: str, project: Proj
 def raw_approve(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT approval_id FROM gcos.record_approval('SB-12', %s, %s, 'approve', clock_timestamp() + "
-        "interval '1 day', NULL, NULL)",
+        "interval '1 day', NULL, NULL, md5('t'))",
         (SPEC, PLAN),
     ).fetchone()
     assert row is not None
@@ -69,15 +69,16 @@ def attempts(approval_id: int) -> list[tuple[LiteralString, tuple[Any, ...]]]:
     return [
         (
             "SELECT * FROM gcos.record_approval('SB-12', %s, %s, 'approve', clock_timestamp() + interval '1 day', "
-            "NULL, NULL)",
+            "NULL, NULL, md5('t'))",
             (SPEC, PLAN),
         ),
         (
-            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1 day', NULL)",
+            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1 day', NULL, "
+            "p_trace_id => md5('t'))",
             (TEXT,),
         ),
-        ("SELECT * FROM gcos.revoke_approval(%s, 'no')", (approval_id,)),
-        ("SELECT * FROM gcos.revoke_decision(1, 'no')", ()),
+        ("SELECT * FROM gcos.revoke_approval(%s, 'no', md5('t'))", (approval_id,)),
+        ("SELECT * FROM gcos.revoke_decision(1, 'no', md5('t'))", ()),
     ]
 
 
@@ -101,7 +102,9 @@ def test_a_superuser_cannot_approve_decide_or_revoke_as_someone_else(
     with alice.connect() as own:
         approval_id = raw_approve(own)
         own.execute(
-            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1h', NULL)", (TEXT,)
+            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1h', NULL, "
+            "p_trace_id => md5('t'))",
+            (TEXT,),
         )
     before = counts(conn)
     with root.connect() as session:
@@ -302,7 +305,10 @@ def _populate(pg_admin_dsn: str, name: str, alice: Role, opal: Role, upto: int |
     with psycopg.connect(make_conninfo(pg_admin_dsn, dbname=name), autocommit=True) as db:
         install(db, upto=upto)
         for role, person, gcos_role in ((alice, "Alice", "sovereign"), (opal, "Opal", "operator")):
-            db.execute("SELECT * FROM gcos.add_principal(%s, %s, 'human', %s)", (role.name, person, [gcos_role]))
+            db.execute(
+                "SELECT * FROM gcos.add_principal(%s, %s, 'human', %s, p_trace_id => md5('t'))",
+                (role.name, person, [gcos_role]),
+            )
 
 
 def test_a_clone_renamed_to_the_originals_name_refuses_the_copied_approvals(
@@ -535,11 +541,13 @@ def populate(conn: psycopg.Connection[Any], make_role: MakeRole) -> None:
     """Rows in every gcos table gcos ships, so that row triggers have something to refuse."""
     alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
     with alice.connect() as own:
-        own.execute("SELECT * FROM gcos.revoke_approval(%s, 'no')", (raw_approve(own),))
+        own.execute("SELECT * FROM gcos.revoke_approval(%s, 'no', md5('t'))", (raw_approve(own),))
         own.execute(
-            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1h', NULL)", (TEXT,)
+            "SELECT * FROM gcos.record_decision('A-3', %s, 'approve', clock_timestamp() + interval '1h', NULL, "
+            "p_trace_id => md5('t'))",
+            (TEXT,),
         )
-        own.execute("SELECT * FROM gcos.revoke_decision((SELECT max(id) FROM gcos.decisions), 'no')")
+        own.execute("SELECT * FROM gcos.revoke_decision((SELECT max(id) FROM gcos.decisions), 'no', md5('t'))")
     register_spec(conn, PROJECT.step("SB-12"))
     register_plan(conn, PROJECT.plans["build"])
     conn.execute("CREATE SCHEMA kept; CREATE SCHEMA staged")

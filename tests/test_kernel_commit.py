@@ -103,11 +103,12 @@ def _kernel_rehearse(world: World, extra_sql: str, allow: list[dict[str, Any]], 
     doc["mutation"]["sql"] += "\n" + extra_sql
     doc["mutation"]["allow"] += allow
     doc["rollback"]["sql"] += "\n" + rollback
-    row = world.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(doc),)).fetchone()
+    traced = " FROM pg_catalog.set_config('gcos.trace_id', md5('t'), true)"  # the statement's trace (024_traces)
+    row = world.admin.execute("SELECT gcos.register_spec(%s)" + traced, (Jsonb(doc),)).fetchone()
     assert row is not None
     with world.person("operator").connect() as conn:
         done = conn.execute(
-            "SELECT gcos.rehearse(%s, %s)", (row[0], registry.register_plan(world.admin, plan))
+            "SELECT gcos.rehearse(%s, %s, md5('t'))", (row[0], registry.register_plan(world.admin, plan))
         ).fetchone()
     assert done is not None
     result: dict[str, Any] = done[0]

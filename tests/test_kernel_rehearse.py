@@ -27,6 +27,9 @@ from gcos.target import Target
 REPO = Path(__file__).resolve().parent.parent
 
 
+TRACED = " FROM pg_catalog.set_config('gcos.trace_id', md5('t'), true)"  # the statement's trace (024_traces)
+
+
 @dataclass
 class Kernel:
     """The reference world with gcos installed and public adopted; the repo's project registered."""
@@ -37,7 +40,9 @@ class Kernel:
     operator: Role
 
     def register(self, document: dict[str, Any]) -> str:
-        row = self.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(document),)).fetchone()
+        with self.admin.transaction():
+            ledger.trace_context(self.admin)  # register_spec takes its trace from the transaction (024_traces)
+            row = self.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(document),)).fetchone()
         assert row is not None
         return str(row[0])
 
@@ -48,7 +53,8 @@ class Kernel:
 
     def rehearse(self, spec_hash: str, plan_hash: str, who: Role | None = None) -> dict[str, Any]:
         with (who or self.operator).connect() as conn:
-            row = conn.execute("SELECT gcos.rehearse(%s, %s)", (spec_hash, plan_hash)).fetchone()
+            call = (spec_hash, plan_hash, ledger.new_trace_id())
+            row = conn.execute("SELECT gcos.rehearse(%s, %s, %s)", call).fetchone()
         assert row is not None
         result: dict[str, Any] = row[0]
         return result
@@ -121,7 +127,7 @@ def test_a_session_with_temporary_objects_is_refused(kernel: Kernel) -> None:
     "forgery",
     [
         "INSERT INTO gcos.os_proposal_approvals DEFAULT VALUES",
-        "SELECT gcos.ledger_append('commit', 'SB-12', NULL, NULL, NULL, '{}')",
+        "SELECT gcos.ledger_append('commit', 'SB-12', NULL, md5('t'), NULL, '{}')",
         "SELECT gcos.register_spec('{}')",
         "UPDATE gcos.ledger_head SET seq = seq",
     ],
@@ -173,7 +179,7 @@ def test_a_batched_step_rehearses_its_first_two_batches(kernel: Kernel) -> None:
         "rollback": {"sql": "DROP TABLE public.batch_t"},
     }
     plan = kernel.admin.execute(
-        "SELECT gcos.register_plan(%s)",
+        "SELECT gcos.register_plan(%s)" + TRACED,
         (Jsonb({"id": "t", "title": "t", "source": "t", "steps": ["BATCH-T"], "fold_ins": {}, "global_stop": []}),),
     ).fetchone()
     assert plan is not None

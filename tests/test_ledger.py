@@ -254,7 +254,7 @@ def test_bad_kind_and_non_object_payload_are_refused_in_sql(db: psycopg.Connecti
     with pytest.raises(SpecError, match="kind"):
         ledger.append(db, "Bad Kind", {})
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="JSON object"):
-        db.execute("SELECT * FROM gcos.ledger_append('x', NULL, NULL, NULL, NULL, '[1]')")
+        db.execute("SELECT * FROM gcos.ledger_append('x', NULL, NULL, md5('t'), NULL, '[1]')")
 
 
 # --------------------------------------------------------------------------- tampering (as a superuser)

@@ -342,7 +342,7 @@ def test_even_a_superuser_cannot_change_or_forge_registry_rows(
         assert err.value.sqlstate == "GC001"
     # even with a real ledger record of the right kind at the head, a row must hash to its own content
     conn.execute(
-        "SELECT * FROM gcos._ledger_write('spec_registered', 'SB-12', %s, NULL, NULL, %s)",
+        "SELECT * FROM gcos._ledger_write('spec_registered', 'SB-12', %s, md5('t'), NULL, %s)",
         (other.hash, Jsonb({"hash": other.hash})),
     )
     head = conn.execute("SELECT seq FROM gcos.ledger_head").fetchone()
@@ -362,7 +362,7 @@ def test_ledger_append_refuses_the_registry_kinds(
     with pytest.raises(GateRefused, match="written only by their own gcos function"):
         ledger.append(conn, kind, {"hash": SB12.hash}, step_id="SB-12", spec_hash=SB12.hash)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("SELECT * FROM gcos.ledger_append(%s, 'SB-12', %s, NULL, NULL, '{}')", (kind, SB12.hash))
+        conn.execute("SELECT * FROM gcos.ledger_append(%s, 'SB-12', %s, md5('t'), NULL, '{}')", (kind, SB12.hash))
     assert kind not in kinds(conn)
 
 

@@ -46,6 +46,7 @@ def header(entry: ledger.LedgerEntry, ref: str) -> list[str]:
         f"- {p['message']}",
         f"- spec hash `{entry.record['spec_hash']}`; plan {p['plan_id']} `{p['plan_hash']}`",
         f"- ledger record seq {entry.seq}, hash `{entry.hash}`, at {entry.record['recorded_at']}",
+        f"- trace `{entry.record['trace_id']}` (the step run: its approvals and commit carry it)",
         f"- entry fingerprint `{prints['entry']['hash']}`; exit fingerprint `{prints['exit']['hash']}`",
         f"- duration {p['duration_us'] / 1e6:.3f} s; run id `{p['run_id']}`",
     ]
@@ -71,10 +72,11 @@ def test_the_evidence_files_are_the_record_the_kernel_wrote_as_the_operator(
     record = entry.record
     assert document.pop("ledger") == {"seq": entry.seq, "hash": entry.hash, "recorded_at": record["recorded_at"]}
     assert document.pop("spec_hash") == record["spec_hash"]
+    assert document.pop("trace_id") == record["trace_id"]  # seed 001: every evidence record includes trace_id
     assert document == entry.payload  # the JSON file is the kernel's record, nothing added or left out
 
     p = entry.payload
-    assert md[:7] == header(entry, "step-1")
+    assert md[:8] == header(entry, "step-1")
     assert [line for line in md if line.startswith("## ")] == [
         "## Footprint",
         "## Re-verify",
@@ -142,7 +144,7 @@ def test_a_stopped_rehearsal_shows_the_held_stop_the_failed_checks_and_the_resid
     assert entry.payload["outcome"] == Outcome.STOPPED
     document, md = evidence(project_dir, "EV-1", entry)
     assert document["checks"]["success"][1]["actual"] == "0.5"  # the ledger keeps non-integers as text
-    assert md[:8] == [
+    assert md[:9] == [
         *header(entry, "step-50"),
         "- known residue (sequences, non-transactional): public.birth_registry_id_seq",
     ]

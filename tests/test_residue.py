@@ -158,7 +158,7 @@ class Small:
         assert plan is not None
         with psycopg.connect(self.dsn, autocommit=True) as admin:
             hashes = (registry.register_spec(admin, project.step("RS-1")), registry.register_plan(admin, plan))
-        row = conn.execute("SELECT gcos.rehearse(%s, %s)", hashes).fetchone()
+        row = conn.execute("SELECT gcos.rehearse(%s, %s, %s)", (*hashes, ledger.new_trace_id())).fetchone()
         assert row is not None
         result: dict[str, Any] = row[0]
         return result

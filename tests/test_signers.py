@@ -149,12 +149,14 @@ def test_no_spec_lowers_the_sovereign_floor_in_the_database(desk: Desk) -> None:
         doc["approvals"].pop("require")
         if require is not None:
             doc["approvals"]["require"] = require
-        row = desk.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(doc),)).fetchone()
+        with desk.admin.transaction():
+            ledger.trace_context(desk.admin)  # register_spec takes its trace from the transaction (024_traces)
+            row = desk.admin.execute("SELECT gcos.register_spec(%s)", (Jsonb(doc),)).fetchone()
         assert row is not None
         spec_hash = str(row[0])
         for who in ("bob", "dan"):
             with desk.connect(who) as conn:
-                approve = "SELECT gcos.record_approval('SB-1-2', %s, %s, 'approve', now() + '1h', NULL, NULL)"
+                approve = "SELECT gcos.record_approval('SB-1-2', %s, %s, 'approve', now() + '1h', NULL, NULL, md5('t'))"
                 conn.execute(approve, (spec_hash, plan.hash))
         with desk.connect("opal") as conn:
             row = conn.execute("SELECT gcos.evaluate_gates(%s, %s, 'commit', '{}')", (spec_hash, plan.hash)).fetchone()

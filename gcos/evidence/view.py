@@ -63,6 +63,7 @@ def rehearsal_view(e: ledger.LedgerEntry, step: StepSpec) -> dict[str, Any]:
         "spec_hash": e.record.get("spec_hash"),
         "of_current_spec": e.record.get("spec_hash") == step.hash,
         "actor": _actor_name(e),
+        "trace_id": e.record.get("trace_id"),
         "run_id": p.get("run_id"),
         "plan_id": p.get("plan_id"),
         "plan_hash": p.get("plan_hash"),
@@ -113,12 +114,26 @@ def apply_view(e: ledger.LedgerEntry) -> dict[str, Any]:
         "actor": _actor_name(e),
         "outcome": p.get("outcome"),
         "run_id": p.get("run_id"),
+        "trace_id": e.record.get("trace_id"),
+        "causation": _causation_view(p.get("causation")),
         "plan_hash": p.get("plan_hash"),
         "policy_decision_seq": p.get("policy_decision_seq"),
         "of_commit_seq": p.get("of_commit_seq"),
         "fingerprint_before": fingerprint_view(p.get("fingerprint_before")),
         "fingerprint_after": fingerprint_view(p.get("fingerprint_after")),
         "footprint": p.get("footprint") if isinstance(p.get("footprint"), dict) else None,
+    }
+
+
+def _causation_view(cause: Any) -> dict[str, Any]:
+    """What a commit or rollback rests on (026): the rehearsal, the approvals (ids and ledger seqs) and the
+    policy decision; empty lists and None for a record written before causation was recorded."""
+    cause = as_dict(cause)
+    return {
+        "rehearsal_seq": cause.get("rehearsal_seq"),
+        "approval_ids": as_list(cause.get("approval_ids")),
+        "approval_seqs": as_list(cause.get("approval_seqs")),
+        "policy_decision_seq": cause.get("policy_decision_seq"),
     }
 
 
@@ -163,6 +178,7 @@ def approval_views(
                 "seq": e.seq,
                 "hash": e.hash,
                 "recorded_at": e.record.get("recorded_at"),
+                "trace_id": e.record.get("trace_id"),
                 "principal": actor.get("principal"),
                 "db_role": actor.get("role"),
                 "principal_kind": actor.get("kind"),
