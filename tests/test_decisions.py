@@ -126,7 +126,10 @@ def test_a_decider_who_is_no_longer_a_sovereign_no_longer_counts(desk: Desk) -> 
     for name in ("C-1", "C-2"):
         desk.decide("carol", name)
     carol = desk.role("carol")
-    desk.admin.execute("SELECT * FROM gcos.add_principal(%s, 'Carol', 'human', ARRAY['council'])", (carol.name,))
+    desk.admin.execute(
+        "SELECT * FROM gcos.add_principal(%s, 'Carol', 'human', ARRAY['council'], p_trace_id => md5('t'))",
+        (carol.name,),
+    )
     g = desk.judge("SB-1-2").gate("decisions")
     assert not g.allow and "is by Carol, who is no longer a sovereign" in g.reason
 

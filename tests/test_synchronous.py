@@ -78,7 +78,7 @@ def kernel_call(w: World, step_id: str, query: str) -> Act:
 def case_add_principal(w: World, make: MakeRole) -> tuple[Role, Act]:
     newcomer = make("newcomer")
     admin = make("adm", kind="human", roles=("admin",), grant=("admin",))
-    query = "SELECT * FROM gcos.add_principal(%s, 'Newcomer', 'human', ARRAY['auditor'])"
+    query = "SELECT * FROM gcos.add_principal(%s, 'Newcomer', 'human', ARRAY['auditor'], p_trace_id => md5('t'))"
     return admin, lambda c: c.execute(query, (newcomer.name,))
 
 

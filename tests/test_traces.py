@@ -20,7 +20,9 @@ from gcos.errors import SpecError
 from gcos.spec import load_project
 
 TRACE = "ab" * 16
-DECIDE = "SELECT * FROM gcos.record_decision('A-4', 'approve', clock_timestamp() + interval '1h', NULL)"
+DECIDE = (
+    "SELECT * FROM gcos.record_decision('A-4', repeat('ab', 32), 'approve', clock_timestamp() + interval '1h', NULL)"
+)
 
 
 @pytest.fixture
