@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_batched import DAY, STEP, Kit, at_batch, make_kit, world_template
+from test_batched import DAY, ROWS, SIZE, SPEC, STEP, Kit, at_batch, make_kit, world_template
 
 from gcos import approvals, exceptions, ledger
 from gcos.domain import Kind, Outcome, StepState
-from gcos.errors import ExitCode, GateRefused
+from gcos.errors import ExitCode, GateRefused, GcosError
 from gcos.principals import add_principal
 from gcos.spec import load_project
 
@@ -55,6 +55,16 @@ def stray_emit(kit: Kit) -> None:
         "INSERT INTO event_outbox (id, event_type, event_domain, created_at) "
         "VALUES (md5('stray')::uuid, 'governance.unregistered', 'governance', now())"
     )
+
+
+def worker_rows(kit: Kit) -> tuple[str, str]:
+    """The sweep's cursor status and heartbeat status."""
+    row = kit.admin.execute(
+        "SELECT c.status, h.status FROM gov_worker_cursor c JOIN queue_heartbeat h ON h.executor_name = c.worker_name "
+        "WHERE c.worker_name = 'gov_backfill_sweep' AND c.source = 'birth_registry'"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])
 
 
 def one(kit: Kit, kind: str) -> ledger.LedgerEntry:
@@ -136,6 +146,29 @@ def test_rehearse_approve_and_a_batched_commit_share_the_rehearsals_trace(kit: K
     assert commit.payload["causation"]["rehearsal_seq"] == rehearsal.seq
     assert commit.payload["causation"]["policy_decision_seq"] == decision.seq == commit.payload["policy_decision_seq"]
     assert kit.state() == StepState.COMMITTED  # history still pairs the commit with its decision by trace
+
+
+# --------------------------------------------------------------------------- item 4: batch.finish in a rehearsal
+
+
+def test_a_rehearsal_that_reaches_the_end_runs_batch_finish_and_judges_the_worker_rows(kit: Kit) -> None:
+    """In batches of half the table the rehearsal's two batches complete the run: its finish is judged, so a finish
+    that leaves the cursor saying anything but `completed` fails the rehearsal (it passed unjudged before 029)."""
+    spec = kit.project_dir / SPEC
+    text = spec.read_text(encoding="utf-8").replace(f"size: {SIZE}", f"size: {ROWS // 2}", 1)
+    spec.write_text(text, encoding="utf-8")
+    kit.rehearse()
+    passed = one(kit, Kind.REHEARSAL).payload
+    (check,) = [c for c in passed["checks"]["success"] if c["name"].startswith("when the sweep has reached the end")]
+    assert check["ok"] and passed["outcome"] == "passed"
+    assert worker_rows(kit) == ("idle", "registered")  # a rehearsal leaves nothing
+
+    spec.write_text(text.replace("SET status = 'completed'", "SET status = 'stopped'", 1), encoding="utf-8")
+    with pytest.raises(GcosError) as info:
+        kit.rehearse()
+    assert info.value.exit_code == ExitCode.STOP_HELD
+    failed = [e for e in kit.records() if e.kind == Kind.REHEARSAL][-1].payload
+    assert failed["outcome"] == "success_failed" and "when the sweep has reached the end" in failed["message"]
 
 
 # --------------------------------------------------------------------------- item 3: revoking a decision

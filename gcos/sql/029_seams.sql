@@ -14,6 +14,9 @@
 --   earlier client: two attempts on one rehearsal share the run trace, not the attempt trace).
 -- * gcos.revoke_decision: only a sovereign revokes a decision (a council member revoking a sovereign's `reject`
 --   would reopen gate 6; 024 made deciding a sovereign's act, revoking is the same act undone). 42501.
+-- * gcos._rehearse_inside: when the rehearsed batches reach the end of the batch table, the rehearsal moves the
+--   cursor there and runs batch.finish (027) before the checks, so step 9's "worker rows say completed" success
+--   check is judged in a rehearsal; over a larger table it is not (see the function).
 SET LOCAL ROLE gcos_owner;
 
 -- The trace of the client running the run's current segment (start or latest resume); NULL on runs started
@@ -423,6 +426,87 @@ BEGIN
     VALUES (v_id, p_decision_id, a.role_oid, a.principal, a.role_name, p_reason, pg_catalog.clock_timestamp(),
             v_write.seq);
     RETURN QUERY SELECT v_id, v_write.seq, v_write.hash;
+END
+$$;
+
+-- FROM 011_kernel_rehearse.sql: a rehearsal whose batches reach the end of the batch table (it rehearses at most
+-- two) ends the run as a completed one does: the cursor at the last key rehearsed, then the spec's batch.finish,
+-- before the checks, so a success check on the worker rows (step 9) is judged. Over a larger table the run does
+-- not complete inside the rehearsal and finish is not run: such a check is judged at the close (027).
+CREATE OR REPLACE FUNCTION gcos._rehearse_inside(p_spec jsonb, p_plan jsonb, p_entry jsonb, p_run_id text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_watch text[] := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(p_spec -> 'watch', '[]')));
+    v jsonb := '{}';
+    v_phase text := 'mutation';
+    v_probe jsonb := gcos.footprint_probe();
+    v_state jsonb := gcos._session_state();
+    v_owned jsonb := gcos._kernel_owned();
+    v_inside jsonb;
+    v_fp jsonb;
+    v_stop jsonb;
+    v_stops jsonb := '[]';
+    v_bounds record;
+    v_after bigint;
+    v_cursor record;
+    i integer;
+BEGIN
+    BEGIN
+        IF p_spec ? 'mutation' THEN
+            PERFORM gcos._kernel_exec(p_spec -> 'mutation' ->> 'sql');
+        END IF;
+        v_phase := 'batch';
+        FOR i IN 1 .. CASE WHEN p_spec ? 'batch' THEN 2 ELSE 0 END LOOP
+            SELECT * INTO v_bounds FROM gcos._kernel_bounds(p_spec -> 'batch' ->> 'table', p_spec -> 'batch' ->> 'key',
+                                                             v_after, (p_spec -> 'batch' ->> 'size')::integer);
+            EXIT WHEN v_bounds.lo IS NULL;
+            PERFORM gcos._kernel_batch(p_spec -> 'batch' ->> 'sql', COALESCE(v_after, v_bounds.lo - 1), v_bounds.hi, p_run_id);
+            v_after := v_bounds.hi;
+        END LOOP;
+        -- The rehearsed batches reached the end of the table: the run would complete here, so it ends as a completed
+        -- run does (027): the cursor at the last key, then batch.finish, and the checks below judge the worker rows.
+        IF p_spec #> '{batch,finish}' IS NOT NULL AND v_after IS NOT NULL
+           AND (SELECT b.lo FROM gcos._kernel_bounds(p_spec #>> '{batch,table}', p_spec #>> '{batch,key}', v_after, 1) AS b) IS NULL THEN
+            SELECT * INTO v_cursor FROM gcos._kernel_cursor(p_spec #>> '{batch,cursor,worker}', p_spec #>> '{batch,cursor,source}');
+            -- (its "found" reads NULL: plpgsql's FOUND shadows that OUT parameter; without a row the move moves nothing)
+            PERFORM gcos._kernel_cursor_move(p_spec #>> '{batch,cursor,worker}', p_spec #>> '{batch,cursor,source}',
+                                             v_cursor.watermark, v_after::text);
+            PERFORM gcos._kernel_exec(p_spec #>> '{batch,finish}');
+            v := v || pg_catalog.jsonb_build_object('finished', true);
+        END IF;
+        v_phase := 'check';
+        v := v || pg_catalog.jsonb_build_object('settings_inside', gcos._session_state() -> 'settings');
+        v_inside := gcos._kernel_fingerprint(v_watch);
+        v_fp := gcos.footprint(p_entry, v_inside, v_probe, gcos.footprint_probe());
+        FOR v_stop IN SELECT e.value FROM pg_catalog.jsonb_array_elements(
+                          COALESCE(p_spec -> 'stop', '[]') || COALESCE(p_plan -> 'global_stop', '[]')) AS e LOOP
+            v_stops := v_stops || pg_catalog.jsonb_build_array(
+                gcos._kernel_stop(v_stop, pg_catalog.jsonb_array_length(v_fp -> 'new_tables')));
+        END LOOP;
+        v := v || pg_catalog.jsonb_build_object(
+            'inside', v_inside, 'footprint', v_fp, 'stops', v_stops,
+            'violations', gcos.allow_violations(p_spec -> 'mutation' -> 'allow', v_fp) || gcos._kernel_invariants(v_owned)
+                          || gcos._sequences_back(p_entry, v_inside),
+            'success', gcos._kernel_checks(p_spec -> 'success'));
+        v_phase := 'rollback';
+        v_probe := gcos.footprint_probe();
+        PERFORM gcos._kernel_exec(p_spec -> 'rollback' ->> 'sql');
+        v := pg_catalog.jsonb_set(v, '{violations}', (v -> 'violations')
+             || gcos._rollback_violations(p_spec -> 'mutation' -> 'allow', v_probe, gcos.footprint_probe()));
+        v := v || pg_catalog.jsonb_build_object('after_rollback', gcos._kernel_fingerprint(v_watch));
+        RAISE EXCEPTION 'gcos: rehearsal undone' USING ERRCODE = 'GC100';
+    EXCEPTION
+        WHEN SQLSTATE 'GC100' THEN
+            NULL;
+        WHEN lock_not_available THEN
+            v := v || pg_catalog.jsonb_build_object('failed', 'lock_timeout', 'error', SQLERRM, 'sqlstate', SQLSTATE);
+        WHEN query_canceled THEN
+            v := v || pg_catalog.jsonb_build_object('failed', 'timeout', 'error', SQLERRM, 'sqlstate', SQLSTATE);
+        WHEN OTHERS THEN
+            v := v || pg_catalog.jsonb_build_object('failed', v_phase || '_failed', 'error', SQLERRM, 'sqlstate', SQLSTATE);
+    END;
+    RETURN v || pg_catalog.jsonb_build_object('state_before', v_state);
 END
 $$;
 
