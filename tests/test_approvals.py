@@ -284,8 +284,10 @@ def test_decide_and_revoke_decision(world: World) -> None:
     other = decide(alice, world.project, "C-2", verdict="approve", expires_in=DAY)
     held = judge(opal, world.project, step).gate("decisions")
     assert held.allow and held.evidence == (receipt.decision_id, other.decision_id)
-    revoked = revoke_decision(bob, receipt.decision_id, "superseded")
-    assert (revoked.kind, revoked.subject, revoked.revoked_by) == ("decision", "C-1", "Bob")
+    with pytest.raises(GateRefused, match="only a sovereign revokes a decision"):  # bob is council (029)
+        revoke_decision(bob, receipt.decision_id, "superseded")
+    revoked = revoke_decision(alice, receipt.decision_id, "superseded")
+    assert (revoked.kind, revoked.subject, revoked.revoked_by) == ("decision", "C-1", "Alice")
     gate = judge(opal, world.project, step).gate("decisions")
     assert not gate.allow
     assert gate.reason == f"decision C-1 has no approve in force: record {receipt.decision_id} was revoked"

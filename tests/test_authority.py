@@ -80,7 +80,9 @@ def world(conn: psycopg.Connection[Any], make_role: MakeRole) -> dict[str, Role]
         decision, _, _ = decide(alice)
         decide(alice)
         bob.execute("SELECT * FROM gcos.revoke_approval(%s, %s, md5('t'))", (approval, "spec changed"))
-        bob.execute("SELECT * FROM gcos.revoke_decision(%s, %s, md5('t'))", (decision, "superseded"))
+        alice.execute(
+            "SELECT * FROM gcos.revoke_decision(%s, %s, md5('t'))", (decision, "superseded")
+        )  # a sovereign's (029)
     return people
 
 

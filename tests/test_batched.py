@@ -347,7 +347,10 @@ def test_an_interrupted_run_resumes_from_its_cursor_as_the_same_run(kit: Kit) ->
         commit.payload["batch"]["batches"] == BATCHES
         and commit.payload["fingerprint_before"] == started.payload["fingerprint_before"]
     )
-    assert commit.record["trace_id"] == again.record["trace_id"] != started.record["trace_id"]
+    # one run, one trace: the rehearsal's (029); each process's own is its segment's attempt_trace_id
+    assert commit.record["trace_id"] == again.record["trace_id"] == started.record["trace_id"]
+    assert commit.payload["attempt_trace_id"] == again.payload["attempt_trace_id"]
+    assert again.payload["attempt_trace_id"] != started.payload["attempt_trace_id"]
 
 
 def test_a_second_runner_takes_the_run_over_and_the_first_stops_at_its_next_batch(kit: Kit) -> None:
