@@ -72,6 +72,32 @@ def test_a_later_function_over_the_steps_table_is_an_overlap(world: World) -> No
     assert code == ExitCode.GATE_REFUSED, out
 
 
+WIDE = side_step(  # its rollback also deletes rows of ATK-0's table, which it does not watch
+    "ATK-R", 34, "CREATE TABLE atk_r (id integer);", "{create_table: atk_r}",
+    "DROP TABLE atk_r; DELETE FROM atk_0 WHERE id > 100;", "",
+)  # fmt: skip
+LATER = side_step(  # a later, disjoint commit: ATK-R goes out of order
+    "ATK-L", 35, "CREATE TABLE atk_l (id integer);", "{create_table: atk_l}", "DROP TABLE atk_l;", "",
+)  # fmt: skip
+
+
+def test_an_out_of_order_rollback_changes_nothing_outside_its_footprint(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defence: the rollback's rows are judged against the allow list when it runs, not only when rehearsed (its
+    rehearsal deleted nothing), so an out-of-order rollback cannot delete rows outside its footprint."""
+    monkeypatch.setattr(kernel, "static_check", lambda *_: None)  # the client refuses it; a SQL caller has none
+    commit_steps(world, {"ATK-0": ZERO})
+    commit_steps(world, {"ATK-R": WIDE, "ATK-L": LATER})  # its rehearsal deleted nothing: no row was over 100
+    world.admin.execute("INSERT INTO atk_0 VALUES (101), (102)")  # rows that are no step's (the superuser's)
+    world.approve("ATK-R", rollback=True)
+    code, out = world.cli("rollback", "ATK-R")
+    assert code == ExitCode.STOP_HELD and "rollback_rows public.atk_0 written by the rollback" in out["error"], out
+    assert world.admin.execute("SELECT count(*) FROM atk_0").fetchone() == (2,)
+    assert world.state("ATK-R") == StepState.COMMITTED
+
+
 # --------------------------------------------------------------------------- gcos_kernel, from a step's SQL
 
 KERNEL_ALTER = side_step(  # gcos_kernel owns gcos._kernel_exec, so it may ALTER it: SECURITY INVOKER from now on
