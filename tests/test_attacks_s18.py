@@ -100,8 +100,15 @@ def test_an_out_of_order_rollback_changes_nothing_outside_its_footprint(
 
 # --------------------------------------------------------------------------- gcos_kernel, from a step's SQL
 
-KERNEL_ALTER = side_step(  # gcos_kernel owns gcos._kernel_exec, so it may ALTER it: SECURITY INVOKER from now on
-    "ATK-K", 32, "ALTER FUNCTION gcos._kernel_exec(text) SECURITY INVOKER;", "{comment: atk}", "SELECT 1;", "",
+KERNEL_ALTER = side_step(  # gcos_kernel owns gcos._kernel_exec, so it may ALTER it: SECURITY INVOKER from now on;
+    # the statement is in the body of a helper the step makes and calls (a column default), only when committing:
+    # the client's static check sees none of it, and the rehearsal passes as an honest one would
+    "ATK-K", 32, "\"CREATE FUNCTION atk_x() RETURNS integer LANGUAGE plpgsql AS 'BEGIN "
+    "IF current_query() ~ ''gcos.commit'' THEN EXECUTE ''ALTER FUNCTION gcos._kernel_exec(text) SECURITY INVOKER''; "
+    "END IF; RETURN 1; END'; "
+    "CREATE TABLE atk_k (id integer DEFAULT atk_x()); INSERT INTO atk_k DEFAULT VALUES;\"",
+    "{create_function: atk_x}, {create_table: atk_k}, {insert: [atk_k]}",
+    "DROP TABLE atk_k; DROP FUNCTION atk_x();", "",
 )  # fmt: skip
 FORGER = side_step(  # a later step's SQL, now run as gcos_owner, writes the ledger itself
     "ATK-W", 33, "SELECT gcos._ledger_write('atk_forged', NULL, NULL, '0123456789abcdef0123456789abcdef', NULL, "
@@ -111,14 +118,15 @@ FORGER = side_step(  # a later step's SQL, now run as gcos_owner, writes the led
 
 @pytest.mark.xfail(
     strict=True,
-    reason="HOLE (kernel, 011): gcos_kernel owns gcos._kernel_exec and its siblings, so a step's SQL may ALTER "
+    reason="HOLE (kernel, 011): gcos_kernel owns gcos._kernel_exec and its siblings, so a step's SQL (here hidden "
+    "in a helper's body, past the client's static check) may ALTER "
     "FUNCTION them (SECURITY INVOKER, SET ...); the commit applies, and a later step's SQL runs as gcos_owner and "
     "writes the ledger",
 )
 def test_a_steps_sql_cannot_alter_the_kernels_functions(world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    """The client's static check refuses the statement; an operator calling gcos.rehearse/gcos.commit in SQL has
-    none (simulated by turning it off): the database alone must keep gcos_kernel out of gcos."""
-    monkeypatch.setattr(kernel, "static_check", lambda *_: None)
+    """ATK-K passes the client's static check (the ALTER is a string in a helper's body) and the kernel; then ATK-W,
+    whose statement the client would refuse (an operator calling gcos.rehearse/gcos.commit in SQL has no client
+    check: simulated by turning it off), shows a later step's SQL running as gcos_owner."""
     (world.project / "steps" / "atk-k.yaml").write_text(KERNEL_ALTER)
     (world.project / "plans" / "atk-k.yaml").write_text(
         "id: atk-k\ntitle: one step\nsource: issue 10\nsteps: [ATK-K]\nfold_ins: {}\nglobal_stop: []\n"
@@ -131,6 +139,7 @@ def test_a_steps_sql_cannot_alter_the_kernels_functions(world: World, monkeypatc
         applied = False
     definer = world.admin.execute("SELECT prosecdef FROM pg_proc WHERE oid = 'gcos._kernel_exec(text)'::regprocedure")
     if applied:  # then a later step's SQL runs as the owner of gcos: it writes a ledger record of its own
+        monkeypatch.setattr(kernel, "static_check", lambda *_: None)
         commit_steps(world, {"ATK-W": FORGER})
         assert [e.payload for e in world.records("atk_forged")] == [{"by": "a step"}]
     assert not applied and definer.fetchone() == (True,)
