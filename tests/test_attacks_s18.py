@@ -116,13 +116,6 @@ FORGER = side_step(  # a later step's SQL, now run as gcos_owner, writes the led
 )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE (kernel, 011): gcos_kernel owns gcos._kernel_exec and its siblings, so a step's SQL (here hidden "
-    "in a helper's body, past the client's static check) may ALTER "
-    "FUNCTION them (SECURITY INVOKER, SET ...); the commit applies, and a later step's SQL runs as gcos_owner and "
-    "writes the ledger",
-)
 def test_a_steps_sql_cannot_alter_the_kernels_functions(world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """ATK-K passes the client's static check (the ALTER is a string in a helper's body) and the kernel; then ATK-W,
     whose statement the client would refuse (an operator calling gcos.rehearse/gcos.commit in SQL has no client
