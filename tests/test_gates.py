@@ -448,7 +448,7 @@ def test_gate6_decisions(desk: Desk) -> None:
     assert "expired at" in decisions().reason
     c2 = desk.decide("alice", "C-2")  # A-8 is two decisions: C-1 and C-2
     revoked = desk.decide("carol", "C-1")
-    desk.revoke("bob", revoked, decision=True)
+    desk.revoke("alice", revoked, decision=True)  # only a sovereign revokes a decision
     assert "was revoked" in decisions().reason and not decisions().allow
     held = desk.decide("carol", "C-1")
     assert decisions().allow and decisions().evidence == (held, c2)
