@@ -65,6 +65,8 @@ def test_a_later_function_over_the_steps_table_is_an_overlap(world: World) -> No
             world.admin.execute("SELECT atk_f()")
         assert world.state("ATK-F") == StepState.COMMITTED
     assert code == ExitCode.GATE_REFUSED, out
+    assert "ATK-F (commit seq" in str(out) and "changed function public.atk_f()" in str(out), out
+    assert world.admin.execute("SELECT atk_f()").fetchone() == (1,)
 
 
 WIDE = side_step(  # its rollback also deletes rows of ATK-0's table, which it does not watch
@@ -241,7 +243,9 @@ def test_a_later_reject_of_the_decision_is_the_word_in_force(desk: Desk) -> None
     desk.decide("carol", "C-1", verdict="reject")  # her latest word on C-1, on the text as edited
     assert not desk.judge("SB-1-2").gate("decisions").allow
     plan.write_text(old)  # the committer keeps the old plan file: its hash is still registered
-    assert not desk.judge("SB-1-2").gate("decisions").allow
+    g = desk.judge("SB-1-2").gate("decisions")
+    assert not g.allow and "decision C-1 stands at reject (record" in g.reason, g.reason
+    assert "the latest word in force stands, whatever text it bound" in g.reason, g.reason
 
 
 # --------------------------------------------------------------------------- 027: batch.finish / on_stop
