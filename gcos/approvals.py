@@ -46,7 +46,7 @@ class ApprovalReceipt:
     expires_at: datetime
     verdict: str
     principal: str  # the approver's principal name, from the session role
-    rehearsal_seq: int | None  # the latest rehearsal record of this spec hash, the evidence the approver saw
+    rehearsal_seq: int | None  # the latest rehearsal of this spec hash, when it passed under this plan: the evidence
     role: str = ""  # the session role
     subject: str = SUBJECT_STEP  # step | rollback
     bound_hash: str = ""  # what was recorded in spec_hash (rollback_subject_hash(spec_hash) for a rollback)
@@ -147,12 +147,13 @@ def approve(
         else:
             bound = step.hash
             row = conn.execute(
-                "SELECT seq, record -> 'payload' ->> 'outcome' FROM gcos.ledger "
+                "SELECT seq, record -> 'payload' ->> 'outcome', record -> 'payload' ->> 'plan_hash' FROM gcos.ledger "
                 "WHERE kind = 'rehearsal' AND step_id = %s AND spec_hash = %s ORDER BY seq DESC LIMIT 1",
                 (step.id, step.hash),
             ).fetchone()
-            if row is not None:
-                rehearsal_seq, rehearsal_outcome = int(row[0]), row[1]
+            if row is not None:  # an approval rests only on a passing rehearsal of its plan (031): else on none
+                rehearsal_outcome = row[1]
+                rehearsal_seq = int(row[0]) if (row[1], row[2]) == ("passed", plan.hash) else None
         approval_id, ledger_seq = _fetch_one(
             conn,
             "SELECT approval_id, ledger_seq FROM gcos.record_approval(%s, %s, %s, %s, "

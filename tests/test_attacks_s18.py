@@ -55,11 +55,6 @@ READER = side_step(  # a later step whose plpgsql function reads ATK-T's table: 
 )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE 028: a later commit's plpgsql function over the step's table is not an overlap (pg_depend "
-    "has no edge for a function body), so the step rolls back out of order and the later commit's function breaks",
-)
 def test_a_later_function_over_the_steps_table_is_an_overlap(world: World) -> None:  # noqa: F811
     commit_steps(world, {"ATK-0": ZERO, "ATK-T": BASE, "ATK-F": READER})
     assert world.admin.execute("SELECT atk_f()").fetchone() == (1,)
@@ -70,6 +65,8 @@ def test_a_later_function_over_the_steps_table_is_an_overlap(world: World) -> No
             world.admin.execute("SELECT atk_f()")
         assert world.state("ATK-F") == StepState.COMMITTED
     assert code == ExitCode.GATE_REFUSED, out
+    assert "ATK-F (commit seq" in str(out) and "changed function public.atk_f()" in str(out), out
+    assert world.admin.execute("SELECT atk_f()").fetchone() == (1,)
 
 
 WIDE = side_step(  # its rollback also deletes rows of ATK-0's table, which it does not watch
@@ -153,11 +150,6 @@ def sql_rehearse(w: World, step: str, trace: str) -> int:
     return int(row[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE 026 (low): the database takes any caller trace id, so a new step run can be recorded under "
-    "another, finished run's trace (ATK-T's rehearsal, approval and commit join ATK-0's)",
-)
 def test_a_new_run_cannot_join_another_runs_trace(world: World) -> None:  # noqa: F811
     commit_steps(world, {"ATK-0": ZERO})
     theirs = world.records(Kind.COMMIT, "ATK-0")[0].record["trace_id"]
@@ -175,11 +167,6 @@ def test_a_new_run_cannot_join_another_runs_trace(world: World) -> None:  # noqa
     assert world.records(Kind.COMMIT, "ATK-T")[0].record["trace_id"] != theirs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE 026 (low): gcos.record_approval takes as its cause any rehearsal record of the spec hash, one "
-    "that stopped or ran under another plan, and records the approval under that rehearsal's trace",
-)
 def test_an_approval_rests_only_on_a_passing_rehearsal_of_its_plan(world: World) -> None:  # noqa: F811
     world.admin.execute("ALTER TABLE evolution_snapshots ADD COLUMN atk_note text")  # SB-12's stop holds
     with contextlib.suppress(GcosError):  # it stops: recorded all the same
@@ -239,11 +226,6 @@ def test_the_deciders_other_principal_never_commits_on_the_decision(desk: Desk) 
         assert not g.allow and "is by Dora, who is committing" in g.reason, (who, g.reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GRAY 024: a sovereign's later reject of an edited decision text does not override her earlier approve "
-    "of the old text: a commit under the old, still registered and approved plan counts the old approve",
-)
 def test_a_later_reject_of_the_decision_is_the_word_in_force(desk: Desk) -> None:
     for name in ("C-1", "C-2"):
         desk.decide("carol", name)
@@ -254,7 +236,9 @@ def test_a_later_reject_of_the_decision_is_the_word_in_force(desk: Desk) -> None
     desk.decide("carol", "C-1", verdict="reject")  # her latest word on C-1, on the text as edited
     assert not desk.judge("SB-1-2").gate("decisions").allow
     plan.write_text(old)  # the committer keeps the old plan file: its hash is still registered
-    assert not desk.judge("SB-1-2").gate("decisions").allow
+    g = desk.judge("SB-1-2").gate("decisions")
+    assert not g.allow and "decision C-1 stands at reject (record" in g.reason, g.reason
+    assert "the latest word in force stands, whatever text it bound" in g.reason, g.reason
 
 
 # --------------------------------------------------------------------------- 027: batch.finish / on_stop
@@ -271,11 +255,6 @@ def kit(pg_admin_dsn: str, small_world: str, tmp_path: Path) -> Iterator[Kit]:
     yield from make_kit(pg_admin_dsn, small_world, tmp_path / "project")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE 027: batch.finish is not rehearsed, and at close a setval it makes outside the allow list is "
-    "refused ('nothing was committed') but not undone: sequences are not transactional, the reset stays",
-)
 def test_a_refused_batch_finish_leaves_no_sequence_set_back(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kernel, "static_check", lambda *_: None)  # the database alone judges (a SQL caller)
     seq = "public.birth_registry_id_seq"

@@ -198,13 +198,16 @@ def test_an_approval_is_bound_to_its_target_and_its_ledger_record(
     conn: psycopg.Connection[Any], make_role: MakeRole
 ) -> None:
     alice = make_role("alice", kind="human", roles=("sovereign",), grant=("sovereign",))
-    rehearsal = ledger.append(conn, "rehearsal", {"passed": True}, step_id="SB-12", spec_hash=SPEC)
-    other = ledger.append(conn, "rehearsal", {"passed": True}, step_id="SB-12", spec_hash="c" * 64)
+    passed = {"outcome": "passed", "plan_hash": PLAN}  # 031: an approval rests on a passing rehearsal of its plan
+    rehearsal = ledger.append(conn, "rehearsal", passed, step_id="SB-12", spec_hash=SPEC)
+    other = ledger.append(conn, "rehearsal", passed, step_id="SB-12", spec_hash="c" * 64)
+    stopped = ledger.append(conn, "rehearsal", {**passed, "outcome": "stop_held"}, step_id="SB-12", spec_hash=SPEC)
+    elsewhere = ledger.append(conn, "rehearsal", {**passed, "plan_hash": "d" * 64}, step_id="SB-12", spec_hash=SPEC)
     expires = future(2)
     with alice.connect() as session:
         session.execute("SET TimeZone = 'Pacific/Chatham'")
         approval_id, seq, digest = approve(session, expires=expires, note="as rehearsed", rehearsal_seq=rehearsal.seq)
-        for wrong in (other.seq, 10_000):
+        for wrong in (other.seq, 10_000, stopped.seq, elsewhere.seq):
             with pytest.raises(pg_errors.InvalidParameterValue, match="ledger record"):
                 approve(session, rehearsal_seq=wrong)
     row = conn.execute(
@@ -407,6 +410,7 @@ GATES_SQL = [
     "decision_text_hash",  # 024: what a decision record is bound to
     "_fp_rehash", "_governed_after", "_schema_at", "_schema_changes", "_units_related", "_commit_units",  # 028
     "_rollback_out_of_order",  # 028
+    "_commit_code",  # 031: the code a later commit changed counts as an overlap
 ]  # fmt: skip
 ALL_AND_KERNEL = sorted([*ALL_GCOS, "gcos_kernel"])
 # The kernel's executors (011_kernel_rehearse.sql) act as gcos_kernel, the owner of adopted schemas: owned by it,

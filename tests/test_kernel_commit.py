@@ -103,12 +103,13 @@ def _kernel_rehearse(world: World, extra_sql: str, allow: list[dict[str, Any]], 
     doc["mutation"]["sql"] += "\n" + extra_sql
     doc["mutation"]["allow"] += allow
     doc["rollback"]["sql"] += "\n" + rollback
-    traced = " FROM pg_catalog.set_config('gcos.trace_id', md5('t'), true)"  # the statement's trace (024_traces)
-    row = world.admin.execute("SELECT gcos.register_spec(%s)" + traced, (Jsonb(doc),)).fetchone()
+    trace = ledger.new_trace_id()  # one run's: a trace carrying another spec's records is refused (031)
+    traced = " FROM pg_catalog.set_config('gcos.trace_id', %s, true)"  # the statement's trace (024_traces)
+    row = world.admin.execute("SELECT gcos.register_spec(%s)" + traced, (Jsonb(doc), trace)).fetchone()
     assert row is not None
     with world.person("operator").connect() as conn:
         done = conn.execute(
-            "SELECT gcos.rehearse(%s, %s, md5('t'))", (row[0], registry.register_plan(world.admin, plan))
+            "SELECT gcos.rehearse(%s, %s, %s)", (row[0], registry.register_plan(world.admin, plan), trace)
         ).fetchone()
     assert done is not None
     result: dict[str, Any] = done[0]
