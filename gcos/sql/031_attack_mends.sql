@@ -1,4 +1,4 @@
--- gcos schema version 31 (030 until the coordinator's 030 lands; then renumbered 031): the holes session 18's attacks found in 024-028 (tests/test_attacks_s18.py), mended.
+-- gcos schema version 31: the holes session 18's attacks found in 024-028 (tests/test_attacks_s18.py), mended.
 --
 -- * Out-of-order rollback (028): a later commit in force that created, changed or dropped a function, procedure,
 --   trigger or event trigger overlaps every earlier step. The catalog records no dependency of a plpgsql body on the
