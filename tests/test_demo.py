@@ -51,6 +51,7 @@ def test_demo_tells_the_whole_story_then_says_what_is_already_done(world_dsn: st
     assert [(e.record["actor"]["role"], e.payload["kernel"]) for e in started] == [("gcos_demo_operator", True)]
     assert (project_dir / "gcos-report" / "html" / "report.html").is_file()
     assert (project_dir / "gcos-report" / "json" / "manifest.json").is_file()
+    assert_issue_10_rules(world_dsn, entries, project_dir)
 
     again = runner.invoke(app, ["demo", "--dsn", world_dsn, "-C", str(project_dir)], terminal_width=250)
     assert again.exit_code == 0, again.output
@@ -76,3 +77,34 @@ def test_demo_rejects_a_nonsense_row_count(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
     assert row == (0,)  # nothing was written
+
+
+def assert_issue_10_rules(dsn: str, entries: list[ledger.LedgerEntry], project_dir: Path) -> None:
+    """The demo under issue 10's rules: a sovereign signs every step, SB-1-2 rests on C-1 and C-2 decided by the
+    sovereign (not the committer), step 8's first governance emit follows activation, every commit joins the
+    trace of the rehearsal it rests on and names it, and the worker rows say the backfill completed."""
+    by_seq = {e.seq: e for e in entries}
+    for commit in (e for e in entries if e.kind == "commit"):
+        step, causes = commit.record["step_id"], commit.payload["causation"]
+        rehearsal = by_seq[causes["rehearsal_seq"]]
+        assert rehearsal.kind == "rehearsal" and rehearsal.record["step_id"] == step
+        assert commit.record["trace_id"] == rehearsal.record["trace_id"], step
+        signers = {by_seq[seq].record["actor"]["role"] for seq in causes["approval_seqs"]}
+        assert "gcos_demo_sovereign" in signers, step
+    decided = {e.payload["decision"]: e for e in entries if e.kind == "decision"}
+    for name in ("C-1", "C-2"):
+        assert decided[name].record["actor"]["role"] == "gcos_demo_sovereign"
+        assert len(decided[name].payload["text_hash"]) == 64
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        emits = conn.execute(
+            "SELECT count(*) FILTER (WHERE o.created_at > t.activated_at), count(*) FROM event_outbox AS o "
+            "JOIN event_type_registry AS t USING (event_type) WHERE o.event_domain = 'governance'"
+        ).fetchone()
+        worker = conn.execute(
+            "SELECT status FROM gov_worker_cursor WHERE worker_name = 'gov_backfill_sweep' AND source = %s",
+            ("birth_registry",),
+        ).fetchone()
+    assert emits is not None and emits[0] == emits[1] >= 1
+    assert worker == ("completed",)
+    report = (project_dir / "gcos-report" / "md" / "SB-1-2.md").read_text()
+    assert "Rests on: rehearsal seq" in report and "trace `" in report
