@@ -5,6 +5,7 @@ at once. Defaults are written into the hashed document, so stating a default nev
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from gcos.cli import app
 from gcos.errors import ExitCode, SpecError
-from gcos.spec import load_project
+from gcos.spec import PlanSpec, load_plan, load_project
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,3 +129,39 @@ def test_a_default_order_that_collides_names_its_origin(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_project(root)
     assert "order 1 (its position in its plan" in info.value.message
+
+
+def _readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return text.split(f"### {title}\n", 1)[1].split("\n#", 1)[0]
+
+
+def test_the_readme_documents_every_allow_form_with_an_example_that_loads(tmp_path: Path) -> None:
+    schema = json.loads((REPO / "gcos/schemas/step.schema.json").read_text())
+    pattern = next(iter(schema["properties"]["mutation"]["properties"]["allow"]["items"]["patternProperties"]))
+    kinds = set(pattern.strip("^$()").split("|"))
+    rows = [line for line in _readme_section("Every `allow` form").splitlines() if line.startswith("| `")]
+    documented = {row.split("`")[1]: row.rsplit("`- ", 1)[1].split("`")[0] for row in rows}
+    assert set(documented) == kinds
+    allow = [yaml.safe_load(example) for example in documented.values()]
+    assert [next(iter(item)) for item in allow] == list(documented)
+    spec = yaml.safe_load(MINIMAL) | {"mutation": {"sql": "SELECT 1", "allow": allow}}
+    root = _project(tmp_path, {"m": json.dumps(spec)}, ["MIN-1"])
+    assert load_project(root).step("MIN-1").mutation is not None
+
+
+def test_the_readme_examples_of_a_step_and_a_plan_load(tmp_path: Path) -> None:
+    step_yaml, plan_yaml = (
+        re.findall(r"```yaml\n(.*?)```", _readme_section(title), flags=re.S)[0]
+        for title in ("The step format (`steps/*.yaml`)", "The plan format (`plans/*.yaml`)")
+    )
+    assert _plan_from(tmp_path, plan_yaml).steps == ("SB-12", "SB-13", "SB-10")
+    root = _project(tmp_path / "p", {"c": step_yaml}, ["CHECK-1"])
+    step = load_project(root).step("CHECK-1")
+    assert (step.order, step.mode, len(step.reverify)) == (1, "transactional", 1)
+
+
+def _plan_from(tmp_path: Path, text: str) -> PlanSpec:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    return load_plan(path)
