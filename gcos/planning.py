@@ -29,7 +29,7 @@ class PlannedStep:
     depends_on: tuple[str, ...]
     state: str
     gates: tuple[Gate, ...]
-    source: str
+    source: str | None
 
 
 @dataclass(frozen=True)

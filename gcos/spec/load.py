@@ -149,20 +149,36 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def _reason(err: jsonschema.ValidationError) -> str:
+    """What is wrong at one key; M-1 is said as the rule it is, not as the schema's generic minimum."""
+    if err.validator == "minimum" and list(err.absolute_path) == ["approvals", "require", "sovereign"]:
+        return f"at least 1 sovereign signs, {M1}"
+    return _describe(err)
+
+
 def _validate(kind: str, data: Any, path: Path, node: yaml.Node | None, label: str) -> None:
-    errors = sorted(_validators()[kind].iter_errors(data), key=lambda e: list(e.absolute_path))
-    if not errors:
+    """Refuse a document with every schema problem of the file at once (one line each: key path, line)."""
+    problems: list[dict[str, Any]] = []
+    for error in sorted(_validators()[kind].iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        err = _best_error([error])  # into a oneOf: the branch that came closest
+        where = list(err.absolute_path)
+        line_path: list[str | int] = list(where)
+        if err.validator == "additionalProperties":
+            line_path += _unknown_keys(err)[0][:1]  # point at the unknown key itself
+        problem = {"key": key_path(where), "line": _line_of(node, line_path), "reason": _reason(err)}
+        if problem not in problems:
+            problems.append(problem)
+    if not problems:
         return
-    err = _best_error(errors)
-    where = list(err.absolute_path)
-    line_path: list[str | int] = list(where)
-    if err.validator == "additionalProperties":
-        line_path += _unknown_keys(err)[0][:1]  # point at the unknown key itself
-    line = _line_of(node, line_path)
-    loc = f"{path}" + (f":{line}" if line else "")
+    lines = [
+        f"{path}" + (f":{p['line']}" if p["line"] else "") + f": {label} key {p['key']}: {p['reason']}."
+        for p in problems
+    ]
+    if len(lines) == 1:
+        raise SpecError(lines[0], details={"file": str(path), **problems[0]})
     raise SpecError(
-        f"{loc}: {label} key {key_path(where)}: {_describe(err)}.",
-        details={"file": str(path), "key": key_path(where), "line": line, "reason": _describe(err)},
+        f"{path} has {len(lines)} errors:\n" + "\n".join(f"  {line}" for line in lines),
+        details={"file": str(path), **problems[0], "errors": problems},
     )
 
 
@@ -224,14 +240,8 @@ def _check_parses(sql: str, spec_path: Path, label: str, where: list[str | int],
 
 M1 = "every step needs a named sovereign approval (seed 002 §70.0 M-1)"
 DEFAULT_REQUIRE = {"sovereign": 1}
-
-
-def _below_m1(data: Any) -> bool:
-    """approvals.require.sovereign is an integer below 1 (said before the schema's generic minimum error)."""
-    approvals = data.get("approvals") if isinstance(data, dict) else None
-    require = approvals.get("require") if isinstance(approvals, dict) else None
-    count = require.get("sovereign") if isinstance(require, dict) else None
-    return isinstance(count, int) and not isinstance(count, bool) and count < 1
+# Optional step keys with a default the loader writes into the document (order comes from the plan: _with_order).
+STEP_DEFAULTS: dict[str, Any] = {"mode": "transactional", "reverify": [], "success": []}
 
 
 def _signers(doc: dict[str, Any], path: Path, node: yaml.Node | None, label: str) -> None:
@@ -255,21 +265,17 @@ def _signers(doc: dict[str, Any], path: Path, node: yaml.Node | None, label: str
         )
 
 
-def _step_document(path: Path, root: Path) -> dict[str, Any]:
-    """The step's document after the schema, with SQL files inlined and every SQL text parsed."""
+def step_document(path: Path, root: Path) -> dict[str, Any]:
+    """The step's document after the schema, with SQL files inlined, every SQL text parsed and the defaults
+    written, except `order` (which needs the plan: with_order)."""
     data, node = _read_yaml(path)
     label = "step"
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         label = f"step {data['id']}"
-    if _below_m1(data):
-        where = ["approvals", "require", "sovereign"]
-        loc = f"{path}" + (f":{line}" if (line := _line_of(node, where)) else "")
-        raise SpecError(
-            f"{loc}: {label} key approvals.require.sovereign: at least 1 sovereign signs, {M1}.",
-            details={"file": str(path), "key": key_path(where), "line": line, "reason": M1},
-        )
     _validate("step", data, path, node, label)
     doc: dict[str, Any] = json.loads(json.dumps(data))  # a private, JSON-only copy
+    for key, default in STEP_DEFAULTS.items():  # written, so the registered spec says them (hash as if stated)
+        doc.setdefault(key, json.loads(json.dumps(default)))
     _signers(doc, path, node, label)
     if doc.get("mutation"):
         _inline_file(doc["mutation"], path, root, node, ["mutation"], label)
@@ -314,7 +320,7 @@ def _step_from(doc: dict[str, Any], path: Path) -> StepSpec:
         id=doc["id"],
         order=doc["order"],
         title=doc["title"],
-        source=doc["source"],
+        source=doc.get("source"),
         depends_on=tuple(doc.get("depends_on", [])),
         signers=doc["approvals"]["signers"],
         signer_roles=tuple(doc["approvals"]["roles"]),
@@ -335,9 +341,28 @@ def _step_from(doc: dict[str, Any], path: Path) -> StepSpec:
     )
 
 
-def load_step(path: Path, root: Path) -> StepSpec:
-    """Load, validate and hash one step spec; raise SpecError naming file, step, key and line."""
-    return _step_from(_step_document(path, root), path)
+def with_order(doc: dict[str, Any], path: Path, position: int | None) -> dict[str, Any]:
+    """Write the default order (the step's position in its plan) into a document that states none."""
+    if "order" not in doc:
+        if position is None:
+            raise SpecError(
+                f"{path}: step {doc['id']} key order: the step states no order and is in no plan, so it has no "
+                "position to default to; add order: N or list the step in a plan.",
+                details={"file": str(path), "key": "order", "line": None, "reason": "no order and no plan"},
+            )
+        doc["order"] = position
+    return doc
+
+
+def step_from(doc: dict[str, Any], path: Path, position: int | None = None) -> StepSpec:
+    """The StepSpec of a checked document, `order` defaulting to `position` (the step's place in its plan)."""
+    return _step_from(with_order(doc, path, position), path)
+
+
+def load_step(path: Path, root: Path, position: int | None = None) -> StepSpec:
+    """Load, validate and hash one step spec; raise SpecError naming file, step, key and line.
+    `position` is the step's 1-based place in its plan: its order when the spec states none."""
+    return step_from(step_document(path, root), path, position)
 
 
 def load_plan(path: Path) -> PlanSpec:
@@ -351,7 +376,7 @@ def load_plan(path: Path) -> PlanSpec:
     return PlanSpec(
         id=doc["id"],
         title=doc["title"],
-        source=doc["source"],
+        source=doc.get("source"),
         steps=tuple(doc["steps"]),
         fold_ins={k: tuple(v) for k, v in doc.get("fold_ins", {}).items()},
         global_stop=tuple(StopCondition.parse(s) for s in doc.get("global_stop", [])),

@@ -129,7 +129,7 @@ class StepSpec:
     id: str
     order: int
     title: str
-    source: str
+    source: str | None  # where it comes from; optional
     depends_on: tuple[str, ...]
     signers: int
     signer_roles: tuple[str, ...]
@@ -157,7 +157,7 @@ class StepSpec:
 class PlanSpec:
     id: str
     title: str
-    source: str
+    source: str | None  # where it comes from; optional
     steps: tuple[str, ...]
     fold_ins: dict[str, tuple[str, ...]]
     global_stop: tuple[StopCondition, ...]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gcos.errors import SpecError
-from gcos.spec.load import load_plan, load_step
+from gcos.spec.load import load_plan, step_document, step_from
 from gcos.spec.model import PlanSpec, StepSpec
 
 STEP_REF = re.compile(r"^step-(\d+)$", re.IGNORECASE)
@@ -77,21 +77,29 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
     return None
 
 
-def _load_steps(root: Path) -> tuple[dict[str, StepSpec], dict[str, StepSpec]]:
-    """Every step under steps/, by id and by upper-cased id; refuse duplicate ids and orders."""
+def _load_steps(root: Path, plans: Sequence[PlanSpec]) -> tuple[dict[str, StepSpec], dict[str, StepSpec]]:
+    """Every step under steps/, by id and by upper-cased id; refuse duplicate ids and orders. A step that
+    states no order takes its position in the (first) plan that lists it."""
     steps_dir = root / "steps"
     if not steps_dir.is_dir():
         raise SpecError(f"{root} has no steps/ directory; run gcos from a gcos project (see README).")
+    documents = [(path, step_document(path, root)) for path in sorted(steps_dir.glob("*.y*ml"))]
+    positions: dict[str, int] = {}
+    for plan in plans:
+        for i, step_id in enumerate(plan.steps, start=1):
+            positions.setdefault(step_id, i)
     steps: dict[str, StepSpec] = {}
     by_key: dict[str, StepSpec] = {}
     by_order: dict[int, StepSpec] = {}
-    for path in sorted(steps_dir.glob("*.y*ml")):
-        spec = load_step(path, root)
+    for path, doc in documents:
+        stated = "order" in doc
+        spec = step_from(doc, path, positions.get(doc["id"]))
         if spec.id.upper() in by_key:
             raise SpecError(f"{path}: step {spec.id}: duplicate step id, also in {by_key[spec.id.upper()].path}.")
         if spec.order in by_order:
+            how = "" if stated else " (its position in its plan: it states no order; add order: N)"
             raise SpecError(
-                f"{path}: step {spec.id} key order: order {spec.order} is also used by {by_order[spec.order].id} "
+                f"{path}: step {spec.id} key order: order {spec.order}{how} is also used by {by_order[spec.order].id} "
                 f"({by_order[spec.order].path})."
             )
         by_key[spec.id.upper()] = by_order[spec.order] = steps[spec.id] = spec
@@ -145,12 +153,12 @@ def _check_plan(path: Path, plan: PlanSpec, steps: Mapping[str, StepSpec], plans
 def load_project(root: Path) -> Project:
     """Load steps/*.yaml and plans/*.yaml under `root` and validate them as one build order."""
     root = root.resolve()
-    steps, by_key = _load_steps(root)
+    plans_dir = root / "plans"
+    loaded = [(path, load_plan(path)) for path in (sorted(plans_dir.glob("*.y*ml")) if plans_dir.is_dir() else [])]
+    steps, by_key = _load_steps(root, [plan for _, plan in loaded])
     _check_dependencies(steps, by_key)
     plans: dict[str, PlanSpec] = {}
-    plans_dir = root / "plans"
-    for path in sorted(plans_dir.glob("*.y*ml")) if plans_dir.is_dir() else []:
-        plan = load_plan(path)
+    for path, plan in loaded:
         _check_plan(path, plan, steps, plans)
         plans[plan.id] = plan
     ordered = dict(sorted(steps.items(), key=lambda item: item[1].order))
