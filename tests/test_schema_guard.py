@@ -20,6 +20,7 @@ AS_KERNEL = [
     "GRANT EXECUTE ON FUNCTION gcos._kernel_exec(text) TO PUBLIC",
     "GRANT EXECUTE ON FUNCTION gcos._kernel_exec(text) TO gcos_owner WITH GRANT OPTION",
     "REVOKE EXECUTE ON FUNCTION gcos._kernel_exec(text) FROM gcos_owner",
+    "ALTER FUNCTION gcos._kernel_exec(text) SET SCHEMA public",  # the kernel owns adopted schemas (032)
 ]
 
 
@@ -39,10 +40,12 @@ def test_the_kernel_role_cannot_change_its_own_functions_in_schema_gcos(
     """What a step's SQL would run as gcos_kernel (here by a superuser's SET ROLE: current_user is what counts)."""
     before = definition(conn)
     with conn.transaction():
+        conn.execute("GRANT CREATE ON SCHEMA public TO gcos_kernel")  # as on an adopted schema
         conn.execute("SET LOCAL ROLE gcos_kernel")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not change schema gcos"):
             conn.execute(statement)
     assert definition(conn) == before
+    assert conn.execute("SELECT to_regprocedure('gcos._kernel_exec(text)') IS NOT NULL").fetchone() == (True,)
     assert conn.execute("SELECT to_regprocedure('gcos._kernel_fingerprint(text[])') IS NOT NULL").fetchone() == (True,)
 
 
@@ -73,3 +76,13 @@ def test_install_still_changes_schema_gcos(conn: psycopg.Connection[Any], gcos_i
         ("A",),
         ("A",),
     ]
+
+
+def test_a_check_whose_verdict_is_unknown_fails(conn: psycopg.Connection[Any], gcos_installed: None) -> None:
+    """An expectation that evaluates to NULL (a `between` with a NULL bound, which only a caller bypassing the
+    client's schema can write) is no pass: ok is false, not NULL (032)."""
+    row = conn.execute(
+        "SELECT (gcos._kernel_checks(%s::jsonb) -> 0) ->> 'ok'",
+        ('[{"name": "n", "sql": "SELECT 5", "expect": {"between": [1, null]}}]',),
+    ).fetchone()
+    assert row == ("false",)
