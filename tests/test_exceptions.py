@@ -170,3 +170,16 @@ def test_rehearsal_and_commit_honour_a_sovereigns_exception_but_not_the_committe
     (text,) = [f.read_text(encoding="utf-8") for f in report.files if f.suffix == ".md" and "SB-12" in f.name]
     assert "Exceptions (checks of SB-12 waived by a sovereign)" in text
     assert f"Exceptions applied: stop {STOP} (exception {stop.exception_id} by Sovereign" in text
+
+
+def test_revoke_takes_no_step_check_or_expiry(tmp_path: Path) -> None:
+    """`gcos except --revoke ID` with a step, a check or an expiry is refused before any connection (exit 2)."""
+    from typer.testing import CliRunner
+
+    from gcos.cli import app
+
+    result = CliRunner().invoke(
+        app, ["except", "SB-12", "--revoke", "1", "--dsn", "postgresql://nobody@/none?host=/nonexistent", "--json"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "takes only --reason" in " ".join(result.output.split())

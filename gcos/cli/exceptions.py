@@ -46,6 +46,10 @@ def except_cmd(
 
     def act() -> object:
         if revoke is not None:
+            if step is not None or check is not None or expires_in is not None or kind is not None:
+                raise SpecError(
+                    "gcos except --revoke ID takes only --reason; drop STEP, CHECK, --expires-in and --kind."
+                )
             return exceptions.revoke(target(dsn), revoke, reason=reason)
         if step is None or check is None or expires_in is None or reason is None:
             raise SpecError("gcos except needs STEP CHECK --expires-in D --reason T (or --revoke ID).")
