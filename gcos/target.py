@@ -1,4 +1,5 @@
-"""Where the database is (--dsn, GCOS_DSN, DATABASE_URL, else the embedded default) and how to connect.
+"""Where the database is (--dsn, GCOS_DSN, DATABASE_URL, libpq's PG* variables, else the embedded default)
+and how to connect.
 
 Every connection is ``autocommit=True`` (callers open transactions explicitly) and carries gcos's session
 settings as libpq ``options``, so lock/statement/idle timeouts hold from the very first statement.
@@ -33,6 +34,16 @@ _ENV = {
 }
 _TIMEOUTS = ("lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout")
 _URI_PREFIXES = ("postgresql://", "postgres://")
+# libpq's variables that choose a server, database or role (libpq reads them itself from an empty conninfo).
+# PGPASSWORD, PGPASSFILE, PGSSLMODE, PGOPTIONS... only say how to reach whichever server is chosen.
+LIBPQ_ENV = {
+    "PGSERVICE": "service",
+    "PGHOST": "host",
+    "PGHOSTADDR": "hostaddr",
+    "PGPORT": "port",
+    "PGDATABASE": "dbname",
+    "PGUSER": "user",
+}
 
 
 def _check_duration(value: str, name: str) -> None:
@@ -84,14 +95,18 @@ class SessionSettings:
 
 @dataclass(frozen=True, repr=False)
 class Target:
-    """A database to work on and where that choice came from: "--dsn", "GCOS_DSN", "DATABASE_URL" or
-    "embedded". Its repr is redacted, so a Target can be logged."""
+    """A database to work on and where that choice came from: "--dsn", "GCOS_DSN", "DATABASE_URL",
+    "libpq (PGHOST, PGUSER)" (an empty dsn: libpq reads the variables) or "embedded". Its repr is
+    redacted, so a Target can be logged."""
 
     dsn: str
     source: str
 
     @property
     def display(self) -> str:
+        """The redacted DSN; for a libpq target, the conninfo its PG* variables amount to."""
+        if not self.dsn.strip():
+            return make_conninfo("", **{key: value for _var, key, value in libpq_variables()})
         return redact_dsn(self.dsn)
 
     def __repr__(self) -> str:
@@ -107,9 +122,15 @@ def _parse(dsn: str, source: str) -> dict[str, Any]:
         ) from None  # the DSN itself is never echoed: it may hold a password
 
 
+def libpq_variables() -> list[tuple[str, str, str]]:
+    """(variable, libpq keyword, value) for each of LIBPQ_ENV that is set and not empty."""
+    return [(var, key, value) for var, key in LIBPQ_ENV.items() if (value := os.environ.get(var, "").strip())]
+
+
 def resolve_target(dsn: str | None = None, *, home: Path | None = None, start_embedded: bool = True) -> Target:
-    """--dsn, else GCOS_DSN, else DATABASE_URL (empty variables count as unset), else the embedded default
-    server under ``<home>/.gcos`` — started first (EmbeddedServer.up) unless start_embedded is False."""
+    """--dsn, else GCOS_DSN, else DATABASE_URL (empty variables count as unset), else libpq's own way when
+    any of LIBPQ_ENV is set, else the embedded default server under ``<home>/.gcos`` — started first
+    (EmbeddedServer.up) unless start_embedded is False."""
     candidates: list[tuple[str, str | None]] = [("--dsn", dsn)] if dsn is not None else []
     candidates += [(var, os.environ.get(var, "").strip() or None) for var in ("GCOS_DSN", "DATABASE_URL")]
     for source, value in candidates:
@@ -120,6 +141,9 @@ def resolve_target(dsn: str | None = None, *, home: Path | None = None, start_em
         value = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", value.strip())  # SQLAlchemy-style URLs
         _parse(value, source)
         return Target(value, source)
+    seen = [var for var, _key, _value in libpq_variables()]
+    if seen:
+        return Target("", f"libpq ({', '.join(seen)})")
     server = EmbeddedServer(home)
     if start_embedded:
         server.up()
@@ -135,8 +159,9 @@ def connect(
     cannot be reached, LoginRefused (exit 2) when it refused the login; the redacted DSN and what to do."""
     settings = settings if settings is not None else SessionSettings.from_env()
     params = _parse(target.dsn, target.source)
+    given = params.get("options") or os.environ.get("PGOPTIONS")  # ours must not hide libpq's own
     extra: dict[str, Any] = {
-        "options": " ".join(part for part in (params.get("options"), settings.options) if part),
+        "options": " ".join(part for part in (given, settings.options) if part),
         "application_name": settings.application_name,
     }
     if "connect_timeout" not in params:
@@ -151,7 +176,7 @@ def connect(
             exc,
             where,
             embedded=target.source == "embedded",
-            secrets=[str(params[key]) for key in _SECRET_KEYS if params.get(key)],
+            secrets=[str(params[key]) for key in _SECRET_KEYS if params.get(key)] + [os.environ.get("PGPASSWORD", "")],
             details={"source": target.source, "dsn": where},
         ) from None
 

@@ -25,14 +25,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gcos import reference_world
 from gcos.adopt import adopt
 from gcos.embedded import EmbeddedServer
 from gcos.install import install
 from gcos.principals import add_principal
-from gcos.target import Target
+from gcos.target import LIBPQ_ENV, Target, libpq_variables
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIRS = ("steps", "plans", "rollback")
@@ -57,6 +57,19 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    _clear_libpq_env()
+
+
+def _clear_libpq_env() -> None:
+    """Tests name their server only through GCOS_TEST_DSN: libpq's connection variables of the runner's
+    shell (PGHOST, PGSERVICE...) would otherwise become the target of every test of the embedded default.
+    Whatever of them GCOS_TEST_DSN relied on is written into it first."""
+    seen = {key: value for _var, key, value in libpq_variables()}
+    given = os.environ.get("GCOS_TEST_DSN", "").strip()
+    if given and seen:
+        os.environ["GCOS_TEST_DSN"] = make_conninfo(make_conninfo("", **seen), **conninfo_to_dict(given))
+    for var in LIBPQ_ENV:
+        os.environ.pop(var, None)
 
 
 # Durability the throw-away test server does not need; each costs a sync per commit, CREATE or DROP DATABASE.

@@ -37,8 +37,27 @@ def db_status(as_json: JsonOpt = False) -> None:
 
 @db_app.command("url", epilog='Example: psql "$(gcos db url)"')
 def db_url(as_json: JsonOpt = False) -> None:
-    """Print the connection URL of the embedded server (starting it if needed); it holds no password."""
-    run(as_json, lambda: target(None).display, lambda out, url: out.print(url, soft_wrap=True))
+    """Print where gcos would connect (--dsn aside): GCOS_DSN, DATABASE_URL, the PG* variables, else the
+    embedded server's URL. It never starts a server (exit 8 if the embedded one is not running) and never
+    prints a password."""
+    run(as_json, _url, lambda out, url: out.print(url, soft_wrap=True))
+
+
+def _url() -> str:
+    from gcos.embedded import EmbeddedServer
+    from gcos.errors import DatabaseUnavailable
+    from gcos.target import resolve_target
+
+    found = resolve_target(None, start_embedded=False)
+    if found.source == "embedded":
+        server = EmbeddedServer()
+        if not server.status().running:
+            raise DatabaseUnavailable(
+                f"The embedded PostgreSQL under {server.root} is not running; start it with `gcos db up` "
+                "(or set GCOS_DSN, DATABASE_URL or PGHOST to use another server)."
+            )
+        return server.url()
+    return found.display
 
 
 @app.command("install", epilog="Example: gcos install --dsn postgresql://admin@db.example/prod")

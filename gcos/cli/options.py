@@ -50,9 +50,20 @@ BreakGlassOpt = Annotated[
 
 
 def target(dsn: str | None) -> Target:
-    """The database --dsn names (or the environment, or the embedded server)."""
+    """The database --dsn names (or the environment, or the embedded server: then one line on stderr says
+    so before it is started, so --json stdout stays clean)."""
+    from gcos.cli.render import stderr
+    from gcos.embedded import EmbeddedServer
     from gcos.target import resolve_target
 
+    if resolve_target(dsn, start_embedded=False).source == "embedded":
+        where = EmbeddedServer().root
+        stderr().print(
+            f"gcos: no --dsn, GCOS_DSN, DATABASE_URL or PG* connection variable is set; "
+            f"using the embedded PostgreSQL under {where}.",
+            markup=False,
+            soft_wrap=True,
+        )
     return resolve_target(dsn)
 
 
