@@ -109,7 +109,8 @@ def _check_verdict(verdict: str) -> None:
         raise SpecError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}.")
 
 
-def _fetch_one(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+def aperture_row(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The one row a write aperture (gcos.record_*, gcos.revoke_*) returns, or LedgerBroken when it returns none."""
     row = conn.execute(query, params).fetchone()
     if row is None:  # pragma: no cover - the aperture returns a row or raises
         raise LedgerBroken("the write aperture returned nothing; run `gcos ledger verify`.")
@@ -154,13 +155,13 @@ def approve(
             if row is not None:  # an approval rests only on a passing rehearsal of its plan (031): else on none
                 rehearsal_outcome = row[1]
                 rehearsal_seq = int(row[0]) if (row[1], row[2]) == ("passed", plan.hash) else None
-        approval_id, ledger_seq = _fetch_one(
+        approval_id, ledger_seq = aperture_row(
             conn,
             "SELECT approval_id, ledger_seq FROM gcos.record_approval(%s, %s, %s, %s, "
             "pg_catalog.clock_timestamp() + %s::interval, %s, %s, %s)",
             (step.id, bound, plan.hash, verdict, expires_in, note, rehearsal_seq, _trace(trace_id, rehearsal_seq)),
         )[:2]
-        expires_at, principal, role = _fetch_one(
+        expires_at, principal, role = aperture_row(
             conn,
             "SELECT expires_at, approver, approver_role::text FROM gcos.os_proposal_approvals WHERE id = %s",
             (approval_id,),
@@ -223,13 +224,13 @@ def decide(
         raise SpecError(f"decision {decision!r} is not a decision name; use one such as A-4 or C-7.1.")
     text_hash = decision_text_hash(project.decision_text(name))
     with translated():
-        decision_id, ledger_seq = _fetch_one(
+        decision_id, ledger_seq = aperture_row(
             conn,
             "SELECT decision_id, ledger_seq FROM gcos.record_decision(%s, %s, %s, "
             "pg_catalog.clock_timestamp() + %s::interval, %s, %s)",
             (name, text_hash, verdict, expires_in, note, _trace(trace_id)),
         )[:2]
-        expires_at, principal, role = _fetch_one(
+        expires_at, principal, role = aperture_row(
             conn, "SELECT expires_at, decider, decider_role::text FROM gcos.decisions WHERE id = %s", (decision_id,)
         )
     return DecisionReceipt(
@@ -242,12 +243,12 @@ def revoke(
 ) -> RevocationReceipt:
     """Withdraw an approval (an append: the approval stays, a revocation joins it and the ledger)."""
     with translated():
-        revocation_id, ledger_seq = _fetch_one(
+        revocation_id, ledger_seq = aperture_row(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_approval(%s, %s, %s)",
             (approval_id, reason, _trace(trace_id)),
         )[:2]
-        step_id, revoked_by = _fetch_one(
+        step_id, revoked_by = aperture_row(
             conn,
             "SELECT a.step_id, r.revoked_by FROM gcos.approval_revocations r "
             "JOIN gcos.os_proposal_approvals a ON a.id = r.approval_id WHERE r.id = %s",
@@ -261,12 +262,12 @@ def revoke_decision(
 ) -> RevocationReceipt:
     """Withdraw a decision record."""
     with translated():
-        revocation_id, ledger_seq = _fetch_one(
+        revocation_id, ledger_seq = aperture_row(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_decision(%s, %s, %s)",
             (decision_id, reason, _trace(trace_id)),
         )[:2]
-        name, revoked_by = _fetch_one(
+        name, revoked_by = aperture_row(
             conn,
             "SELECT d.decision, r.revoked_by FROM gcos.decision_revocations r "
             "JOIN gcos.decisions d ON d.id = r.decision_id WHERE r.id = %s",

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 
 from gcos import ledger
-from gcos.approvals import parse_duration
-from gcos.errors import LedgerBroken, SpecError, translated
+from gcos.approvals import aperture_row, parse_duration
+from gcos.errors import SpecError, translated
 from gcos.spec import StepSpec, load_project
 from gcos.target import SessionSettings, Target, connect
 
@@ -67,13 +67,6 @@ def check_kind(step: StepSpec, check: str, kind: str | None = None) -> str:
     return found[0]
 
 
-def _one(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
-    row = conn.execute(query, params).fetchone()
-    if row is None:  # pragma: no cover - the aperture returns a row or raises
-        raise LedgerBroken("the write aperture returned nothing; run `gcos ledger verify`.")
-    return tuple(row)
-
-
 def record(
     target: Target,
     project_dir: Path,
@@ -93,13 +86,13 @@ def record(
         raise SpecError("an exception needs a reason (--reason): it is shown wherever the check is waived.")
     found = check_kind(step, check, kind)
     with connect(target, settings) as conn, translated():
-        exception_id, ledger_seq = _one(
+        exception_id, ledger_seq = aperture_row(
             conn,
             "SELECT exception_id, ledger_seq FROM gcos.record_exception(%s, %s, %s, %s, "
             "pg_catalog.clock_timestamp() + %s::interval, %s, %s)",
             (step.id, step.hash, found, check, delta, reason, ledger.new_trace_id()),
         )[:2]
-        expires_at, principal = _one(
+        expires_at, principal = aperture_row(
             conn, "SELECT expires_at, recorder FROM gcos.exceptions WHERE id = %s", (exception_id,)
         )
     return ExceptionReceipt(
@@ -112,12 +105,12 @@ def revoke(
 ) -> ExceptionRevocation:
     """Withdraw an exception (an append: the exception stays, a revocation joins it and the ledger)."""
     with connect(target, settings) as conn, translated():
-        revocation_id, ledger_seq = _one(
+        revocation_id, ledger_seq = aperture_row(
             conn,
             "SELECT revocation_id, ledger_seq FROM gcos.revoke_exception(%s, %s, %s)",
             (exception_id, reason, ledger.new_trace_id()),
         )[:2]
-        step_id, check, revoked_by = _one(
+        step_id, check, revoked_by = aperture_row(
             conn,
             "SELECT e.step_id, e.check_name, r.revoked_by FROM gcos.exception_revocations r "
             "JOIN gcos.exceptions e ON e.id = r.exception_id WHERE r.id = %s",
