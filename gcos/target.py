@@ -8,6 +8,7 @@ Passwords never reach a message: use ``Target.display`` / ``redact_dsn`` for any
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, fields
@@ -22,6 +23,7 @@ from gcos.embedded import EmbeddedServer
 from gcos.errors import SpecError, connection_failed
 
 CONNECT_TIMEOUT = 10
+_STARTED: set[Path] = set()  # embedded homes this process has started (or found running) via connect()
 _SECRET_KEYS = frozenset({"password", "sslpassword"})
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|min|h|d)?")
 _UNIT_MS = {"us": 0.001, "ms": 1, None: 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -101,6 +103,9 @@ class Target:
 
     dsn: str
     source: str
+    # The embedded server's home when this target is the embedded default not started yet: connect()
+    # starts it on first use, so a command validates its project before any server starts.
+    embedded_home: Path | None = dataclasses.field(default=None, compare=False)
 
     @property
     def display(self) -> str:
@@ -130,7 +135,7 @@ def libpq_variables() -> list[tuple[str, str, str]]:
 def resolve_target(dsn: str | None = None, *, home: Path | None = None, start_embedded: bool = True) -> Target:
     """--dsn, else GCOS_DSN, else DATABASE_URL (empty variables count as unset), else libpq's own way when
     any of LIBPQ_ENV is set, else the embedded default server under ``<home>/.gcos`` — started first
-    (EmbeddedServer.up) unless start_embedded is False."""
+    (EmbeddedServer.up), or, when start_embedded is False, on the first connect() to it."""
     candidates: list[tuple[str, str | None]] = [("--dsn", dsn)] if dsn is not None else []
     candidates += [(var, os.environ.get(var, "").strip() or None) for var in ("GCOS_DSN", "DATABASE_URL")]
     for source, value in candidates:
@@ -147,7 +152,8 @@ def resolve_target(dsn: str | None = None, *, home: Path | None = None, start_em
     server = EmbeddedServer(home)
     if start_embedded:
         server.up()
-    return Target(server.url(), "embedded")
+        return Target(server.url(), "embedded")
+    return Target(server.url(), "embedded", embedded_home=server.home)
 
 
 def connect(
@@ -158,6 +164,9 @@ def connect(
     A failed connection becomes errors.connection_failed: DatabaseUnavailable (exit 8) when the server
     cannot be reached, LoginRefused (exit 2) when it refused the login; the redacted DSN and what to do."""
     settings = settings if settings is not None else SessionSettings.from_env()
+    if target.embedded_home is not None and target.embedded_home not in _STARTED:
+        EmbeddedServer(target.embedded_home).up()
+        _STARTED.add(target.embedded_home)
     params = _parse(target.dsn, target.source)
     given = params.get("options") or os.environ.get("PGOPTIONS")  # ours must not hide libpq's own
     extra: dict[str, Any] = {

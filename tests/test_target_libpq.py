@@ -120,3 +120,11 @@ def test_db_url_never_starts_a_server(home: Path, dsn: str, monkeypatch: pytest.
     assert shown.exit_code == 0, shown.output
     assert f"dbname={params['dbname']}" in json.loads(shown.stdout)["result"]
     assert not (home / ".gcos").exists()
+
+
+@pytest.mark.parametrize("command", [["verify", "SB-12"], ["rehearse", "step-1"], ["status"], ["commit", "SB-12"]])
+def test_commands_validate_the_project_before_any_server_starts(home: Path, command: list[str]) -> None:
+    result = cli(*command)
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "steps" in result.stderr
+    assert not (home / ".gcos" / "data").exists()  # no server was made, let alone started

@@ -51,12 +51,14 @@ BreakGlassOpt = Annotated[
 
 def target(dsn: str | None) -> Target:
     """The database --dsn names (or the environment, or the embedded server: then one line on stderr says
-    so before it is started, so --json stdout stays clean)."""
+    so, keeping --json stdout clean, and the server starts on the command's first connection — after
+    the project validated, so a mistake costs no server)."""
     from gcos.cli.render import stderr
     from gcos.embedded import EmbeddedServer
     from gcos.target import resolve_target
 
-    if resolve_target(dsn, start_embedded=False).source == "embedded":
+    found = resolve_target(dsn, start_embedded=False)
+    if found.source == "embedded":
         where = EmbeddedServer().root
         stderr().print(
             f"gcos: no --dsn, GCOS_DSN, DATABASE_URL or PG* connection variable is set; "
@@ -64,7 +66,7 @@ def target(dsn: str | None) -> Target:
             markup=False,
             soft_wrap=True,
         )
-    return resolve_target(dsn)
+    return found
 
 
 def project_dir(project: Path | None) -> Path:
