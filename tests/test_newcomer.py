@@ -70,7 +70,9 @@ def newcomer(dsn: str, tmp_path: Path) -> Iterator[Newcomer]:
         for who in ("olga", "ann"):
             role, password = f"nc_{uuid.uuid4().hex[:8]}_{who}", secrets.token_hex(8)
             # README "Principals": one LOGIN role per person, then gcos principals add.
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
             made.append(role)
             people[who] = make_conninfo(dsn, user=role, password=password)
         try:

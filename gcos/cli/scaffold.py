@@ -14,25 +14,29 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+def _say(console: Console, text: str) -> None:
+    console.print(text, markup=False, soft_wrap=True)
+
+
 def _render_init(console: Console, result: Any) -> None:
-    console.print(f"gcos project {result.name} written in {result.root}: {', '.join(result.files)}", markup=False, soft_wrap=True)
+    _say(console, f"gcos project {result.name} written in {result.root}: {', '.join(result.files)}")
     schemas = sorted({t.schema for t in result.tables})
-    console.print(f"found {len(result.tables)} table(s) in schema(s) {', '.join(schemas) or 'none'}:", markup=False, soft_wrap=True)
+    _say(console, f"found {len(result.tables)} table(s) in schema(s) {', '.join(schemas) or 'none'}:")
     for t in result.tables:
         rows = "unreadable" if t.rows is None else (f"{t.rows} rows" if t.rows <= 10_000 else "over 10000 rows")
-        console.print(f"  {t.schema}.{t.name}  {rows}", markup=False, soft_wrap=True)
+        _say(console, f"  {t.schema}.{t.name}  {rows}")
     if result.watch:
-        console.print(f"suggested watch (small tables, in gcos.yaml defaults): {', '.join(result.watch)}", markup=False, soft_wrap=True)
-    console.print("next:", markup=False, soft_wrap=True)
+        _say(console, f"suggested watch (small tables, in gcos.yaml defaults): {', '.join(result.watch)}")
+    _say(console, "next:")
     for line in result.next_steps:
-        console.print(f"  {line}", markup=False, soft_wrap=True)
+        _say(console, f"  {line}")
 
 
 def _render_new(console: Console, result: Any) -> None:
     console.print(
         f"step {result.step} written to {result.spec}, rollback to {result.rollback}; added to plan {result.plan}",
         markup=False,
-            soft_wrap=True,
+        soft_wrap=True,
     )
     if result.todos:
         console.print(
@@ -42,7 +46,7 @@ def _render_new(console: Console, result: Any) -> None:
         )
 
 
-@app.command("init", epilog="Example: PGDATABASE=shop gcos init --name shop")
+@app.command("init", epilog="Example: gcos init --name shop --dsn postgresql://me@db/shop   (or PG* variables)")
 def init_cmd(
     name: Annotated[str | None, typer.Option("--name", help="The project's name (default: the directory's).")] = None,
     dsn: DsnOpt = None,
