@@ -126,8 +126,8 @@ def test_a_newcomer_inits_writes_a_step_from_sql_rehearses_approves_commits_and_
     user.gcos("commit", "ADD-ORDERS", dsn=user.operator)
     assert _world(user.dsn) == (True, True, 3)
 
-    status = user.gcos("status", "ADD-ORDERS", dsn=user.operator)["result"]
-    assert "committed" in json.dumps(status)
+    status = json.dumps(user.gcos("status", "ADD-ORDERS", dsn=user.operator)["result"])
+    assert '"state": "committed"' in status, status
 
     user.gcos("approve", "ADD-ORDERS", "--rollback", "--verdict", "approve", "--expires-in", "1h", dsn=user.sovereign)
     user.gcos("rollback", "ADD-ORDERS", dsn=user.operator)
