@@ -156,6 +156,23 @@ def load(project_dir: Path) -> Project:
     return load_project(project_dir)
 
 
+def init(target: Target, project_dir: Path, name: str | None = None, settings: SessionSettings | None = None) -> Any:
+    """gcos init: refuse an existing project before touching the server, then list its tables and write."""
+    from gcos import scaffold
+
+    scaffold.refuse_existing(project_dir.resolve())
+    with connect(target, settings) as conn:
+        tables = scaffold.found_tables(conn)
+    return scaffold.init_project(project_dir, tables, name)
+
+
+def new(project_dir: Path, step: str, sql_file: Path, plan_id: str | None = None, title: str | None = None) -> Any:
+    """gcos new: a step spec from a SQL file (offline)."""
+    from gcos import scaffold
+
+    return scaffold.new_step(project_dir, step, sql_file, plan_id=plan_id, title=title)
+
+
 # --------------------------------------------------------------------------- install, principals, ledger
 
 

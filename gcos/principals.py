@@ -9,8 +9,10 @@ A principal names the ``person`` it belongs to (by default its display name): on
 principals (a laptop role, a database role), and the gates count persons, never principals, as signers; the
 rehearser and the committer are compared as persons too (no self-approval through a second principal).
 
-A principal's ``roles`` (sovereign, council, operator, auditor, admin) are its authority in gcos; the
-NOLOGIN group roles ``gcos_<role>`` are the database privileges that let it call the functions. With
+A principal's ``roles`` (sovereign, council, company_admin, domain_admin, operator, auditor, admin) are its
+authority in gcos; the NOLOGIN group roles ``gcos_<role>`` are the database privileges that let it call the
+functions (company_admin and domain_admin approve through ``gcos_council``'s privileges; gate 5 counts them
+only where a spec's ``approvals.roles`` names them). With
 ``grant=True`` (the default) ``add_principal`` also grants those group roles, in the same transaction,
 which needs a superuser (or a role holding ADMIN OPTION on them).
 
@@ -41,8 +43,13 @@ from gcos import ledger
 from gcos.errors import Condition, SpecError, translated
 
 KINDS = ("human", "agent", "service")
-ROLES = ("sovereign", "council", "operator", "auditor", "admin")
-APPROVER_ROLES = frozenset({"sovereign", "council"})
+ROLES = ("sovereign", "council", "company_admin", "domain_admin", "operator", "auditor", "admin")
+APPROVER_ROLES = frozenset({"sovereign", "council", "company_admin", "domain_admin"})
+# The group role that carries a gcos role's database privileges (seed 004's admins sign as council members do).
+GROUP_ROLE = {role: f"gcos_{role}" for role in ROLES} | {
+    "company_admin": "gcos_council",
+    "domain_admin": "gcos_council",
+}
 OPERATOR_APPROVER = "operator_approver"  # a note, not a conflict
 OVERLAP_TEXT = {
     "superuser": "superuser",
@@ -125,10 +132,10 @@ def add_principal(
             (role, name, kind, wanted, ledger.new_trace_id(), person),
         )
         if grant:
-            for gcos_role in wanted:
-                statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"gcos_{gcos_role}"), sql.Identifier(role))
+            for group in sorted({GROUP_ROLE[r] for r in wanted}):
+                statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
                 refused = (
-                    f"You may record principals but cannot grant the database role gcos_{gcos_role} to {role}; "
+                    f"You may record principals but cannot grant the database role {group} to {role}; "
                     "ask a superuser to grant it, or add the principal without granting."
                 )
                 with translated({Condition.REFUSED: refused}):

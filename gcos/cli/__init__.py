@@ -4,7 +4,8 @@ This package is the only code that prints or exits; errors become the contract's
 gcos.cli.app.run. The command modules register on the app when imported, in the order --help lists them.
 """
 
-from gcos.cli import project  # noqa: F401, I001 - plan, verify, rehearse (import order is --help order)
+from gcos.cli import scaffold  # noqa: F401, I001 - init, new (import order is --help order)
+from gcos.cli import project  # noqa: F401 - plan, verify, rehearse
 from gcos.cli import authority  # noqa: F401 - approve, decide, revoke; principals add/list/whoami
 from gcos.cli import exceptions  # noqa: F401 - except
 from gcos.cli import commit  # noqa: F401 - status, commit, rollback

@@ -109,7 +109,9 @@ def principals_add(
     roles: Annotated[
         list[str],
         typer.Option(
-            "--roles", help="gcos roles: sovereign, council, operator, auditor, admin (comma-separated or repeated)."
+            "--roles",
+            help="gcos roles: sovereign, council, company_admin, domain_admin, operator, auditor, admin "
+            "(comma-separated or repeated).",
         ),
     ],
     person: Annotated[

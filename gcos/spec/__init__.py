@@ -12,8 +12,11 @@ project (ids, orders, plans, the dependency DAG). Import from here: the split is
 from gcos.spec.load import SCHEMA_FILES, key_path, load_plan, load_step
 from gcos.spec.model import Batch, Check, Expectation, Mutation, PlanSpec, StepSpec, StopCondition
 from gcos.spec.project import STEP_REF, Project, load_project
+from gcos.spec.project_file import DEFAULT_APPROVER_ROLES, PROJECT_FILE, ProjectFile, load_project_file
 
 __all__ = [
+    "DEFAULT_APPROVER_ROLES",
+    "PROJECT_FILE",
     "SCHEMA_FILES",
     "STEP_REF",
     "Batch",
@@ -22,10 +25,12 @@ __all__ = [
     "Mutation",
     "PlanSpec",
     "Project",
+    "ProjectFile",
     "StepSpec",
     "StopCondition",
     "key_path",
     "load_plan",
     "load_project",
+    "load_project_file",
     "load_step",
 ]

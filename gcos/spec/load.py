@@ -25,7 +25,7 @@ from gcos.canonical import content_hash
 from gcos.errors import SpecError
 from gcos.spec.model import Batch, Check, Expectation, Mutation, PlanSpec, StepSpec, StopCondition
 
-SCHEMA_FILES = ("common.schema.json", "step.schema.json", "plan.schema.json")
+SCHEMA_FILES = ("common.schema.json", "step.schema.json", "plan.schema.json", "project.schema.json")
 
 
 # --------------------------------------------------------------------------- YAML with line numbers
@@ -113,7 +113,7 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
     )
     registry = registry.with_resources((body["$id"], Resource.from_contents(body)) for body in schemas.values())
     out: dict[str, jsonschema.protocols.Validator] = {}
-    for kind in ("step", "plan"):
+    for kind in ("step", "plan", "project"):
         schema = schemas[f"{kind}.schema.json"]
         cls = jsonschema.validators.validator_for(schema)
         cls.check_schema(schema)
@@ -238,6 +238,21 @@ def _check_parses(sql: str, spec_path: Path, label: str, where: list[str | int],
         raise SpecError(f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
 
 
+TODO_MARK = "TODO(gcos new)"  # what gcos new writes where it cannot derive SQL; refused until replaced
+
+
+def _refuse_todo(doc: dict[str, Any], path: Path, label: str) -> None:
+    """A spec whose SQL still holds a gcos new TODO is refused, naming the key and the TODO (fail closed)."""
+    for key in ("mutation", "rollback"):
+        text = (doc.get(key) or {}).get("sql", "")
+        for line in text.splitlines():
+            if TODO_MARK in line:
+                raise SpecError(
+                    f"{path}: {label} key {key}: still holds a TODO from gcos new ({line.strip()[:160]}); "
+                    "write that SQL by hand and delete the TODO line."
+                )
+
+
 M1 = "every step needs a named sovereign approval (seed 002 §70.0 M-1)"
 DEFAULT_REQUIRE = {"sovereign": 1}
 # Optional step keys with a default the loader writes into the document (order comes from the plan: _with_order).
@@ -281,6 +296,7 @@ def step_document(path: Path, root: Path) -> dict[str, Any]:
         _inline_file(doc["mutation"], path, root, node, ["mutation"], label)
         _check_parses(doc["mutation"]["sql"], path, label, ["mutation", "sql"], node)
     _inline_file(doc["rollback"], path, root, node, ["rollback"], label)
+    _refuse_todo(doc, path, label)
     _check_parses(doc["rollback"]["sql"], path, label, ["rollback", "sql"], node)
     for section in ("reverify", "success"):
         for i, item in enumerate(doc.get(section, [])):

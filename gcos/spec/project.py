@@ -15,6 +15,7 @@ from pathlib import Path
 from gcos.errors import SpecError
 from gcos.spec.load import load_plan, step_document, step_from
 from gcos.spec.model import PlanSpec, StepSpec
+from gcos.spec.project_file import ProjectFile, check_vocabulary, load_project_file
 
 STEP_REF = re.compile(r"^step-(\d+)$", re.IGNORECASE)
 
@@ -26,6 +27,7 @@ class Project:
     root: Path
     steps: dict[str, StepSpec]  # by canonical id, in order
     plans: dict[str, PlanSpec]
+    config: ProjectFile | None = None  # gcos.yaml (or its defaults)
 
     def step(self, ref: str) -> StepSpec:
         """Address a step case-insensitively by id (SB-10, sb-10) or by order (step-3)."""
@@ -151,15 +153,17 @@ def _check_plan(path: Path, plan: PlanSpec, steps: Mapping[str, StepSpec], plans
 
 
 def load_project(root: Path) -> Project:
-    """Load steps/*.yaml and plans/*.yaml under `root` and validate them as one build order."""
+    """Load gcos.yaml, steps/*.yaml and plans/*.yaml under `root` and validate them as one build order."""
     root = root.resolve()
+    config = load_project_file(root)
     plans_dir = root / "plans"
     loaded = [(path, load_plan(path)) for path in (sorted(plans_dir.glob("*.y*ml")) if plans_dir.is_dir() else [])]
     steps, by_key = _load_steps(root, [plan for _, plan in loaded])
+    check_vocabulary(config, steps.values())
     _check_dependencies(steps, by_key)
     plans: dict[str, PlanSpec] = {}
     for path, plan in loaded:
         _check_plan(path, plan, steps, plans)
         plans[plan.id] = plan
     ordered = dict(sorted(steps.items(), key=lambda item: item[1].order))
-    return Project(root=root, steps=ordered, plans=plans)
+    return Project(root=root, steps=ordered, plans=plans, config=config)
