@@ -264,14 +264,11 @@ def _apply(
             text, left_out = managed.without_superuser_statements(migration.name, text)
             skipped += left_out
         conn.execute(text.encode("utf-8"))
-        conn.execute("RESET ROLE")
-        _owned(
-            conn,
-            superuser,
-            lambda m=migration: conn.execute(  # type: ignore[misc]
-                "INSERT INTO gcos.schema_version (version, name, sha256) VALUES (%s, %s, %s)",
-                (m.version, m.name, m.sha256),
-            ),
+        conn.execute("RESET ROLE" if superuser else "SET LOCAL ROLE gcos_owner")  # only it writes gcos tables
+        conn.execute(
+            "INSERT INTO gcos.schema_version (version, name, sha256) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, migration.sha256),
         )
+        conn.execute("RESET ROLE")
         applied.append(migration.name)
     return applied, skipped

@@ -35,8 +35,8 @@ BECOME = ("gcos_owner", KERNEL_ROLE)
 MISSING: dict[str, str] = {
     "gcos_adopted_extensions": (
         "the event trigger gcos_adopted_extensions needs a superuser and was not installed: CREATE or ALTER "
-        "EXTENSION into an adopted schema is not refused, so a role allowed to create extensions (on managed "
-        "services the database owner) can put extension objects into adopted schemas."
+        "EXTENSION into an adopted schema is not refused, so the database owner can put a trusted extension's "
+        "objects into an adopted schema (gcos adopt run again lists it as a violation, after the fact)."
     ),
     "gcos_schema_guard": (
         "the schema guard event triggers (gcos_schema_guard, gcos_schema_guard_drop) need a superuser and were "

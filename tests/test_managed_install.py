@@ -209,6 +209,11 @@ def test_the_installer_and_an_operator_cannot_write_around_the_kernel(managed: M
         # The owner of the database may still create schemas of its own: not adopted, not gcos's.
         conn.execute("CREATE SCHEMA mine")
         conn.execute("CREATE TABLE mine.t (id integer)")
+        # Without the superuser's extension guard (MISSING["gcos_adopted_extensions"]), a TRUSTED extension lands in
+        # an adopted schema although adopt revoked CREATE there: its script runs as the bootstrap superuser.
+        conn.execute("CREATE EXTENSION citext SCHEMA public")
+        violations = adopt(conn, ["public"]).schemas[0].violations  # detected after the fact, not refused
+        assert violations == ("extension citext was put in schema public after its adoption",)
 
 
 def test_the_installer_remains_the_trust_root(managed: Managed) -> None:
@@ -225,6 +230,13 @@ def test_the_installer_remains_the_trust_root(managed: Managed) -> None:
         )
         conn.execute("RESET ROLE")
         assert [e.kind for e in ledger.read_all(conn)][-1] == "install"
+    # ... and, with CREATEROLE, it sets the password of the roles it created: it can log in as any principal.
+    managed.person("operator", "human", ("operator",))
+    name = psycopg.conninfo.conninfo_to_dict(managed.logins["operator"])["user"]
+    with managed.connect() as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD 'known'").format(sql.Identifier(str(name))))
+    with psycopg.connect(make_conninfo(managed.dsn, user=str(name), password="known")) as conn:
+        assert conn.execute("SELECT session_user").fetchone() == (name,)
 
 
 def test_a_role_that_neither_owns_the_database_nor_has_createrole_is_refused(managed: Managed) -> None:
