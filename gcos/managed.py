@@ -62,8 +62,8 @@ class Skipped:
 
 
 def installer_is_superuser(conn: psycopg.Connection[Any]) -> bool:
-    """True for a superuser session; None of the above: a role with CREATEROLE owning the database (managed
-    mode); anything else is refused (GateRefused, exit 3) with what it lacks."""
+    """True for a superuser session, False for a role with CREATEROLE that owns the database (managed mode);
+    any other role is refused (GateRefused, exit 3) with what it lacks."""
     row = conn.execute(
         "SELECT r.rolsuper, r.rolcreaterole, d.datdba = r.oid FROM pg_catalog.pg_roles AS r, pg_catalog.pg_database"
         " AS d WHERE r.rolname = current_user AND d.datname = pg_catalog.current_database()"
@@ -208,6 +208,8 @@ def restore(conn: psycopg.Connection[Any], files: list[tuple[str, str]], upto: i
     migrations 1..`upto` whose guard is missing), in file order; the keys restored."""
     gone = set(missing(conn))
     done: set[str] = set()
+    if not gone:
+        return []
     for name, text in files[:upto]:
         for start, end_, skipped in superuser_statements(name, text):
             if skipped.guard in gone:
