@@ -12,30 +12,33 @@ Install also loads the fingerprint's catalog queries (``gcos/fingerprint_sql``, 
 ``gcos.fingerprint_queries`` for the server-side ``gcos.fingerprint``, and reloads them when this package's
 differ (a gcos or PostgreSQL upgrade); ``require_installed`` refuses a database whose loaded queries differ.
 
-Install needs a superuser session (it creates roles and hands the schema to ``gcos_owner``).
+Install needs a superuser session (it creates roles and hands the schema to ``gcos_owner``), or a role with
+CREATEROLE that owns the database, as managed services hand out (gcos/managed.py): then what only a superuser
+may do is skipped and said (``InstallResult.missing``), and the installing role becomes the first gcos admin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from gcos import fingerprint, ledger
+from gcos import fingerprint, ledger, managed
 from gcos.canonical import content_hash
-from gcos.errors import Condition, GateRefused, GcosError, SpecError, translated
+from gcos.errors import Condition, GcosError, SpecError, translated
 
 LOCK_KEY = 0x67636F73_696E7374  # "gcosinst": the advisory lock every install takes (per database)
 _FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 SEQUENCE_QUERIES = ("sequence_state", "sequence_state_legacy")
 """The fingerprint queries loaded beside the schema categories (``fingerprint.CATEGORIES``)."""
 _PARAMETERS = (("%(exclude)s", "$1"), ("%(no_extensions)s", "$2"))
+_T = TypeVar("_T")
 _HAS_QUERIES = "SELECT pg_catalog.to_regclass('gcos.fingerprint_queries') IS NOT NULL"
 
 
@@ -59,10 +62,20 @@ class InstallResult:
     applied: list[str]
     queries_reloaded: bool = False
     """The fingerprint queries were (re)loaded (a fresh install, or this package's differ)."""
+    superuser: bool = True
+    """Installed by a superuser; False: by a CREATEROLE database owner (a managed service), see `missing`."""
+    missing: tuple[str, ...] = ()
+    """One sentence per protection this database lacks because no superuser installed it (managed.MISSING)."""
+    skipped: tuple[str, ...] = ()
+    """The superuser-only statements this install left out."""
+    restored: tuple[str, ...] = ()
+    """What a superuser's install put back that an earlier managed install had skipped."""
+    bootstrap_admin_seq: int | None = None
+    """The ledger record registering the installing role as the first human gcos admin (managed only)."""
 
     @property
     def changed(self) -> bool:
-        return bool(self.applied) or self.queries_reloaded
+        return bool(self.applied) or self.queries_reloaded or bool(self.restored)
 
 
 def migrations() -> list[Migration]:
@@ -180,9 +193,9 @@ def install(
 def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int) -> InstallResult:
     conn.execute("SET LOCAL standard_conforming_strings = on")
     conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-    row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
-    if row is None or not row[0]:
-        raise GateRefused("gcos install needs a superuser connection (it creates roles); connect as one and retry.")
+    superuser = managed.installer_is_superuser(conn)
+    if not superuser:
+        managed.begin(conn)
     before = installed_version(conn)
     if before is None and conn.execute("SELECT pg_catalog.to_regnamespace('gcos') IS NOT NULL").fetchone() == (True,):
         raise SpecError("Schema gcos exists but was not created by gcos install; rename or drop it and retry.")
@@ -192,23 +205,70 @@ def _install(conn: psycopg.Connection[Any], files: list[Migration], target: int)
             "upgrade gcos and retry."
         )
     had_queries = conn.execute(_HAS_QUERIES).fetchone() == (True,)
+    applied, skipped = _apply(conn, files[(before or 0) : target], superuser)
+    after = max(before or 0, target)
+    restored = managed.restore(conn, [(m.name, m.sql) for m in files], after) if superuser and before else []
+    reloaded = _owned(conn, superuser, lambda: _load_queries(conn))
+    trace = ledger.new_trace_id()
+    admin_seq = None if superuser else managed.bootstrap_admin(conn, trace)
+    if applied or reloaded or restored:
+        payload: dict[str, Any] = {"version_before": before, "version_after": after, "applied": applied}
+        if reloaded and had_queries:  # a reload of changed queries is recorded as such
+            payload["fingerprint_queries"] = content_hash(_loaded_queries(conn))
+        if skipped or restored:
+            payload |= {"skipped": [s.statement for s in skipped], "restored": restored}
+        _owned(
+            conn,
+            superuser,
+            lambda: conn.execute(
+                "SELECT * FROM gcos._ledger_write('install', NULL, NULL, %s, NULL, %s)", (trace, Jsonb(payload))
+            ),
+        )
+    if not superuser:
+        managed.end(conn)
+    return InstallResult(
+        version_before=before,
+        version_after=after,
+        applied=applied,
+        queries_reloaded=reloaded,
+        superuser=superuser,
+        missing=tuple(managed.MISSING[key] for key in managed.missing(conn)),
+        skipped=tuple(s.statement for s in skipped),
+        restored=tuple(restored),
+        bootstrap_admin_seq=admin_seq,
+    )
+
+
+def _owned(conn: psycopg.Connection[Any], superuser: bool, work: Callable[[], _T]) -> _T:
+    """`work` as gcos_owner in a managed install (only it may write gcos tables there); as is for a superuser."""
+    if not superuser:
+        conn.execute("SET LOCAL ROLE gcos_owner")
+    try:
+        return work()
+    finally:
+        if not superuser:
+            conn.execute("RESET ROLE")
+
+
+def _apply(
+    conn: psycopg.Connection[Any], todo: list[Migration], superuser: bool
+) -> tuple[list[str], list[managed.Skipped]]:
+    """Apply `todo` in order, each recorded in gcos.schema_version (its file's sha256); a managed install
+    leaves out the superuser-only statements (listed)."""
     applied: list[str] = []
-    for migration in files[(before or 0) : target]:
-        conn.execute(migration.sql.encode("utf-8"))
-        conn.execute("RESET ROLE")
+    skipped: list[managed.Skipped] = []
+    for migration in todo:
+        text = migration.sql
+        if not superuser:
+            managed.before_migration(conn)
+            text, left_out = managed.without_superuser_statements(migration.name, text)
+            skipped += left_out
+        conn.execute(text.encode("utf-8"))
+        conn.execute("RESET ROLE" if superuser else "SET LOCAL ROLE gcos_owner")  # only it writes gcos tables
         conn.execute(
             "INSERT INTO gcos.schema_version (version, name, sha256) VALUES (%s, %s, %s)",
             (migration.version, migration.name, migration.sha256),
         )
+        conn.execute("RESET ROLE")
         applied.append(migration.name)
-    after = max(before or 0, target)
-    reloaded = _load_queries(conn)
-    if applied or reloaded:
-        payload: dict[str, Any] = {"version_before": before, "version_after": after, "applied": applied}
-        if reloaded and had_queries:  # a reload of changed queries is recorded as such
-            payload["fingerprint_queries"] = content_hash(_loaded_queries(conn))
-        conn.execute(
-            "SELECT * FROM gcos._ledger_write('install', NULL, NULL, %s, NULL, %s)",
-            (ledger.new_trace_id(), Jsonb(payload)),
-        )
-    return InstallResult(version_before=before, version_after=after, applied=applied, queries_reloaded=reloaded)
+    return applied, skipped

@@ -64,7 +64,10 @@ def _url() -> str:
 def install_cmd(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
     """Create the gcos schema, its roles, approvals table, principals and ledger (idempotent; upgrades in place).
 
-    Run it as a superuser. Re-running it on an installed database changes nothing.
+    Run it as a superuser, or on a managed service (RDS, Cloud SQL, Azure, Supabase, Neon) as the role with
+    CREATEROLE that owns the database: what only a superuser may install is then skipped, each with one sentence
+    saying which protection is missing, and that role becomes the first gcos admin. Re-running it on an installed
+    database changes nothing (a superuser's re-run puts back what a managed install skipped).
     """
     from gcos import commands
 

@@ -351,6 +351,8 @@ def installed(out: Console, result: install.InstallResult) -> None:
         )
     else:
         out.print(f"gcos schema already at version {result.version_after}: nothing to do")
+    for sentence in (*(f"restored: {r}" for r in result.restored), *result.missing):  # gcos/managed.py
+        out.print(f"[yellow]{sentence}[/]" if not sentence.startswith("restored") else sentence)
 
 
 def _privilege_lines(privileges: tuple[adopt.Privilege, ...], limit: int = 12) -> list[str]:
