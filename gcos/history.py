@@ -9,7 +9,9 @@ record without one (a superuser can append anything) never counts: it commits no
 and is no drift baseline. "The commit in force" is the last counted commit when no counted rollback follows.
 
 The open batched run mirrors ``gcos._batch_open`` (013): the step's latest ``batch_started`` record with no
-later ``commit`` record of the step with outcome applied.
+later ``commit`` record of the step with outcome applied. It is *interrupted* (resumable with ``gcos commit``)
+when no ``stop`` or ``commit_refused`` record of that run follows its latest start or resume: it began and
+neither finished nor stopped.
 """
 
 from __future__ import annotations

@@ -211,6 +211,12 @@ def test_apply_commits_in_plan_order_skips_the_committed_and_stops_at_the_first_
     kinds = [(e.kind, e.record.get("step_id")) for e in world.entries(after=head) if e.kind != Kind.SPEC_REGISTERED]
     assert (Kind.COMMIT, "SB-13") in kinds and (Kind.COMMIT_REFUSED, "SB-10") in kinds
     assert not any(k == Kind.COMMIT and s != "SB-13" for k, s in kinds)  # nothing after the refusal ran
+    text = CliRunner().invoke(
+        app, ["apply", "build", "--dsn", world.person("operator").dsn, "-C", str(world.project)], terminal_width=250
+    )
+    said = " ".join(text.stderr.split())
+    assert text.exit_code == ExitCode.GATE_REFUSED, text.output
+    assert "skipped SB-12, SB-13 (already committed)" in said and "- skipped SB-13: already committed" in said
     code, again = world.cli("apply", "sb-1-2")
     assert code == ExitCode.GATE_REFUSED and again["error"].startswith("gcos apply sb-1-2 stopped at SB-1-2 (nothing")
     code, unknown = world.cli("apply", "nope")
