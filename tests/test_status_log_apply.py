@@ -242,3 +242,20 @@ def test_an_interrupted_batched_run_is_interrupted_resumable_with_its_command(ki
     status = json.loads(runner.invoke(app, ["status", BACKFILL, *base]).stdout)["result"]["steps"][0]["row"]
     assert status["shown"] == "committed" and status["next"] == "done"
     assert json.loads(runner.invoke(app, ["log", BACKFILL, *base]).stdout)["result"]["notes"] == []
+
+
+def test_a_run_stopped_by_a_revocation_is_not_interrupted(kit: Kit) -> None:
+    """A run that stopped (here: its approval revoked between batches, a commit_refused of the run) is not
+    "interrupted": status shows the state the ledger projects and what opens its gates again."""
+    kit.rehearse()
+    approval = kit.approve()
+
+    def revoke() -> None:
+        commands.revoke(kit.target("sovereign"), approval, reason="stop the sweep")
+
+    kit.fails(ExitCode.GATE_REFUSED, progress=at_batch(1, revoke))
+    base = ["--dsn", kit.person("sovereign").dsn, "-C", str(kit.project_dir), "--json"]
+    runner = CliRunner()
+    row = json.loads(runner.invoke(app, ["status", BACKFILL, *base]).stdout)["result"]["steps"][0]["row"]
+    assert row["shown"] == "rehearsed" and row["resume"] is None and "gcos approve" in row["next"]
+    assert json.loads(runner.invoke(app, ["log", BACKFILL, *base]).stdout)["result"]["notes"] == []
