@@ -14,7 +14,21 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import approvals, evidence, gates, kernel, kernel_batched, ledger, planning, reference_world, state
+from gcos import (
+    apply_plan,
+    approval_list,
+    approvals,
+    evidence,
+    gates,
+    kernel,
+    kernel_batched,
+    ledger,
+    ledger_log,
+    planning,
+    reference_world,
+    state,
+    step_rows,
+)
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -325,6 +339,7 @@ class StepStatus:
     detail: str
     spec_hash: str
     decision: gates.PolicyDecisionRecord
+    row: step_rows.StepRow | None = None  # the `flyway info` row: shown state, when, by whom, what is next
 
 
 @dataclass(frozen=True)
@@ -332,6 +347,7 @@ class StatusReport:
     target: str
     steps: tuple[StepStatus, ...]
     adopted: bool = True  # schema public is under the kernel; else nothing is measured, rehearsed or committed
+    detail: bool = False  # one step asked for by name: its per-gate detail is shown
 
 
 def _judge(
@@ -370,13 +386,14 @@ def status(
         kernel_measures = kernel.adopted(conn)
         decisions = {step.id: _judge(conn, project, step, kernel_measures=kernel_measures) for step in chosen}
         entries = ledger.read_all(conn)
-    approved = {k: d.gate("approvals").evidence for k, d in decisions.items() if d.gate("approvals").allow}
-    states = state.project_states(entries, project, approved=approved)
+        approved = {k: d.gate("approvals").evidence for k, d in decisions.items() if d.gate("approvals").allow}
+        states = state.project_states(entries, project, approved=approved)
+        rows = step_rows.rows(conn, states, entries, decisions)
     out = [
-        StepStatus(s.id, s.ref, s.title, states[s.id].state, states[s.id].detail, s.hash, decisions[s.id])
+        StepStatus(s.id, s.ref, s.title, states[s.id].state, states[s.id].detail, s.hash, decisions[s.id], rows[s.id])
         for s in chosen
     ]
-    return StatusReport(target.display, tuple(out), adopted=kernel_measures)
+    return StatusReport(target.display, tuple(out), adopted=kernel_measures, detail=step_ref is not None)
 
 
 def commit(
@@ -413,6 +430,49 @@ def rollback(
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
     return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
+
+
+def apply(
+    target: Target,
+    project_dir: Path,
+    plan_id: str,
+    settings: SessionSettings | None = None,
+    progress: Callable[[BatchProgress], None] | None = None,
+) -> apply_plan.ApplyResult:
+    """Commit every step of a plan in plan order (gcos/apply_plan.py); the first refusal stops it."""
+    project = load_project(project_dir)
+    apply_plan.plan_steps(project, plan_id)  # an unknown plan is refused before any server is touched
+
+    def entries() -> list[ledger.LedgerEntry]:
+        with connect(target, settings) as conn:
+            install_mod.require_installed(conn)
+            return ledger.read_all(conn)
+
+    def one(step_id: str) -> CommitResult | BatchedResult:
+        return commit(target, project_dir, step_id, settings, progress)
+
+    return apply_plan.apply(project, plan_id, entries, one)
+
+
+def log(
+    target: Target, project_dir: Path, step_ref: str | None = None, settings: SessionSettings | None = None
+) -> ledger_log.LogReport:
+    """The ledger's history (of one step), oldest first (gcos/ledger_log.py)."""
+    step_id = load_project(project_dir).step(step_ref).id if step_ref else None
+    with connect(target, settings) as conn:
+        install_mod.require_installed(conn)
+        return ledger_log.rows(ledger.read_all(conn), step_id)
+
+
+def approvals_list(
+    target: Target, project_dir: Path, step_ref: str | None = None, settings: SessionSettings | None = None
+) -> approval_list.ApprovalList:
+    """Every approval (of one step) with its id for gcos revoke and whether gate 5 counts it now."""
+    project = load_project(project_dir)
+    step_id = project.step(step_ref).id if step_ref else None
+    with connect(target, settings) as conn:
+        install_mod.require_installed(conn)
+        return approval_list.read(conn, project, step_id, approval_list.counting(conn, project, step_id))
 
 
 # --------------------------------------------------------------------------- drift

@@ -9,7 +9,9 @@ record without one (a superuser can append anything) never counts: it commits no
 and is no drift baseline. "The commit in force" is the last counted commit when no counted rollback follows.
 
 The open batched run mirrors ``gcos._batch_open`` (013): the step's latest ``batch_started`` record with no
-later ``commit`` record of the step with outcome applied.
+later ``commit`` record of the step with outcome applied. It is *interrupted* (resumable with ``gcos commit``)
+when no ``stop`` or ``commit_refused`` record of that run follows its latest start or resume: it began and
+neither finished nor stopped.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ class StepHistory:
     commits: list[CommitFact] = field(default_factory=list)  # counted only (applied and backed)
     rollbacks: list[RollbackFact] = field(default_factory=list)  # counted only (applied and backed)
     open_run: LedgerEntry | None = None  # the batch_started record of an unfinished batched run
+    run_segment: LedgerEntry | None = None  # the open run's latest batch_started or batch_resumed record
+    run_ended: LedgerEntry | None = None  # a stop/commit_refused of the open run after its latest segment
+
+    @property
+    def interrupted(self) -> bool:
+        """A batched run began (or resumed) and neither finished nor stopped: it resumes with gcos commit."""
+        return self.open_run is not None and self.run_ended is None
 
     @property
     def last_commit(self) -> CommitFact | None:
@@ -139,10 +148,7 @@ def read(entries: Iterable[LedgerEntry]) -> History:
             continue
         history = steps.setdefault(step_id, StepHistory())
         applied = payload.get("outcome") == Outcome.APPLIED
-        if kind == Kind.BATCH_STARTED:
-            history.open_run = e
-        elif kind == Kind.COMMIT and applied:
-            history.open_run = None  # as gcos._batch_open: any applied commit record closes the run
+        _track_run(history, e, applied)
         if kind == Kind.REHEARSAL:
             history.rehearsals.append(_rehearsal(e))
             continue
@@ -157,6 +163,21 @@ def read(entries: Iterable[LedgerEntry]) -> History:
             of_commit = _int(payload.get("of_commit_seq"))
             history.rollbacks.append(RollbackFact(e.seq, of_commit, _str(payload.get("run_id")), Outcome.APPLIED, e))
     return History(steps)
+
+
+def _track_run(history: StepHistory, e: LedgerEntry, applied: bool) -> None:
+    """The open batched run (as gcos._batch_open: any applied commit record closes it), its latest segment and
+    whether a stop or refusal of that run came after the segment (then it stopped, not interrupted)."""
+    kind = e.kind
+    if kind == Kind.BATCH_STARTED:
+        history.open_run, history.run_segment, history.run_ended = e, e, None
+    elif kind == Kind.COMMIT and applied:
+        history.open_run = history.run_segment = history.run_ended = None
+    elif history.open_run is not None and e.payload.get("run_id") == history.open_run.payload.get("run_id"):
+        if kind == Kind.BATCH_RESUMED:
+            history.run_segment, history.run_ended = e, None
+        elif kind in (Kind.STOP, Kind.COMMIT_REFUSED):
+            history.run_ended = e
 
 
 def _rehearsal(e: LedgerEntry) -> RehearsalFact:

@@ -1,12 +1,18 @@
-"""`gcos plan`: every spec and the DAG validated, the build order laid out with each step's commit gates as far
-as the specs alone can tell (the database decides the rest: `gcos status`)."""
+"""`gcos plan`: every spec and the DAG validated, every static check `gcos rehearse` runs before it touches the
+database (kernel.static_check: the SQL against the allow list and every refusal class, the checks read-only),
+and the build order laid out with each step's commit gates as far as the specs alone can tell. It is offline:
+no server is touched, so it shows no state (it cannot read one: `gcos status` does)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from gcos import kernel
+from gcos.errors import SpecError
 from gcos.spec import PlanSpec, StepSpec, load_project
+
+SQL_GATE = "SQL passes rehearse's static check"
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class PlannedStep:
     mode: str
     spec_hash: str
     depends_on: tuple[str, ...]
-    state: str
+    state: str | None  # None: not read (plan is offline; gcos status reads it)
     gates: tuple[Gate, ...]
     source: str | None
 
@@ -110,8 +116,18 @@ def static_gates(step: StepSpec, plan: PlanSpec | None) -> tuple[Gate, ...]:
     )
 
 
+def sql_gate(step: StepSpec, plan: PlanSpec) -> Gate:
+    """The static check rehearse runs first (exit 2 there), run here without a database."""
+    try:
+        kernel.static_check(step, plan)
+    except SpecError as exc:
+        return Gate(SQL_GATE, False, exc.message, "SQL refused")
+    return Gate(SQL_GATE, True, "every statement allowed; checks read-only", "SQL ok")
+
+
 def plan(project_dir: Path) -> PlanReport:
-    """Validate every spec and the DAG, and lay out the build order with each step's known gates."""
+    """Validate every spec and the DAG, run rehearse's static checks, and lay out the build order with each
+    step's known gates; SpecError (exit 2, the report as details) when a static check refuses a step."""
     project = load_project(project_dir)
     planned: list[PlannedPlan] = []
     in_plans: set[str] = set()
@@ -128,11 +144,21 @@ def plan(project_dir: Path) -> PlanReport:
                     step.mode,
                     step.hash,
                     step.depends_on,
-                    "planned",
-                    static_gates(step, p),
+                    None,
+                    (*static_gates(step, p), sql_gate(step, p)),
                     step.source,
                 )
             )
         planned.append(PlannedPlan(p.id, p.title, p.hash, tuple(steps), tuple(s.name for s in p.global_stop)))
     unplanned = tuple(s for s in project.steps if s not in in_plans)
-    return PlanReport(str(project.root), tuple(planned), unplanned)
+    report = PlanReport(str(project.root), tuple(planned), unplanned)
+    refused = [
+        (s.id, g.reason) for p in planned for s in p.steps for g in s.gates if g.name == SQL_GATE and g.holds is False
+    ]
+    if refused:
+        said = "; ".join(reason.rstrip(".") for _, reason in refused)
+        raise SpecError(
+            f"{len(refused)} step(s) would be refused by gcos rehearse: {said}; fix the SQL or the allow list.",
+            details=report,
+        )
+    return report

@@ -9,6 +9,7 @@ from gcos.cli import project  # noqa: F401 - plan, verify, rehearse
 from gcos.cli import authority  # noqa: F401 - approve, decide, revoke; principals add/list/whoami
 from gcos.cli import exceptions  # noqa: F401 - except
 from gcos.cli import commit  # noqa: F401 - status, commit, rollback
+from gcos.cli import log  # noqa: F401 - log, approvals, apply
 from gcos.cli import evidence  # noqa: F401 - drift, report; ledger verify/anchor
 from gcos.cli import demo  # noqa: F401 - demo
 from gcos.cli import db  # noqa: F401 - install, adopt; db up/down/status/url

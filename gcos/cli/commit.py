@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gcos.cli import render
+from gcos.cli import render, render_status
 from gcos.cli.app import app, run
 from gcos.cli.options import BreakGlassOpt, DsnOpt, JsonOpt, ProjectOpt, StepArg, project_dir, target
 
@@ -22,10 +22,14 @@ def status_cmd(
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Each commit gate of each step, and why it holds or not, without acting. States come from the ledger."""
+    """One row per step: its state, when, by whom, and what is next; with a STEP, each gate and why it holds.
+
+    States come from the ledger, gates from the database, without acting. A committed step is done; a batched
+    run that began and neither finished nor stopped shows "interrupted, resumable" and the command resuming it.
+    """
     from gcos import commands
 
-    run(as_json, lambda: commands.status(target(dsn), project_dir(project), step), render.status)
+    run(as_json, lambda: commands.status(target(dsn), project_dir(project), step), render_status.status)
 
 
 @app.command("commit", epilog="Example: gcos commit SB-12")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from gcos.cli import render
 from gcos.cli.app import app, run
@@ -18,9 +19,12 @@ def plan_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Show every gate's reason and the global stops.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate every step spec and the plan DAG, then print the build order with each step's gates.
+    """Validate every step spec and the plan DAG, run every static check gcos rehearse runs, then print the
+    build order with each step's gates.
 
-    Reads only the files under steps/ and plans/; it does not touch any database.
+    Reads only the files under steps/ and plans/; it does not touch any database (so it shows no state:
+    gcos status does). SQL that gcos rehearse would refuse (outside the allow list, a statement that cannot
+    run in a transaction ...) is refused here with exit 2.
     """
     from gcos import commands
 
@@ -28,7 +32,15 @@ def plan_cmd(
         as_json,
         lambda: commands.plan(project_dir(project)),
         lambda out, report: render.plan(out, report, explain),
+        render_details=lambda out, details: _refused_plan(out, details, explain),
     )
+
+
+def _refused_plan(out: Console, details: Any, explain: bool) -> None:
+    from gcos.planning import PlanReport
+
+    if isinstance(details, PlanReport):
+        render.plan(out, details, explain)
 
 
 @app.command("verify", epilog="Example: gcos verify step-1    (or: gcos verify SB-12 --json)")

@@ -127,8 +127,9 @@ def plan(out: Console, report: planning.PlanReport, explain: bool = False) -> No
         tree = Tree(f"[bold]plan {p.id}[/] — {p.title}  [dim]plan hash {p.plan_hash[:12]}[/]")
         for s in p.steps:
             node = tree.add(
-                f"[bold]{s.ref}[/] [cyan]{s.id}[/] {s.title}  [magenta]{s.state}[/] "
-                f"[dim]{s.mode}, spec {s.spec_hash[:12]}[/]"
+                f"[bold]{s.ref}[/] [cyan]{s.id}[/] {s.title}  "
+                + (f"[magenta]{s.state}[/] " if s.state else "")
+                + f"[dim]{s.mode}, spec {s.spec_hash[:12]}[/]"
             )
             if explain:
                 for g in s.gates:
@@ -145,6 +146,7 @@ def plan(out: Console, report: planning.PlanReport, explain: bool = False) -> No
         out.print(f"[yellow]steps in no plan:[/] {', '.join(report.unplanned)}")
     hint = "" if explain else "; gcos plan --explain gives each gate's reason"
     out.print(f"[dim]✔ holds  ✘ does not hold  ? known only at verify/rehearse/approve/commit time{hint}[/]")
+    out.print("[dim]offline: no database was read, so no state is shown; gcos status shows each step's state[/]")
 
 
 def verify(out: Console, result: commands.VerifyResult) -> None:
