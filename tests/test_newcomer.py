@@ -4,7 +4,7 @@ The database is the user's own, made with plain SQL (gcos did not create it): a 
 table with rows. Everything after that goes through the CLI as the README shows it: gcos install and gcos
 adopt public as a superuser, `CREATE ROLE … LOGIN` for an operator and a sovereign (README "Principals") and
 gcos principals add, then gcos init, gcos new from a SQL file, rehearse as the operator, approve as the
-sovereign's own connection, commit, status, approve --rollback, rollback. What is asserted is what the user
+sovereign's own connection, commit, status, approve --rollback, rollback, log. What is asserted is what the user
 sees (exit codes, JSON) and the database itself (the table, the column and the rows exist after the commit
 and are gone after the rollback).
 """
@@ -132,3 +132,7 @@ def test_a_newcomer_inits_writes_a_step_from_sql_rehearses_approves_commits_and_
     user.gcos("approve", "ADD-ORDERS", "--rollback", "--verdict", "approve", "--expires-in", "1h", dsn=user.sovereign)
     user.gcos("rollback", "ADD-ORDERS", dsn=user.operator)
     assert _world(user.dsn) == before
+
+    history = user.gcos("log", "ADD-ORDERS", dsn=user.operator)["result"]
+    kinds = [row["kind"] for row in history["rows"]]
+    assert kinds.index("rehearsal") < kinds.index("commit") < kinds.index("rollback"), kinds
