@@ -14,7 +14,18 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import approvals, evidence, gates, kernel, kernel_batched, ledger, planning, reference_world, state
+from gcos import (
+    approvals,
+    evidence,
+    gates,
+    kernel,
+    kernel_batched,
+    ledger,
+    planning,
+    reference_project,
+    reference_world,
+    state,
+)
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -141,7 +152,9 @@ def demo(
     report_dir: Path | None = None,
     settings: SessionSettings | None = None,
 ) -> DemoResult:
-    """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py)."""
+    """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py); a directory
+    without a project gets the reference project copied in first (gcos/reference_project.py)."""
+    reference_project.ensure(project_dir)
     settings = settings or SessionSettings.from_env()
     world = build_world(target, rows, progress, settings)
     checked = verify(target, project_dir, "step-1", settings) if world.built else None
