@@ -95,6 +95,10 @@ def run(
             render(r.stdout(), result)
     except BrokenPipeError:
         _reader_left()
+    except SystemExit as exc:  # rich meets EPIPE itself: it points stdout at devnull and exits 1
+        if isinstance(exc.__context__, BrokenPipeError):
+            _reader_left()
+        raise
 
 
 def interrupted() -> GcosError:
