@@ -14,18 +14,7 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import (
-    approvals,
-    evidence,
-    gates,
-    kernel,
-    kernel_batched,
-    ledger,
-    planning,
-    reference_project,
-    reference_world,
-    state,
-)
+from gcos import approvals, evidence, gates, kernel, kernel_batched, ledger, planning, reference_world, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -33,6 +22,7 @@ from gcos import principals as principals_mod
 from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
+from gcos.reference_project import ensure as ensure_reference_project
 from gcos.results import BatchedResult, BatchProgress, CommitResult, RehearsalResult
 from gcos.spec import Project, StepSpec, load_project
 from gcos.target import SessionSettings, Target, connect
@@ -154,7 +144,7 @@ def demo(
 ) -> DemoResult:
     """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py); a directory
     without a project gets the reference project copied in first (gcos/reference_project.py)."""
-    reference_project.ensure(project_dir)
+    ensure_reference_project(project_dir)
     settings = settings or SessionSettings.from_env()
     world = build_world(target, rows, progress, settings)
     checked = verify(target, project_dir, "step-1", settings) if world.built else None
