@@ -16,7 +16,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from gcos.errors import Condition, SpecError, condition_of, from_database, reason
-from gcos.spec import Check, StepSpec
+from gcos.spec import Check, Expectation, StepSpec
 
 # A check that names an object the world does not have is a mismatch of the world, not a bad spec.
 WORLD_MISMATCH_STATES = (
@@ -37,10 +37,43 @@ class CheckResult:
     ok: bool
     error: str | None = None
     waived: dict[str, Any] | None = None  # the exception (025) that waived it when it failed: id, by, until, why
+    type_note: str | None = None  # a failed check whose value has another type than expected: both types
 
     @property
     def shown_actual(self) -> str:
-        return f"error: {self.error}" if self.error else repr_value(self.actual)
+        if self.error:
+            return f"error: {self.error}"
+        shown = repr_value(self.actual)
+        return f"{shown} ({self.type_note})" if self.type_note else shown
+
+
+def value_type(value: Any) -> str:
+    """The type of a check value as a spec author reads it: a YAML/JSON scalar, or what the query returned."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float | Decimal):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return "array" if isinstance(value, list | tuple) else type(value).__name__
+
+
+def type_note(expect: Expectation, actual: Any, ok: bool) -> str | None:
+    """`text, expected integer` when a check failed and its value's type is none the expectation allows, so
+    `expected 1000, got 1000` never hides a text-vs-integer mismatch; None otherwise."""
+    if ok:
+        return None
+    values = expect.value if expect.op in ("in", "between") and isinstance(expect.value, list) else [expect.value]
+    wanted = {value_type(v) for v in values}
+    got = value_type(plain_value(actual))
+    numeric = {"integer", "number"}
+    if got in wanted or (got in numeric and wanted & numeric):
+        return None
+    return f"{got}, expected {' or '.join(sorted(wanted))}"
 
 
 def plain_value(value: Any) -> Any:
@@ -95,7 +128,9 @@ def evaluate(conn: psycopg.Connection[Any], check: Check, *, section: str = "che
             "column(s); fix its SQL."
         )
     actual = plain_value(rows[0][0])
-    return CheckResult(check.name, check.sql, check.expect.describe(), actual, check.expect.holds(actual))
+    ok = check.expect.holds(actual)
+    note = type_note(check.expect, actual, ok)
+    return CheckResult(check.name, check.sql, check.expect.describe(), actual, ok, type_note=note)
 
 
 def evaluate_all(conn: psycopg.Connection[Any], checks: Sequence[Check], *, section: str) -> list[CheckResult]:

@@ -36,6 +36,7 @@ from gcos import principals as principals_mod
 from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
 from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
+from gcos.reference_project import ensure as ensure_reference_project
 from gcos.results import BatchedResult, BatchProgress, CommitResult, RehearsalResult
 from gcos.spec import Project, StepSpec, load_project
 from gcos.target import SessionSettings, Target, connect
@@ -155,7 +156,9 @@ def demo(
     report_dir: Path | None = None,
     settings: SessionSettings | None = None,
 ) -> DemoResult:
-    """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py)."""
+    """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py); a directory
+    without a project gets the reference project copied in first (gcos/reference_project.py)."""
+    ensure_reference_project(project_dir)
     settings = settings or SessionSettings.from_env()
     world = build_world(target, rows, progress, settings)
     checked = verify(target, project_dir, "step-1", settings) if world.built else None

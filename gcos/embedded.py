@@ -14,7 +14,6 @@ like the wheel does; data and socket dirs are chowned to it and their path made 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import psutil
@@ -37,6 +36,32 @@ import psycopg
 from psycopg import sql
 
 from gcos.errors import DatabaseUnavailable
+
+
+def _lock_exclusively(fh: IO[str]) -> None:
+    """Block until this process holds the lock file. fcntl is imported here, not at module load, so the CLI
+    starts where it does not exist (Windows: the first byte is locked with msvcrt instead)."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)  # retries for 10 s, then OSError: "did not start"
+    else:
+        import fcntl
+
+        fcntl.flock(fh, fcntl.LOCK_EX)
+
+
+def _euid() -> int:
+    """The effective uid; -1 where there is none (Windows), which is never root."""
+    geteuid = getattr(os, "geteuid", None)
+    return int(geteuid()) if geteuid is not None else -1
+
+
+def _egid() -> int:
+    getegid = getattr(os, "getegid", None)
+    return int(getegid()) if getegid is not None else -1
+
 
 PORT = 5432
 SYSTEM_USER = "gcos_postgres"
@@ -118,7 +143,7 @@ class EmbeddedServer:
         self.data_dir = self.root / "data"
         self.log_file = self.root / "postgres.log"
         self.socket_dir = self._pick_socket_dir()
-        self._as_root = os.geteuid() == 0
+        self._as_root = _euid() == 0
 
     def _pick_socket_dir(self) -> Path:
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
@@ -135,10 +160,10 @@ class EmbeddedServer:
         )
 
     def _ids(self) -> tuple[int, int]:
-        return _system_ids() if self._as_root else (os.geteuid(), os.getegid())
+        return _system_ids() if self._as_root else (_euid(), _egid())
 
     def _own(self, path: Path) -> None:
-        if self._as_root:
+        if self._as_root and sys.platform != "win32":  # root exists on POSIX only
             uid, gid = self._ids()
             os.chown(path, uid, gid, follow_symlinks=False)
 
@@ -159,7 +184,7 @@ class EmbeddedServer:
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / "lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            _lock_exclusively(fh)
             yield
 
     def _pid_file(self) -> tuple[int, Path | None] | None:
@@ -282,7 +307,7 @@ class EmbeddedServer:
         sock = self.socket_dir
         sock.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(sock)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (os.geteuid(), self._ids()[0]):
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (_euid(), self._ids()[0]):
             raise DatabaseUnavailable(f"{sock} is not a directory owned by you; remove it and run `gcos db up` again.")
         self._own(sock)
         sock.chmod(0o700)

@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     REVERIFY_MISMATCH = 6
     LEDGER_BROKEN = 7
     DATABASE_UNAVAILABLE = 8
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), the shells' 128 + 2; the sentence says what was and was not applied
 
 
 class GcosError(Exception):
@@ -75,6 +76,13 @@ class DatabaseUnavailable(GcosError):
     exit_code = ExitCode.DATABASE_UNAVAILABLE
 
 
+class Interrupted(GcosError):
+    """The user pressed Ctrl-C: the message says what the database kept (only what a committed transaction
+    wrote) and what to run next."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class LoginRefused(GcosError):
     """The server answered and refused this login (password, role, database, CONNECT right): retrying
     the same DSN will not help, so it is bad input (exit 2), not an unreachable database."""
@@ -93,6 +101,7 @@ class Condition(StrEnum):
     NOT_SUPPORTED = "not_supported"  # 0A000
     NOT_INSTALLED = "not_installed"  # the gcos schema, a table or a function is missing
     NOT_READY = "not_ready"  # 55000: a precondition the database enforces
+    NEW_ENUM_VALUE = "new_enum_value"  # 55P04: an enum value used in the transaction that added it
     LEDGER = "ledger"  # GC007: the approvals/decisions tables and the ledger disagree
     LOCK = "lock"  # 55P03: lock_timeout
     TIMEOUT = "timeout"  # 57014: statement_timeout (or a cancel)
@@ -110,6 +119,7 @@ _STATES: dict[str, Condition] = {
     "42883": Condition.NOT_INSTALLED,
     "3F000": Condition.NOT_INSTALLED,
     "55000": Condition.NOT_READY,
+    "55P04": Condition.NEW_ENUM_VALUE,
     "GC007": Condition.LEDGER,
     "55P03": Condition.LOCK,
     "57014": Condition.TIMEOUT,
@@ -128,6 +138,7 @@ ERROR_OF: Mapping[Condition, type[GcosError]] = {
     Condition.NOT_SUPPORTED: SpecError,
     Condition.NOT_INSTALLED: SpecError,
     Condition.NOT_READY: GateRefused,
+    Condition.NEW_ENUM_VALUE: StopHeld,  # the step as written can never pass: split it (exit 4, the seed's stop)
     Condition.LEDGER: LedgerBroken,
     Condition.LOCK: DatabaseUnavailable,
     Condition.TIMEOUT: DatabaseUnavailable,
@@ -171,6 +182,12 @@ def _default(condition: Condition, exc: psycopg.Error) -> str:
         return f"{said[:-1]}; the session role lacks the gcos group role this needs, ask a gcos admin."
     if condition is Condition.NOT_INSTALLED:
         return "gcos is not installed in this database; run `gcos install` first."
+    if condition is Condition.NEW_ENUM_VALUE:
+        return (
+            f"{said[:-1]}: PostgreSQL cannot use an enum value in the transaction that adds it, so split this "
+            "into two steps, the first with only the ALTER TYPE ... ADD VALUE, the second (depends_on the first) "
+            "using the value."
+        )
     if condition is Condition.LEDGER:
         return f"{said[:-1]}; run `gcos ledger verify` and keep the database as evidence."
     if condition is Condition.TIMEOUT and "statement timeout" in said:
@@ -209,6 +226,23 @@ def translated(say: Say | None = None, *, keep: Collection[Condition] = ()) -> I
         if error is None:
             raise
         raise error from exc
+
+
+_NEW_ENUM_VALUE = re.compile(r"unsafe use of new value .* of enum type")
+
+
+def kernel_outcome(error: type[GcosError], message: str, body: Mapping[str, object]) -> tuple[type[GcosError], str]:
+    """The error class and sentence of a kernel outcome that failed, where the error the kernel caught says more
+    than the outcome: 55P04 can never pass as written, so exit 4 and two steps. The kernel's rehearse and commit
+    bodies keep the caught error's text but not its SQLSTATE (011/012), so the server's English message is
+    matched too (a server with another lc_messages keeps the plain `mutation failed`, exit 2)."""
+    if body.get("sqlstate") == "55P04" or _NEW_ENUM_VALUE.search(message):
+        advice = (
+            "PostgreSQL cannot use an enum value in the transaction that adds it, so split this into two steps, the "
+            "first with only the ALTER TYPE ... ADD VALUE, the second (depends_on the first) using the value"
+        )
+        return StopHeld, f"{message.rstrip('.')}; {advice}."
+    return error, message
 
 
 # --------------------------------------------------------------------------- logins

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from gcos import gates, ledger, registry, rehearsal_evidence, sqlcheck
-from gcos.checks import CheckResult
+from gcos import blockers, gates, ledger, registry, rehearsal_evidence, sqlcheck
+from gcos.checks import CheckResult, type_note
 from gcos.domain import Outcome
 from gcos.errors import (
     DatabaseUnavailable,
@@ -25,6 +25,7 @@ from gcos.errors import (
     ReverifyMismatch,
     SpecError,
     StopHeld,
+    kernel_outcome,
     translated,
 )
 from gcos.install import require_installed
@@ -102,12 +103,14 @@ def rehearse(
     spec_hash = registry.register_spec(conn, step, trace_id=trace)
     plan_hash = registry.register_plan(conn, plan, trace_id=trace)
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # its record follows what others appended meanwhile
+    watch: blockers.Watch | None = None
     try:
         with conn.transaction():
             set_local_timeouts(conn, settings)
-            row = conn.execute("SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, trace)).fetchone()
+            with blockers.watching(conn) as watch:
+                row = conn.execute("SELECT gcos.rehearse(%s, %s, %s)", (spec_hash, plan_hash, trace)).fetchone()
     except psycopg.Error as exc:
-        busy = commit_lock_busy(conn, exc, settings, step.id)
+        busy = commit_lock_busy(conn, exc, settings, step.id, watch)
         if busy is not None:
             raise busy from exc
         with translated():
@@ -123,7 +126,8 @@ def rehearse(
     result = dataclasses.replace(result, evidence=files)
     error = OUTCOME_ERRORS.get(result.outcome)
     if error is not None:
-        raise error(_sentence(result.message), details=result)
+        error, message = kernel_outcome(error, blocked(result.message, result.outcome, watch), body)
+        raise error(_sentence(message), details=result)
     return result
 
 
@@ -150,20 +154,22 @@ def commit(
         base = {"action": action, "step": step.id, "ref": step.ref, "spec_hash": step.hash, "run_id": run_id}
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # every read after the lock sees what came before
         call = (spec_hash, plan_hash, action, run_id, trace, break_glass)
+        watch: blockers.Watch | None = None
         try:
             with conn.transaction():
                 set_local_timeouts(conn, settings)
-                row = conn.execute("SELECT gcos.commit(%s, %s, %s, %s, %s, %s)", call).fetchone()
+                with blockers.watching(conn) as watch:
+                    row = conn.execute("SELECT gcos.commit(%s, %s, %s, %s, %s, %s)", call).fetchone()
         except psycopg.Error as exc:
             if conn.broken:
                 return settle_in_doubt(target, settings, base, exc)
-            busy = commit_lock_busy(conn, exc, settings, step.id)
+            busy = commit_lock_busy(conn, exc, settings, step.id, watch)
             if busy is not None:
                 raise busy from exc
             with translated():
                 raise
     assert row is not None
-    return _applied(step, base, dict(row[0]))
+    return _applied(step, base, dict(row[0]), watch)
 
 
 def derive_run_id(conn: psycopg.Connection[Any], spec_hash: str, plan_hash: str, action: str) -> str:
@@ -178,9 +184,12 @@ def derive_run_id(conn: psycopg.Connection[Any], spec_hash: str, plan_hash: str,
     return str(row[0])
 
 
-def _applied(step: StepSpec, base: dict[str, Any], body: dict[str, Any]) -> CommitResult:
+def _applied(
+    step: StepSpec, base: dict[str, Any], body: dict[str, Any], watch: blockers.Watch | None = None
+) -> CommitResult:
     decision = decision_of(body.get("decision"))
     outcome = str(body.get("outcome"))
+    body["message"] = blocked(str(body.get("message") or outcome), outcome, watch)
     prints = (body.get("fingerprint_before") or {}, body.get("fingerprint_after") or {})
     result = CommitResult(
         **base,
@@ -273,11 +282,12 @@ def result_of(step: StepSpec, spec_hash: str, body: dict[str, Any], seq: int) ->
 def checks_of(specs: tuple[Check, ...], results: list[dict[str, Any]]) -> tuple[CheckResult, ...]:
     out = []
     for check, found in zip(specs, results, strict=False):
-        expected = Expectation.parse(found.get("expected")).describe()
-        actual = found.get("actual")
+        expectation = Expectation.parse(found.get("expected"))
+        actual, ok = found.get("actual"), bool(found.get("ok"))
+        note = None if found.get("error") else type_note(expectation, actual, ok)  # both types when they differ
         out.append(
             CheckResult(
-                check.name, check.sql, expected, actual, bool(found.get("ok")), found.get("error"), found.get("waived")
+                check.name, check.sql, expectation.describe(), actual, ok, found.get("error"), found.get("waived"), note
             )
         )
     return tuple(out)
@@ -294,19 +304,37 @@ the fingerprint before the other applied (issue 9, item 3)."""
 _TAKE_COMMIT_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(%s, 0))"
 
 
+def blocked(message: str, outcome: str, watch: blockers.Watch | None) -> str:
+    """A kernel outcome `lock_timeout` (caught inside the kernel) with the sessions seen blocking it."""
+    seen = watch.describe() if watch is not None and outcome == Outcome.LOCK_TIMEOUT else ""
+    return f"{message.rstrip('.')}; blocked by {seen} (seen while it waited)" if seen else message
+
+
 def commit_lock_busy(
-    conn: psycopg.Connection[Any], exc: psycopg.Error, settings: SessionSettings, step_id: str
+    conn: psycopg.Connection[Any],
+    exc: psycopg.Error,
+    settings: SessionSettings,
+    step_id: str,
+    watch: blockers.Watch | None = None,
 ) -> DatabaseUnavailable | None:
-    """The error of a kernel call that waited lock_timeout for the commit lock (held exclusively by a commit,
-    rollback or batched start or close; shared by rehearsals), naming who holds it; None when `exc` is not that
-    (a lock on a table, or any other error: the caller translates it)."""
-    holders = commit_lock_holders(conn) if isinstance(exc, pgerrors.LockNotAvailable) else ""
-    if not holders:
+    """The error of a kernel call that waited lock_timeout, naming who blocked it as `watch` saw WHILE it waited
+    (else who holds the commit lock now); None when `exc` is not a lock timeout or nobody was seen (the caller
+    translates it)."""
+    if not isinstance(exc, pgerrors.LockNotAvailable):
+        return None
+    seen = watch.describe() if watch is not None else ""
+    holders = commit_lock_holders(conn)
+    if holders:
+        return DatabaseUnavailable(
+            f"another commit, rollback or rehearsal is in progress in this database ({seen or holders}), and it "
+            f"did not end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
+            f"{step_id}` when it is done."
+        )
+    if not seen:
         return None
     return DatabaseUnavailable(
-        f"another commit, rollback or rehearsal is in progress in this database ({holders}), and it did not "
-        f"end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
-        f"{step_id}` when it is done."
+        f"{step_id} waited lock_timeout {settings.lock_timeout} for a lock held by {seen} (seen while it waited), "
+        "so its transaction was rolled back and nothing of it was applied; retry when that session has ended."
     )
 
 

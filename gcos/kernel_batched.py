@@ -18,12 +18,13 @@ from typing import Any
 
 import psycopg
 
-from gcos import kernel, ledger, registry
+from gcos import blockers, kernel, ledger, registry
 from gcos.domain import BatchPhase, Outcome
 from gcos.errors import (
     DatabaseUnavailable,
     GateRefused,
     GcosError,
+    Interrupted,
     ReverifyMismatch,
     SpecError,
     StopHeld,
@@ -33,7 +34,7 @@ from gcos.errors import (
 )
 from gcos.install import require_installed
 from gcos.results import BatchedResult, BatchProgress, StopResult
-from gcos.spec import Project, StepSpec
+from gcos.spec import PlanSpec, Project, StepSpec
 from gcos.target import SessionSettings, Target, connect, set_local_timeouts
 
 _ERRORS: dict[str, type[GcosError]] = {
@@ -109,6 +110,36 @@ def commit_batched(
         raise SpecError(f"{step.id} is in no plan; add it to one under plans/ first.")
     kernel.static_check(step, plan)  # early feedback: the kernel judges what actually changes
     run = _Run(step, trace_id=ledger.new_trace_id())
+    try:
+        closed = _run(target, settings, run, plan, break_glass, progress, after_batch)
+    except KeyboardInterrupt:
+        raise _interrupted(run) from None
+    if closed.get("outcome") != Outcome.APPLIED:
+        raise _failure(run, closed)
+    stops = tuple(StopResult.from_payload(s) for s in closed.get("stops") or [])
+    outcome = Outcome.RESUMED_APPLIED if closed.get("resumed") else Outcome.APPLIED
+    how = f"; resumed after key {run.resumed_from}, this process ran {run.batches}" if closed.get("resumed") else ""
+    message = f"{closed.get('message')}{how}"
+    return run.result(
+        outcome,
+        message,
+        ledger_seq=closed.get("ledger_seq"),
+        stops=stops,
+        success=kernel.checks_of(step.success, closed.get("success") or []),
+    )
+
+
+def _run(
+    target: Target,
+    settings: SessionSettings,
+    run: _Run,
+    plan: PlanSpec,
+    break_glass: bool,
+    progress: Callable[[BatchProgress], None] | None,
+    after_batch: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    """Start (or resume) the run, batch it, close it; the close's body."""
+    step = run.step
     with connect(target, settings) as conn:
         require_installed(conn)
         kernel.require_adopted(conn, step, "commit")
@@ -129,19 +160,28 @@ def commit_batched(
         while closed.get("outcome") == BatchPhase.MORE:  # keys that arrived after the last batch are batched too
             _batches(conn, run, settings, break_glass, progress, after_batch)
             closed = _call(conn, run, settings, "SELECT gcos.batch_close(%s, %s, %s)", closing)
-    if closed.get("outcome") != Outcome.APPLIED:
-        raise _failure(run, closed)
-    stops = tuple(StopResult.from_payload(s) for s in closed.get("stops") or [])
-    outcome = Outcome.RESUMED_APPLIED if closed.get("resumed") else Outcome.APPLIED
-    how = f"; resumed after key {run.resumed_from}, this process ran {run.batches}" if closed.get("resumed") else ""
-    message = f"{closed.get('message')}{how}"
-    return run.result(
-        outcome,
-        message,
-        ledger_seq=closed.get("ledger_seq"),
-        stops=stops,
-        success=kernel.checks_of(step.success, closed.get("success") or []),
-    )
+    return closed
+
+
+def _interrupted(run: _Run) -> Interrupted:
+    """Ctrl-C during a batched commit: each batch is its own committed transaction, so what stays is every
+    batch up to the last one the kernel confirmed; the one in flight was rolled back. Say so, and how to go on."""
+    step = run.step.id
+    if not run.run_id:
+        said = f"Interrupted (Ctrl-C) before the batched run of {step} started: nothing was applied"
+    elif run.watermark is None:
+        said = (
+            f"Interrupted (Ctrl-C) before the first batch of {step} committed: run {run.run_id} is open, no row "
+            "of it was applied"
+        )
+    else:
+        said = (
+            f"Interrupted (Ctrl-C): run {run.run_id} of {step} is committed up to key {run.watermark} "
+            f"({run.batches} batches of this process), the batch in flight was rolled back and nothing after "
+            "that key was applied"
+        )
+    message = f"{said}; `gcos commit {step}` resumes the run after its last committed batch."
+    return Interrupted(message, details=run.result(Outcome.STOPPED, message))
 
 
 def _started(run: _Run, body: dict[str, Any]) -> None:
@@ -208,21 +248,28 @@ def _call(
     *,
     batch: bool = False,
 ) -> dict[str, Any]:
-    """One kernel call in its own transaction, with the session's timeouts (a batch: the 5 s statement limit)."""
+    """One kernel call in its own transaction, with the session's timeouts (a batch: the 5 s statement limit),
+    watched for blockers while it runs (gcos/blockers.py)."""
+    watch: blockers.Watch | None = None
     try:
         with conn.transaction():
             set_local_timeouts(conn, settings)
             if batch:
                 conn.execute("SELECT set_config('statement_timeout', %s, true)", (BATCH_STATEMENT_LIMIT,))
-            row = conn.execute(query, params).fetchone()
+            with blockers.watching(conn) as watch:
+                row = conn.execute(query, params).fetchone()
     except psycopg.Error as exc:
-        raise _database_error(conn, run, settings, exc) from exc
+        raise _database_error(conn, run, settings, exc, watch) from exc
     assert row is not None
     return dict(row[0])
 
 
 def _database_error(
-    conn: psycopg.Connection[Any], run: _Run, settings: SessionSettings, exc: psycopg.Error
+    conn: psycopg.Connection[Any],
+    run: _Run,
+    settings: SessionSettings,
+    exc: psycopg.Error,
+    watch: blockers.Watch | None = None,
 ) -> GcosError:
     """What a failed kernel call means for the run: it stays open at its last committed batch."""
     kept = _kept(run)
@@ -233,7 +280,10 @@ def _database_error(
             "batch, a committed one is never re-applied"
         )
         return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
-    busy = kernel.commit_lock_busy(conn, exc, settings, run.step.id)
+    busy = kernel.commit_lock_busy(conn, exc, settings, run.step.id, watch)
+    if busy is not None and run.run_id:  # the batches committed before stay: say so
+        message = f"{busy.message.rstrip('.')}{kept}"
+        return DatabaseUnavailable(sentence(message), details=run.result(Outcome.STOPPED, message))
     if busy is not None:
         return busy
     if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):  # another gcos commit resumed the run

@@ -28,7 +28,7 @@ app = typer.Typer(
     help="gcos: plan, rehearse, approve and commit PostgreSQL build steps, with evidence an auditor can check.\n\n"
     "Start with: gcos demo   (builds seed 002's reference world on the embedded PostgreSQL)",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -72,7 +72,9 @@ def run(
             f"internal error: {type(exc).__name__}: {exc}; rerun with GCOS_DEBUG=1 for the traceback and report it."
         )
         fail(from_database(exc) or GcosError(internal + "."), as_json, None)
-    except (KeyboardInterrupt, typer.Exit):
+    except KeyboardInterrupt:
+        fail(interrupted(), as_json, None)
+    except typer.Exit:
         raise
     except Exception as exc:
         if os.environ.get("GCOS_DEBUG"):
@@ -86,10 +88,29 @@ def run(
         )
     from gcos.cli import render as r
 
-    if as_json:
-        r.emit_json({"ok": True, "result": result})
-    else:
-        render(r.stdout(), result)
+    try:
+        if as_json:
+            r.emit_json({"ok": True, "result": result})
+        else:
+            render(r.stdout(), result)
+    except BrokenPipeError:
+        _reader_left()
+    except SystemExit as exc:  # rich meets EPIPE itself: it points stdout at devnull and exits 1
+        if isinstance(exc.__context__, BrokenPipeError):
+            _reader_left()
+        raise
+
+
+def interrupted() -> GcosError:
+    """Ctrl-C outside a batched run (which says its own, gcos/kernel_batched.py): every gcos write is one
+    transaction the server rolls back when its client stops before COMMIT, so the sentence can say that."""
+    from gcos.errors import Interrupted
+
+    return Interrupted(
+        "Interrupted (Ctrl-C): the database rolled back the transaction in flight, so "
+        "nothing of it was applied (what had already committed stays); run `gcos status` to see where each "
+        "step stands."
+    )
 
 
 def fail(
@@ -125,10 +146,27 @@ def _root(
 def main() -> None:
     """Console-script entry point: usage errors exit 2 (click's own code), everything else as mapped above."""
     try:
-        app()
+        app(prog_name="gcos")  # also under `python -m gcos`, so shell completion is installed for `gcos`
+    except KeyboardInterrupt:  # pressed outside a command body (parsing, imports): nothing was started
+        sys.stderr.write("gcos: interrupted (Ctrl-C) before any database work began; nothing was applied.\n")
+        sys.exit(_INTERRUPTED)
     except SystemExit as exc:
         if isinstance(exc.code, int):
             sys.exit(exc.code)
         from gcos.errors import ExitCode
 
         sys.exit(ExitCode.INTERNAL if exc.code else 0)
+
+
+_INTERRUPTED = 130  # gcos.errors.ExitCode.INTERRUPTED, without importing the core at start-up
+
+
+def _reader_left() -> NoReturn:
+    """`gcos status | head -1`: the reader closed the pipe, which is not an error of gcos. Point stdout at
+    devnull so the interpreter's final flush does not fail again, and exit 0 quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise typer.Exit(0)

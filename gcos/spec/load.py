@@ -21,6 +21,7 @@ import pglast
 import yaml
 from referencing import Registry, Resource
 
+from gcos import limits, sql_lines
 from gcos.canonical import content_hash
 from gcos.errors import SpecError
 from gcos.spec.model import Batch, Check, Expectation, Mutation, PlanSpec, StepSpec, StopCondition
@@ -55,6 +56,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """Parse a YAML file; return the data and its node tree (for line numbers of later errors)."""
+    limits.check_size(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -197,6 +199,7 @@ def _inline_file(
     loc = f"{spec_path}" + (f":{line}" if line else "")
     if not target.is_relative_to(root.resolve()):
         raise SpecError(f"{loc}: {label} key {key_path([*where, 'file'])}: {rel} is outside the project directory.")
+    limits.check_size(target, "SQL file")
     try:
         text = target.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -217,7 +220,8 @@ def _check_single_select(sql: str, spec_path: Path, label: str, where: list[str 
     try:
         stmts = pglast.parse_sql(sql)
     except pglast.parser.ParseError as exc:
-        raise SpecError(f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
+        said = sql_lines.parse_error(spec_path, f"{label} key {key_path(where)}", node, where, sql, exc)
+        raise SpecError(said or f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
     if len(stmts) != 1:
         raise SpecError(
             f"{loc}: {label} key {key_path(where)}: a check must be exactly one SQL statement, found {len(stmts)}."
@@ -235,7 +239,8 @@ def _check_parses(sql: str, spec_path: Path, label: str, where: list[str | int],
     try:
         pglast.parse_sql(sql)
     except pglast.parser.ParseError as exc:
-        raise SpecError(f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
+        said = sql_lines.parse_error(spec_path, f"{label} key {key_path(where)}", node, where, sql, exc)
+        raise SpecError(said or f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
 
 
 TODO_MARK = "TODO(gcos new)"  # what gcos new writes where it cannot derive SQL; refused until replaced
