@@ -1,6 +1,7 @@
 """`gcos apply PLAN`: commit every step of a plan in plan order, each through the same kernel commit (and the
-same gates) as `gcos commit STEP`. A step already committed is skipped and said so; the first refusal stops
-the run with that refusal's exit code and sentence, naming what was committed before it."""
+same gates) as `gcos commit STEP`. A step already committed with the spec on disk is skipped and said so; one
+committed with another spec (edited since) stops the run (exit 3); the first refusal stops the run with that
+refusal's exit code and sentence, naming what was committed before it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcos import history, ledger
-from gcos.errors import GcosError, SpecError
+from gcos.errors import GateRefused, GcosError, SpecError
 from gcos.spec import Project
 
 
@@ -53,10 +54,13 @@ def apply(
     done: list[Applied] = []
     for step_id in plan_steps(project, plan_id):
         h = history.read(committed_now()).step(step_id)
-        if h.committed and h.last_commit is not None:
-            done.append(Applied(step_id, "skipped", f"already committed (ledger seq {h.last_commit.seq})"))
+        last = h.last_commit if h.committed else None
+        if last is not None and last.spec_hash == project.steps[step_id].hash:
+            done.append(Applied(step_id, "skipped", f"already committed (ledger seq {last.seq})"))
             continue
         try:
+            if last is not None:
+                raise GateRefused(_edited(step_id, last.seq, last.spec_hash))
             result = commit(step_id)
         except GcosError as exc:
             done.append(Applied(step_id, "refused", exc.message))
@@ -69,6 +73,16 @@ def apply(
             Applied(step_id, "committed", str(getattr(result, "message", "")), getattr(result, "ledger_seq", None))
         )
     return ApplyResult(plan_id, tuple(done))
+
+
+def _edited(step_id: str, seq: int, committed: str | None) -> str:
+    """The commit in force is of another spec than the one on disk: skipping would call the new spec applied,
+    committing over it would stack a second commit on the first; neither is what anyone approved."""
+    return (
+        f"the committed spec of {step_id} (ledger seq {seq}, spec {(committed or '?')[:12]}…) differs from the spec "
+        f"on disk: restore the spec as committed, then either roll it back (gcos rollback {step_id}) and commit the "
+        "new one, or leave it and put the change in a new step (gcos new STEP --sql FILE)."
+    )
 
 
 def _before(done: list[Applied]) -> str:

@@ -8,6 +8,7 @@ file (gcos.scaffold_sql derives the allow list and skeletons) and appends the st
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,22 +55,40 @@ class InitResult:
     next_steps: list[str] = field(default_factory=list)
 
 
+# Reading the user's tables runs no code of theirs: row security off (a table a policy would filter refuses
+# with 42501 instead of running the policy's functions as whoever runs init), read only, operators and
+# functions resolved in pg_catalog only, and short timeouts so a locked or slow table is "unreadable", not a hang.
+_SAFE_READ = (
+    "SET LOCAL transaction_read_only = on",
+    "SET LOCAL row_security = off",
+    "SET LOCAL search_path = pg_catalog, pg_temp",
+    "SET LOCAL statement_timeout = '2s'",
+    "SET LOCAL lock_timeout = '1s'",
+)
+_UNREADABLE = (psycopg.errors.InsufficientPrivilege, psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
+
+
 def _count(conn: psycopg.Connection[Any], t: FoundTable) -> int | None:
-    """Rows, counted only up to WATCH_MAX_ROWS + 1 (a big table is not read through)."""
-    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {}.{} LIMIT {}) AS s").format(
+    """Rows, counted only up to WATCH_MAX_ROWS + 1 (a big table is not read through); None if not readable
+    (no privilege, a row-security policy would apply, or it is locked or slow). Runs inside found_tables's
+    transaction, whose settings hold."""
+    query = sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {}.{} LIMIT {}) AS s").format(
         sql.Identifier(t.schema), sql.Identifier(t.name), sql.Literal(WATCH_MAX_ROWS + 1)
     )
     try:
         with conn.transaction():
             row = conn.execute(query).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
+    except _UNREADABLE:
         return None
     return int(row[0]) if row else None
 
 
 def found_tables(conn: psycopg.Connection[Any]) -> list[FoundTable]:
-    """The user tables of the database (gcos's own and the system's left out), with small row counts."""
-    with translated():
+    """The user tables of the database (gcos's own and the system's left out), with small row counts, read
+    in one transaction that runs none of their owners' code (_SAFE_READ)."""
+    with translated(), conn.transaction():
+        for setting in _SAFE_READ:
+            conn.execute(setting)
         rows = conn.execute(_TABLES).fetchall()
         tables = [FoundTable(s, n, None) for s, n in rows]
         return [FoundTable(t.schema, t.name, _count(conn, t)) for t in tables]
@@ -138,8 +157,9 @@ def init_project(root: Path, tables: list[FoundTable], name: str | None = None) 
         f"steps/{BASELINE.lower()}.yaml": _dump(baseline),
         f"plans/{FIRST_PLAN}.yaml": _dump(plan),
     }
-    for rel, text in files.items():
-        (root / rel).write_text(text, encoding="utf-8")
+    for rel in (*files, "rollback"):
+        _inside(root, root / rel)
+    _create_new({root / rel: text for rel, text in files.items()})
     return InitResult(root, name, sorted(files), tables, watch, _next_steps())
 
 
@@ -233,7 +253,7 @@ def new_step(
     spec_path = root / "steps" / f"{step.lower()}.yaml"
     rollback_path = root / "rollback" / f"{step.lower()}.sql"
     for existing in (spec_path, rollback_path):
-        if existing.exists():
+        if os.path.lexists(existing):  # a dangling symlink is a name that exists, too
             raise SpecError(f"{existing} exists already; gcos new never overwrites a file: choose another STEP id.")
     for other in (root / "steps").glob("*.y*ml"):
         if str((yaml.safe_load(other.read_text(encoding="utf-8")) or {}).get("id", "")).upper() == step.upper():
@@ -250,10 +270,48 @@ def new_step(
     plan = yaml.safe_load(plan_path.read_text(encoding="utf-8"))
     plan["steps"] = [*plan.get("steps", []), step]
     (root / "rollback").mkdir(exist_ok=True)
+    for path in (spec_path, rollback_path, plan_path):
+        _inside(root, path)
     header = (
         f"-- rollback of {step}, derived by gcos new from {sql_file.name}: check it; a TODO line must be replaced\n"
     )
-    rollback_path.write_text(header + "\n".join(derived.rollback) + "\n", encoding="utf-8")
-    spec_path.write_text(_dump(doc), encoding="utf-8")
-    plan_path.write_text(_dump(plan), encoding="utf-8")
+    _create_new({rollback_path: header + "\n".join(derived.rollback) + "\n", spec_path: _dump(doc)})
+    _rewrite(plan_path, _dump(plan))
     return NewResult(step, str(spec_path), str(rollback_path), str(plan["id"]), derived.allow, derived.todos)
+
+
+def _taken(path: Path) -> str:
+    return f"{path} exists already; gcos init and gcos new never overwrite a file (nor write through a link)."
+
+
+def _inside(root: Path, path: Path) -> None:
+    """init and new write only inside the project: a steps/, rollback/ or plan file that resolves elsewhere (a symlink
+    out of it) is refused before anything is written."""
+    if not path.resolve().is_relative_to(root):
+        raise SpecError(f"{path} leads out of the project {root} (a symbolic link); gcos writes only inside it.")
+
+
+def _create_new(files: dict[Path, str]) -> None:
+    """Create each file exclusively (O_CREAT|O_EXCL: any existing name refused, a dangling symlink included, so
+    nothing is written through one); if one is taken, the ones this call created are removed again."""
+    created: list[Path] = []
+    try:
+        for path, text in files.items():
+            with open(path, "x", encoding="utf-8") as f:
+                created.append(path)
+                f.write(text)
+    except FileExistsError as exc:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise SpecError(_taken(Path(str(exc.filename)))) from exc
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace the plan file by a new one beside it (os.replace renames over the name; it never writes through
+    a link), so a half-written plan is never left behind either."""
+    real = path.resolve()
+    temp = real.with_name(f".{real.name}.gcos-new")
+    temp.unlink(missing_ok=True)  # left by an interrupted run (or planted): a name, never followed
+    with open(temp, "x", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temp, real)

@@ -17,11 +17,12 @@ from gcos.ledger import LedgerEntry
 from gcos.state import StepState
 
 INTERRUPTED = "interrupted, resumable"
+EDITED = "committed, spec changed"
 
 
 @dataclass(frozen=True)
 class StepRow:
-    shown: str  # the state as shown: a domain state, or "interrupted, resumable"
+    shown: str  # the state as shown: a domain state, "interrupted, resumable" or "committed, spec changed"
     when: str | None  # the ledger time of the record that put the step there
     by: str | None  # the principal who wrote that record
     next: str  # what is next, ending with the command that does it ("done" for a committed step)
@@ -42,13 +43,22 @@ def _at(entry: LedgerEntry | None) -> str | None:
     return at if isinstance(at, str) else None
 
 
-def _latest_approval(entries: dict[int, LedgerEntry], step_id: str, after: int) -> LedgerEntry | None:
+def _latest_counted_approval(
+    entries: dict[int, LedgerEntry], step_id: str, counted: tuple[int, ...]
+) -> LedgerEntry | None:
+    """The latest approval record among those gate 5 counts (`counted`: approval ids, its evidence): a revoked
+    approval, an expired one or one of the rollback is not why the step is approved, so it names nobody."""
     found = [
         e
-        for seq, e in entries.items()
-        if seq > after and e.kind == domain.Kind.APPROVAL and e.record.get("step_id") == step_id
+        for e in entries.values()
+        if e.kind == domain.Kind.APPROVAL and e.record.get("step_id") == step_id and _approval_id(e) in counted
     ]
     return max(found, key=lambda e: e.seq) if found else None
+
+
+def _approval_id(entry: LedgerEntry) -> int | None:
+    found = entry.payload.get("approval_id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 def row(
@@ -63,6 +73,14 @@ def row(
     step_id = projected.step_id
     if projected.state == domain.StepState.COMMITTED:
         commit = entries.get(projected.commit_seq or 0)
+        if projected.committed_spec_hash != projected.spec_hash_current:
+            return StepRow(
+                EDITED,
+                _at(commit),
+                _who(commit),
+                _edited(step_id, projected.commit_seq, projected.committed_spec_hash),
+                False,
+            )
         return StepRow(str(projected.state), _at(commit), _who(commit), "done", True)
     if h.interrupted and h.open_run is not None:
         segment = h.run_segment or h.open_run
@@ -76,11 +94,20 @@ def row(
         domain.StepState.PLANNED: None,
         domain.StepState.ROLLED_BACK: entries.get(projected.rollback_seq or 0),
         domain.StepState.REHEARSED: entries.get(projected.last_rehearsal_seq or 0),
-        domain.StepState.APPROVED: _latest_approval(entries, step_id, projected.last_rehearsal_seq or 0)
-        or entries.get(projected.last_rehearsal_seq or 0),
+        domain.StepState.APPROVED: _latest_counted_approval(entries, step_id, projected.approval_ids),
     }
     entry = by_state.get(projected.state)
     return StepRow(str(projected.state), _at(entry), _who(entry), _next(step_id, decision), False)
+
+
+def _edited(step_id: str, commit_seq: int | None, committed: str | None) -> str:
+    """A committed step whose spec on disk is not the one committed: the commit in force is of another spec,
+    and the kernel rolls back only with the spec as committed."""
+    return (
+        f"the spec changed since its commit (ledger seq {commit_seq}, spec {(committed or '?')[:12]}…): restore "
+        f"the spec as committed, then either roll it back (gcos rollback {step_id}) and commit the new spec, "
+        "or leave it and put the change in a new step (gcos new STEP --sql FILE)"
+    )
 
 
 def _next(step_id: str, decision: gates.PolicyDecisionRecord | None) -> str:

@@ -107,15 +107,10 @@ def _commit_sb12_then_edit_it(world: World) -> None:
     spec.write_text(text.replace("not law. Created as draft", "not law (v2). Created as draft"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: gcos status shows a step edited after its commit as done (next: done), although the spec "
-    "on disk was never rehearsed, approved or committed",
-)
 def test_status_does_not_call_a_step_edited_after_its_commit_done(world: World) -> None:
-    # Fix: gcos/step_rows.row: when projected.committed_spec_hash != projected.spec_hash_current, done=False
-    # and next says "the spec changed since its commit (ledger seq N): roll it back (gcos rollback STEP) and
-    # commit the new spec, or put the change in a new step"; the text renderer shows it as not done.
+    # Mended: gcos/step_rows.row: when projected.committed_spec_hash != projected.spec_hash_current, done=False
+    # and next says the spec changed since its commit (ledger seq N): restore it as committed, then roll it back
+    # (the kernel rolls back only the spec committed) and commit the new one, or put the change in a new step.
     _commit_sb12_then_edit_it(world)
     code, out = world.cli("status", who="sovereign")
     assert code == 0, out
@@ -123,13 +118,8 @@ def test_status_does_not_call_a_step_edited_after_its_commit_done(world: World) 
     assert row["done"] is False and row["next"] != "done"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: gcos apply skips a step edited after its commit as 'already committed' and goes on to the "
-    "next steps of the plan, which were built on the spec as it now reads",
-)
 def test_apply_does_not_skip_a_step_whose_spec_changed_since_its_commit(world: World) -> None:
-    # Fix: gcos/apply_plan.apply: skip only when h.last_commit.spec_hash == project.steps[step_id].hash; else
+    # Mended: gcos/apply_plan.apply: skip only when h.last_commit.spec_hash == project.steps[step_id].hash; else
     # stop there (exit 3, GateRefused) saying the committed spec differs from the one on disk.
     _commit_sb12_then_edit_it(world)
     _, out = world.cli("apply", "build")
@@ -142,13 +132,8 @@ def test_apply_does_not_skip_a_step_whose_spec_changed_since_its_commit(world: W
 # --------------------------------------------------------------------------- gcos new writes inside the project
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: gcos new checks that rollback/<step>.sql does not exist with Path.exists(), which is False for "
-    "a dangling symlink, then writes through it: a planted link makes new write outside the project",
-)
 def test_new_never_writes_through_a_dangling_symlink(tmp_path: Path) -> None:
-    # Fix: gcos/scaffold.new_step: create the spec and rollback files with open(path, "x") (O_CREAT|O_EXCL,
+    # Mended: gcos/scaffold.new_step: create the spec and rollback files with open(path, "x") (O_CREAT|O_EXCL,
     # which refuses any existing name, a dangling symlink included) instead of exists() then write_text().
     root = tmp_path / "project"
     root.mkdir()
@@ -194,14 +179,8 @@ def test_bootstrap_admin_registers_nobody_in_a_superuser_installed_database(worl
 # --------------------------------------------------------------------------- status names who approved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: gcos status shows an approved step as approved BY whoever recorded the step's latest approval "
-    "record, also when that approval was revoked (or approves the rollback): the row names someone whose "
-    "approval does not count",
-)
 def test_status_names_the_approver_whose_approval_counts(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Fix: gcos/step_rows.row: for APPROVED take `when`/`by` from the latest approval entry whose payload
+    # Mended: gcos/step_rows.row: for APPROVED take `when`/`by` from the latest approval entry whose payload
     # approval_id is in projected.approval_ids (the ids gate 5 counts), not from any approval record of the step.
     monkeypatch.setitem(PEOPLE, "second", ("human", ("sovereign",)))
     world.rehearse("SB-12")
@@ -218,14 +197,8 @@ def test_status_names_the_approver_whose_approval_counts(world: World, monkeypat
 # --------------------------------------------------------------------------- gcos init reads others' tables
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: gcos init counts the rows of every table as the role running it, with row security on, so the "
-    "owner of any table in the database runs a function of theirs as that role (often the database owner: on "
-    "a managed service the trust root) through a row-level security policy",
-)
 def test_init_runs_no_code_of_a_table_owner(conn: psycopg.Connection[Any], dsn: str, tmp_path: Path) -> None:
-    # Fix: gcos/scaffold._count: SET LOCAL row_security = off in its transaction (a table a policy would filter
+    # Mended: gcos/scaffold._count: SET LOCAL row_security = off in its transaction (a table a policy would filter
     # then raises 42501 and is listed as unreadable, as now), and a short SET LOCAL statement_timeout.
     owner, runner, password = (f"gcos_t_{uuid.uuid4().hex[:8]}_{w}" for w in ("bait", "newcomer", "pw"))
     ident = sql.Identifier(owner)

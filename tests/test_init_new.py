@@ -12,15 +12,19 @@ from __future__ import annotations
 import secrets
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import yaml
+from conftest import MakeRole
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from test_newcomer import CHANGE, Newcomer, newcomer  # noqa: F401 - the fixture, shared
 from typer.testing import CliRunner
 
+from gcos import commands
 from gcos.cli import app
+from gcos.target import Target
 
 UNREACHABLE = "postgresql://nobody@/nowhere?host=/nonexistent-gcos-socket-dir"
 
@@ -158,3 +162,52 @@ def test_a_company_admin_signs_where_the_spec_names_the_role_and_m1_still_needs_
         finally:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_init_counts_only_what_it_may_read_without_running_policies_or_waiting_on_locks(
+    conn: psycopg.Connection[Any], dsn: str, make_role: MakeRole, tmp_path: Path
+) -> None:
+    """init reads the user's tables with row security off, read only, with short timeouts: a table a policy
+    would filter, and one another session holds locked, are listed as unreadable (not suggested to watch)."""
+    reader = make_role("reader")
+    for name in ("plain", "guarded", "locked"):
+        conn.execute(sql.SQL("CREATE TABLE public.{} (id integer)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("INSERT INTO public.{} VALUES (1), (2), (3)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT SELECT ON public.{} TO PUBLIC").format(sql.Identifier(name)))
+    conn.execute("ALTER TABLE public.guarded ENABLE ROW LEVEL SECURITY")
+    conn.execute("CREATE POLICY everyone ON public.guarded FOR SELECT USING (true)")
+    with psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE public.locked IN ACCESS EXCLUSIVE MODE")
+        result = commands.init(Target(reader.dsn, "--dsn"), tmp_path / "p")
+    counted = {t.qualified: t.rows for t in result.tables}
+    assert counted == {"guarded": None, "locked": None, "plain": 3}
+    assert result.watch == ["plain"]
+
+
+def test_new_writes_nothing_through_a_symlink_out_of_the_project(tmp_path: Path) -> None:
+    """A plan file or the rollback/ folder that is a link out of the project is refused, before anything is
+    written: gcos new writes only inside the project, and never through a link."""
+    root = _project(tmp_path / "p")
+    (root / "c.sql").write_text("CREATE TABLE t1 (id int);\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    plan = root / "plans" / "main.yaml"
+    (elsewhere / "main.yaml").write_text(plan.read_text())
+    plan.unlink()
+    plan.symlink_to(elsewhere / "main.yaml")
+    before = (elsewhere / "main.yaml").read_text()
+    code, out = _cli("new", "T1", "--sql", str(root / "c.sql"), "--project", str(root))
+    assert code == 2 and "leads out of the project" in " ".join(out.split()), out
+    assert (elsewhere / "main.yaml").read_text() == before and not (root / "steps" / "t1.yaml").exists()
+    plan.unlink()
+    plan.write_text(before)
+    (root / "rollback").rmdir()
+    (root / "rollback").symlink_to(elsewhere, target_is_directory=True)
+    code, out = _cli("new", "T1", "--sql", str(root / "c.sql"), "--project", str(root))
+    assert code == 2 and "leads out of the project" in " ".join(out.split()), out
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["main.yaml"] and not (root / "steps" / "t1.yaml").exists()
+    (root / "rollback").unlink()
+    (root / "rollback").mkdir()
+    assert _cli("new", "T1", "--sql", str(root / "c.sql"), "--project", str(root))[0] == 0
+    assert yaml.safe_load(plan.read_text())["steps"] == ["BASELINE", "T1"] and not plan.is_symlink()
+    assert sorted(p.name for p in (root / "plans").iterdir()) == ["main.yaml"]  # no temporary file left

@@ -259,3 +259,33 @@ def test_a_run_stopped_by_a_revocation_is_not_interrupted(kit: Kit) -> None:
     row = json.loads(runner.invoke(app, ["status", BACKFILL, *base]).stdout)["result"]["steps"][0]["row"]
     assert row["shown"] == "rehearsed" and row["resume"] is None and "gcos approve" in row["next"]
     assert json.loads(runner.invoke(app, ["log", BACKFILL, *base]).stdout)["result"]["notes"] == []
+
+
+def test_a_step_edited_after_its_commit_is_not_done_and_apply_stops_there(world: World) -> None:
+    """The commit in force is of another spec than the one on disk: status says so (not done) and what to do;
+    apply refuses there (exit 3) rather than skip it as committed; the way out it advises works."""
+    world.rehearse("SB-12")
+    world.approve("SB-12")
+    world.commit("SB-12")
+    (commit,) = world.records(Kind.COMMIT, "SB-12")
+    spec = world.project / "steps" / "01-sb-12.yaml"
+    committed = spec.read_text()
+    spec.write_text(committed.replace("not law. Created as draft", "not law (v2). Created as draft"))
+    row = _rows(world)["SB-12"]["row"]
+    assert (row["shown"], row["done"], row["when"]) == ("committed, spec changed", False, commit.record["recorded_at"])
+    assert (
+        f"changed since its commit (ledger seq {commit.seq}, spec" in row["next"]
+        and "gcos rollback SB-12" in row["next"]
+    )
+    head = world.head()
+    code, out = world.cli("apply", "build")
+    assert code == ExitCode.GATE_REFUSED, out
+    assert out["error"].startswith("gcos apply build stopped at SB-12 (nothing committed before it): the committed")
+    assert "differs from the spec on disk" in out["error"]
+    assert [(a["step"], a["outcome"]) for a in out["details"]["apply"]["steps"]] == [("SB-12", "refused")]
+    assert not [e for e in world.entries(after=head) if e.kind in (Kind.COMMIT, Kind.COMMIT_REFUSED)]
+    spec.write_text(committed)  # the kernel rolls back with the spec as committed, as the advice says
+    world.approve("SB-12", rollback=True)
+    code, out = world.cli("rollback", "SB-12")
+    assert code == 0, out
+    assert _rows(world)["SB-12"]["row"]["shown"] == "rolled_back"

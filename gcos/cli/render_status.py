@@ -22,6 +22,7 @@ STATE_STYLE = {
     "planned": "white",
     "rolled_back": "yellow",
     "interrupted, resumable": "bold yellow",
+    "committed, spec changed": "bold red",
 }
 
 
