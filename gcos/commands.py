@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from gcos import adopt as adopt_mod
-from gcos import approvals, evidence, gates, kernel, kernel_batched, ledger, planning, reference_world, state
+from gcos import approvals, evidence, gates, kernel, kernel_batched, ledger, online, planning, reference_world, state
 from gcos import demo as demo_mod
 from gcos import drift as drift_mod
 from gcos import install as install_mod
@@ -238,7 +238,8 @@ def rehearse(
     settings = settings or SessionSettings.from_env()
     with connect(target, settings) as conn:
         install_mod.require_installed(conn)
-        return kernel.rehearse(conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals")
+        rehearse_in = online.rehearse if step.mode == "online" else kernel.rehearse
+        return rehearse_in(conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals")
 
 
 # --------------------------------------------------------------------------- approvals and decisions
@@ -381,6 +382,8 @@ def commit(
         return kernel_batched.commit_batched(
             target, project, step, settings=settings, progress=progress, break_glass=break_glass
         )
+    if step.mode == "online":
+        return online.commit(target, project, step, settings=settings, break_glass=break_glass)
     return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
 
 
