@@ -19,10 +19,9 @@ import pytest
 from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
 
-from gcos import commands, ledger, online, registry, sqlcheck
+from gcos import kernel, ledger, online, registry, sqlcheck
 from gcos.errors import GateRefused, SpecError
-from gcos.spec import load_project
-from gcos.spec.load import load_step
+from gcos.spec import StepSpec, load_project
 
 INDEX = "evolution_snapshots_scope_idx"
 
@@ -97,3 +96,227 @@ def test_online_step_rehearses_its_equivalent_then_commits_concurrently(ow: Worl
     assert record.payload["online"] is True and record.payload["indexes"] == [{"index": INDEX, "valid": True}]
     assert members(ow) == []  # the lent rights are gone
     assert ow.state("IDX-1") == "committed"
+
+
+# --------------------------------------------------------------------------- the static check
+
+
+def spec_of(tmp_path: Path, sql: str, **kw: Any) -> StepSpec:
+    add_step(tmp_path, step_yaml(sql, **kw))
+    return load_project(tmp_path).step("IDX-1")
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    for name in ("steps", "plans", "rollback"):
+        (tmp_path / name).mkdir()
+    return tmp_path
+
+
+def refusal(step: StepSpec) -> str:
+    with pytest.raises(SpecError) as caught:
+        sqlcheck.check_mutation(step)
+    return str(caught.value.details["reason"])  # type: ignore[index]
+
+
+def test_concurrently_is_refused_in_a_transactional_step_with_the_way_out(bare: Path) -> None:
+    assert "mode: online" in refusal(spec_of(bare, CIC, mode="transactional"))
+    assert [st.kind for st in sqlcheck.check_mutation(spec_of(bare, CIC))] == ["create_index_concurrently"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "allow", "word"),
+    [
+        (f"CREATE INDEX CONCURRENTLY {INDEX} ON evolution_snapshots (scope);", None, "IF NOT EXISTS"),
+        ("CREATE INDEX CONCURRENTLY IF NOT EXISTS other_idx ON evolution_snapshots (scope);", None, "allow list"),
+        (f"DROP INDEX CONCURRENTLY {INDEX};", None, "IF EXISTS"),
+        ("DROP INDEX CONCURRENTLY IF EXISTS laws_pkey;", None, "create_index"),
+        (f"REINDEX (CONCURRENTLY) INDEX {INDEX};", None, "one index at a time"),
+        ("REINDEX INDEX CONCURRENTLY laws_pkey;", None, "create_index"),
+        (f"{CIC} DROP TABLE laws;", None, "allow list"),
+    ],
+)
+def test_online_statements_must_be_idempotent_and_allowed(bare: Path, sql: str, allow: str | None, word: str) -> None:
+    step = spec_of(bare, sql, **({"allow": allow} if allow else {}))
+    assert word in refusal(step)
+
+
+def test_an_enum_value_used_in_the_transaction_that_added_it_is_refused(bare: Path) -> None:
+    sql = "ALTER TYPE mood ADD VALUE 'calm';\nUPDATE laws SET title = 'calm' WHERE false;"
+    reason = refusal(spec_of(bare, sql, mode="transactional", allow="{create_type: mood}"))
+    assert "55P04" in reason and "two steps" in reason and "mode: online" in reason
+    # alone it is fine, and online each statement commits on its own
+    assert sqlcheck.check_mutation(spec_of(bare, "ALTER TYPE mood ADD VALUE 'calm';", mode="transactional",
+                                           allow="{create_type: mood}"))
+    assert "55P04" not in refusal(spec_of(bare, sql, allow="{create_type: mood}"))  # only the allow list is left
+
+
+# --------------------------------------------------------------------------- the kernel decides
+
+
+def approved(w: World) -> None:
+    w.rehearse("IDX-1")
+    w.approve("IDX-1")
+
+
+class Window:
+    """A session of `who` that opened an online run of IDX-1 through the kernel, as gcos commit does."""
+
+    def __init__(self, w: World, who: str = "operator", pieces: list[str] | None = None) -> None:
+        self.conn = psycopg.connect(w.person(who).dsn, autocommit=True)
+        project = load_project(w.project)
+        step = project.step("IDX-1")
+        plan = project.plan_of("IDX-1")
+        assert plan is not None
+        trace = ledger.new_trace_id()
+        self.spec_hash = registry.register_spec(self.conn, step, trace_id=trace)
+        self.plan_hash = registry.register_plan(self.conn, plan, trace_id=trace)
+        self.run_id = kernel.derive_run_id(self.conn, self.spec_hash, self.plan_hash, "commit")
+        self.pieces = pieces if pieces is not None else online.pieces(step)
+        self.args = (self.spec_hash, self.plan_hash, self.run_id, trace, Jsonb(self.pieces), False)
+
+    def call(self, query: str, *args: Any) -> Any:
+        row = self.conn.execute(query, args).fetchone()
+        assert row is not None
+        return row[0]
+
+    def begin(self) -> dict[str, Any]:
+        return dict(self.call("SELECT gcos.online_begin(%s, %s, %s, %s, %s, %s)", *self.args))
+
+    def ticket(self) -> dict[str, Any]:
+        assert self.begin()["outcome"] == "open"
+        body = dict(self.call("SELECT gcos.online_next(%s)", self.run_id))
+        assert body["kind"] == "ticket"
+        return body
+
+
+def refused_42501(conn: psycopg.Connection[Any], statement: str) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(statement.encode())
+
+
+def test_pieces_that_are_not_the_registered_text_are_refused(ow: World) -> None:
+    approved(ow)
+    for pieces in ([CIC.replace("scope", "subject")], [CIC, "DROP TABLE laws;"], []):
+        win = Window(ow, pieces=pieces)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            win.begin()
+        win.conn.close()
+    assert index_state(ow) is None and members(ow) == []
+
+
+def test_without_approval_the_kernel_refuses_and_lends_nothing(ow: World) -> None:
+    ow.rehearse("IDX-1")
+    with pytest.raises(GateRefused):
+        ow.commit("IDX-1")
+    assert [e.kind for e in ow.records("commit_refused", "IDX-1")] == ["commit_refused"]
+    assert index_state(ow) is None and members(ow) == []
+
+
+def test_inside_the_window_only_the_ticketed_statement_runs(ow: World) -> None:
+    approved(ow)
+    win = Window(ow)
+    body = win.ticket()
+    assert members(ow) == [ow.person("operator").name]
+    other = psycopg.connect(ow.person("operator").dsn, autocommit=True)  # another session of the same role
+    for attack in (
+        "DROP TABLE laws",
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON evolution_snapshots (subject)",  # not the ticket's text
+        f"{body['sql']} -- same, plus a comment",
+        "ALTER TABLE laws ADD COLUMN x int",
+        "GRANT SELECT ON laws TO PUBLIC",
+        "ALTER FUNCTION gcos._kernel_exec(text) SECURITY INVOKER",
+    ):
+        refused_42501(win.conn, attack)
+        refused_42501(other, attack)
+    refused_42501(other, body["sql"])  # the ticket is this backend's
+    win.conn.execute(body["sql"].encode())
+    done = dict(win.call("SELECT gcos.online_done(%s, NULL)", win.run_id))
+    assert done["kind"] == "applied" and members(ow) == []
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the rights are gone
+        win.conn.execute("DROP INDEX CONCURRENTLY IF EXISTS evolution_snapshots_scope_idx")
+    finish = dict(win.call("SELECT gcos.online_finish(%s)", win.run_id))
+    assert finish["outcome"] == "applied" and index_state(ow) is True
+    other.close()
+    win.conn.close()
+
+
+def test_another_role_cannot_use_or_end_the_run(ow: World) -> None:
+    approved(ow)
+    win = Window(ow)
+    win.ticket()
+    thief = Window(ow, "agent")
+    for query in ("SELECT gcos.online_next(%s)", "SELECT gcos.online_finish(%s)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            thief.call(query, win.run_id)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        thief.call("SELECT gcos.online_done(%s, NULL)", win.run_id)
+    assert members(ow) == [ow.person("operator").name]
+    win.call("SELECT gcos.online_done(%s, %s)", win.run_id, "given up")
+    assert members(ow) == [] and ow.records("stop", "IDX-1")[-1].payload["online"] is True
+    thief.conn.close()
+    win.conn.close()
+
+
+def test_a_crashed_window_keeps_no_ddl_and_is_swept(ow: World) -> None:
+    approved(ow)
+    win = Window(ow)
+    win.ticket()
+    pid = win.conn.info.backend_pid
+    ow.admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    win.conn.close()
+    assert members(ow) == [ow.person("operator").name]  # until swept ...
+    again = psycopg.connect(ow.person("operator").dsn, autocommit=True)
+    refused_42501(again, "DROP TABLE laws")  # ... but the role runs no DDL meanwhile
+    assert again.execute("SELECT gcos.online_sweep()").fetchone() == (1,)
+    assert members(ow) == []
+    (stop,) = ow.records("stop", "IDX-1")
+    assert stop.payload["online"] is True and stop.payload["statements_applied"] == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        again.execute("DROP TABLE laws")
+    again.close()
+    assert ow.commit("IDX-1").outcome == "applied"  # a new attempt goes through
+    assert index_state(ow) is True
+
+
+def leave_invalid(w: World) -> None:
+    """What a failed CREATE INDEX CONCURRENTLY leaves: an INVALID index of that name."""
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        w.admin.execute(f"CREATE INDEX CONCURRENTLY {INDEX} ON evolution_snapshots ((1 / (length(scope) * 0)))")
+    assert index_state(w) is False
+
+
+def test_an_invalid_leftover_is_dropped_before_the_retry(ow: World) -> None:
+    leave_invalid(ow)
+    ow.rehearse("IDX-1")  # drops it for good first (the world before the failed attempt), and says so
+    (rehearsal,) = ow.records("rehearsal", "IDX-1")
+    assert rehearsal.payload["online"]["dropped_invalid"] == [INDEX] and index_state(ow) is None
+    ow.approve("IDX-1")
+    win = Window(ow)
+    assert win.begin()["outcome"] == "open"
+    leave_invalid(ow)  # a leftover between the gates and the ticket: IF NOT EXISTS would skip the build
+    body = dict(win.call("SELECT gcos.online_next(%s)", win.run_id))
+    assert body["kind"] == "ticket" and body["dropped_invalid"] == [INDEX] and index_state(ow) is None
+    win.conn.execute(body["sql"].encode())
+    assert win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)["kind"] == "applied"
+    assert win.call("SELECT gcos.online_finish(%s)", win.run_id)["outcome"] == "applied"
+    assert index_state(ow) is True
+    win.conn.close()
+
+
+def test_an_index_left_invalid_is_not_committed(ow: World) -> None:
+    approved(ow)
+    win = Window(ow)
+    win.ticket()
+    win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: it never ran the statement
+    finish = win.call("SELECT gcos.online_finish(%s)", win.run_id)
+    assert finish["outcome"] == "success_failed" and ow.records("commit", "IDX-1") == []
+    win.conn.close()
+
+
+def test_online_needs_the_guard(ow: World) -> None:
+    approved(ow)
+    ow.admin.execute("ALTER EVENT TRIGGER gcos_online_guard DISABLE")
+    with pytest.raises(GateRefused, match="schema guard"):
+        ow.commit("IDX-1")
+    assert index_state(ow) is None and members(ow) == []

@@ -98,7 +98,8 @@ $$;
 
 -- As gcos._rehearse_measured (025), on the spec with its mutation SQL replaced by the transactional equivalent;
 -- the record (kind rehearsal, of the registered spec hash) says so under "online".
-CREATE FUNCTION gcos._rehearse_online_measured(p_spec_hash text, p_plan_hash text, p_trace_id text, p_equivalent text) RETURNS jsonb
+CREATE FUNCTION gcos._rehearse_online_measured(p_spec_hash text, p_plan_hash text, p_trace_id text, p_equivalent text,
+                                               p_dropped jsonb) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -174,7 +175,7 @@ BEGIN
         'residue', pg_catalog.jsonb_build_object('sequences', v_sequences, 'session', v_session),
         'exceptions', gcos._waivers(v -> 'reverify', 'reverify') || gcos._waivers(v -> 'stops', 'stop')
                       || gcos._waivers(v -> 'success', 'success'),
-        'online', pg_catalog.jsonb_build_object('rehearsed', 'the transactional equivalent', 'sql', p_equivalent,
+        'online', pg_catalog.jsonb_build_object('rehearsed', 'the transactional equivalent', 'sql', p_equivalent, 'dropped_invalid', p_dropped,
             'note', 'an online step''s concurrent statements cannot run in a transaction block: this rehearsal ran them without CONCURRENTLY inside BEGIN..ROLLBACK; the commit runs them one by one outside a transaction'),
         'duration_us', (EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_started) * 1000000)::bigint);
     SELECT * INTO v_write FROM gcos._ledger_write('rehearsal', v_step, p_spec_hash, p_trace_id, NULL, v_payload);
@@ -209,7 +210,9 @@ BEGIN
     IF FOUND OR p_trace_id IS NULL THEN
         PERFORM gcos._invalid(pg_catalog.format('gcos: trace %s is missing or already carries another run''s records; use a new trace id', p_trace_id));
     END IF;
-    RETURN gcos._rehearse_online_measured(p_spec_hash, p_plan_hash, p_trace_id, r.equivalent);
+    -- INVALID leftovers of a failed attempt are dropped for good first (the world before that attempt): a
+    -- rehearsal with them could not prove its rollback (no SQL recreates an invalid index); the record names them
+    RETURN gcos._rehearse_online_measured(p_spec_hash, p_plan_hash, p_trace_id, r.equivalent, gcos._online_drop_invalid(v_spec));
 END
 $$;
 
@@ -543,7 +546,7 @@ RESET ROLE;
 CREATE EVENT TRIGGER gcos_online_guard ON ddl_command_start EXECUTE FUNCTION gcos._online_guard();
 ALTER EVENT TRIGGER gcos_online_guard ENABLE ALWAYS;
 REVOKE ALL ON FUNCTION gcos._online_concurrent(text), gcos._online_pieces(text, jsonb),
-    gcos._rehearse_online_measured(text, text, text, text), gcos.rehearse_online(text, text, text, jsonb),
+    gcos._rehearse_online_measured(text, text, text, text, jsonb), gcos.rehearse_online(text, text, text, jsonb),
     gcos._online_sweep(), gcos.online_sweep(), gcos._online_stop(text, text, text), gcos._online_indexes(jsonb),
     gcos._online_drop_invalid(jsonb), gcos._online_run(text), gcos.online_begin(text, text, text, text, jsonb, boolean),
     gcos.online_next(text), gcos.online_done(text, text), gcos.online_finish(text) FROM PUBLIC;
