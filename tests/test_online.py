@@ -43,7 +43,7 @@ def step_yaml(sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str 
             - {allow}
         success:
           - name: the index is valid
-            sql: SELECT coalesce(bool_and(indisvalid), false) FROM pg_index WHERE indexrelid = to_regclass('public.{index}')
+            sql: SELECT bool_and(indisvalid) IS TRUE FROM pg_index WHERE indexrelid = to_regclass('public.{index}')
             expect: true
         rollback:
           sql: DROP INDEX IF EXISTS {index};
@@ -146,8 +146,9 @@ def test_an_enum_value_used_in_the_transaction_that_added_it_is_refused(bare: Pa
     reason = refusal(spec_of(bare, sql, mode="transactional", allow="{create_type: mood}"))
     assert "55P04" in reason and "two steps" in reason and "mode: online" in reason
     # alone it is fine, and online each statement commits on its own
-    assert sqlcheck.check_mutation(spec_of(bare, "ALTER TYPE mood ADD VALUE 'calm';", mode="transactional",
-                                           allow="{create_type: mood}"))
+    assert sqlcheck.check_mutation(
+        spec_of(bare, "ALTER TYPE mood ADD VALUE 'calm';", mode="transactional", allow="{create_type: mood}")
+    )
     assert "55P04" not in refusal(spec_of(bare, sql, allow="{create_type: mood}"))  # only the allow list is left
 
 

@@ -54,7 +54,10 @@ def _index_names(allow: dict[str, frozenset[str]]) -> frozenset[str]:
 def _concurrent_refusal(info: Info, node: Any, allow: dict[str, frozenset[str]]) -> str | None:
     """Why one concurrent statement may not run online (None when it may)."""
     if info.kind == "create_index_concurrently" and not (node.if_not_exists and node.idxname):
-        return "an online CREATE INDEX CONCURRENTLY is retried after a failure, so it names its index and says IF NOT EXISTS"
+        return (
+            "an online CREATE INDEX CONCURRENTLY is retried after a failure, so it names its index and says "
+            "IF NOT EXISTS"
+        )
     if info.kind == "drop_index_concurrently":
         if not node.missing_ok:
             return "an online DROP INDEX CONCURRENTLY is retried after a failure, so it says IF EXISTS"
@@ -88,7 +91,9 @@ def online_sql(step_id: str, sql: str, allow: dict[str, frozenset[str]]) -> tupl
 def _reindex_refusal(st: Statement, node: Any, allow: dict[str, frozenset[str]]) -> str | None:
     if not re.match(r"REINDEX\s+INDEX\s+CONCURRENTLY\b", st.text, re.IGNORECASE) or node.relation is None:
         return "an online step reindexes one index at a time: REINDEX INDEX CONCURRENTLY name"
-    name = norm(f"{node.relation.schemaname}.{node.relation.relname}" if node.relation.schemaname else node.relation.relname)
+    name = norm(
+        f"{node.relation.schemaname}.{node.relation.relname}" if node.relation.schemaname else node.relation.relname
+    )
     if name not in _index_names(allow):
         return f"REINDEX INDEX {name}: an online step reindexes only indexes its allow list names under create_index"
     return None
