@@ -535,7 +535,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "record_exception": ["gcos_sovereign"],  # 025: only a sovereign waives a check
         "revoke_exception": ["gcos_sovereign"],
         **dict.fromkeys(["_exceptions_in_force", "_waive", "_waived_text"], ALL_GCOS),  # 025: evaluate_gates reads them
-        **dict.fromkeys(ONLINE_ENTRIES, ["gcos_admin", "gcos_operator"]),  # 035
+        **{name: ["gcos_admin", "gcos_operator"] for name in ONLINE_ENTRIES},  # 035
         "_online_member": ["gcos_owner"],  # 035: only the online kernel functions lend gcos_kernel's rights
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected

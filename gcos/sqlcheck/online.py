@@ -20,8 +20,8 @@ CONCURRENT_KINDS = frozenset({"create_index_concurrently", "drop_index_concurren
 CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 ENUM_ADVICE = (
     "PostgreSQL refuses a new enum value in the transaction that added it (SQLSTATE 55P04, unsafe use of new "
-    "value); split this into two steps (add the value, then use it), or use mode: online, which commits each "
-    "statement on its own"
+    "value), and a rehearsal runs the whole step in one transaction (an online step's too); split this into two "
+    "steps: one adds the value, the next uses it"
 )
 
 

@@ -141,10 +141,9 @@ def check_mutation(
     if step.mutation is None:
         return []
     sql, online_stmts = step.mutation.sql, None
+    online.enum_use_refusal(step.id, "mutation", parse(sql, f"step {step.id} mutation"))
     if step.mode == "online":  # concurrent statements checked there, the rest as their transactional equivalent
         sql, online_stmts = online.online_sql(step.id, sql, _allow_of(step))
-    else:
-        online.enum_use_refusal(step.id, "mutation", parse(sql, f"step {step.id} mutation"))
     stmts = _check(step, "mutation", sql, _allow_of(step), columns=extra_forbid_columns, objects=extra_forbid_objects)
     if online_stmts:
         return online_stmts
