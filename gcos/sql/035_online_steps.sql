@@ -543,6 +543,9 @@ $$;
 -- ----------------------------------------------------------------------------------- privileges
 
 RESET ROLE;
+SELECT gcos._guard_table('gcos.online_runs', 'gcos.online_begin (gcos commit of an online step)');
+SELECT gcos._guard_table('gcos.online_tickets', 'gcos.online_next (gcos commit of an online step)');
+GRANT SELECT ON gcos.online_runs, gcos.online_tickets TO gcos_admin, gcos_operator, gcos_sovereign, gcos_council, gcos_auditor;
 CREATE EVENT TRIGGER gcos_online_guard ON ddl_command_start EXECUTE FUNCTION gcos._online_guard();
 ALTER EVENT TRIGGER gcos_online_guard ENABLE ALWAYS;
 REVOKE ALL ON FUNCTION gcos._online_concurrent(text), gcos._online_pieces(text, jsonb),
