@@ -260,6 +260,7 @@ def test_another_role_cannot_use_or_end_the_run(ow: World) -> None:
             thief.call(query, win.run_id)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         thief.call("SELECT gcos.online_done(%s, NULL)", win.run_id)
+    assert thief.call("SELECT gcos.online_sweep()") == 0  # a live window is not another's to end
     assert members(ow) == [ow.person("operator").name]
     win.call("SELECT gcos.online_done(%s, %s)", win.run_id, "given up")
     assert members(ow) == [] and ow.records("stop", "IDX-1")[-1].payload["online"] is True

@@ -52,6 +52,17 @@ CREATE TABLE gcos.online_tickets (
 );
 REVOKE ALL ON gcos.online_runs, gcos.online_tickets FROM PUBLIC;
 
+-- Whether backend p_pid still holds run p_run_id's session-level advisory lock (taken by online_begin): a live
+-- backend, not one that ended and whose pid was reused (pg_locks, unlike pg_stat_activity, shows every role's).
+CREATE FUNCTION gcos._online_alive(p_pid integer, p_run_id text) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_locks AS l, (SELECT pg_catalog.hashtextextended('gcos:online:' || p_run_id, 0) AS k) AS key
+         WHERE l.locktype = 'advisory' AND l.granted AND l.pid = p_pid AND l.objsubid = 1
+           AND l.classid::bigint = ((key.k >> 32) & 4294967295) AND l.objid::bigint = (key.k & 4294967295))
+$$;
+
 -- Whether a piece must run outside a transaction block (leading blanks and comments skipped).
 CREATE FUNCTION gcos._online_concurrent(p_piece text) RETURNS boolean
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -253,7 +264,7 @@ DECLARE
     t record;
 BEGIN
     SELECT * INTO t FROM gcos.online_tickets AS k WHERE k.pid = pg_catalog.pg_backend_pid();
-    IF FOUND THEN
+    IF FOUND AND gcos._online_alive(t.pid, t.run_id) THEN
         IF pg_catalog.btrim(pg_catalog.current_query(), E' \t\r\n;') = pg_catalog.btrim(t.statement, E' \t\r\n;') THEN
             RETURN;
         END IF;
@@ -277,15 +288,13 @@ DECLARE
     t record;
     n integer := 0;
 BEGIN
-    FOR t IN SELECT k.* FROM gcos.online_tickets AS k
-              WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = k.pid) LOOP
+    FOR t IN SELECT k.* FROM gcos.online_tickets AS k WHERE NOT gcos._online_alive(k.pid, k.run_id) LOOP
         DELETE FROM gcos.online_tickets AS k WHERE k.pid = t.pid;
         PERFORM gcos._online_member(t.role_name, false);
         PERFORM gcos._online_stop(t.run_id, pg_catalog.format('the session holding the ticket for statement %s ended before it reported back', t.piece + 1));
         n := n + 1;
     END LOOP;
-    FOR t IN SELECT r.run_id FROM gcos.online_runs AS r WHERE r.closed_at IS NULL
-              AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = r.pid) LOOP
+    FOR t IN SELECT r.run_id FROM gcos.online_runs AS r WHERE r.closed_at IS NULL AND NOT gcos._online_alive(r.pid, r.run_id) LOOP
         PERFORM gcos._online_stop(t.run_id, 'the session that opened it ended before it finished');
     END LOOP;
     RETURN n;
@@ -309,6 +318,9 @@ BEGIN
      WHERE o.run_id = p_run_id AND o.closed_at IS NULL RETURNING o.* INTO r;
     IF NOT FOUND THEN
         RETURN NULL;
+    END IF;
+    IF r.pid = pg_catalog.pg_backend_pid() THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('gcos:online:' || p_run_id, 0));
     END IF;
     v_msg := pg_catalog.format('online commit of %s stopped at statement %s of %s: %s; statements before it stay applied (each committed on its own, idempotent): fix and run gcos commit again',
                                r.step_id, r.next_piece + 1, pg_catalog.jsonb_array_length(r.pieces), p_reason);
@@ -369,7 +381,8 @@ DECLARE
     r gcos.online_runs;
 BEGIN
     SELECT * INTO r FROM gcos.online_runs AS o WHERE o.run_id = p_run_id AND o.closed_at IS NULL;
-    IF NOT FOUND OR r.pid <> pg_catalog.pg_backend_pid() OR r.role_name <> session_user THEN
+    IF NOT FOUND OR r.pid <> pg_catalog.pg_backend_pid() OR r.role_name <> session_user
+       OR NOT gcos._online_alive(r.pid, r.run_id) THEN
         PERFORM gcos._refuse(pg_catalog.format('gcos: online run %s is not open in this session', p_run_id));
     END IF;
     RETURN r;
@@ -426,6 +439,7 @@ BEGIN
                                                        'message', v_decision ->> 'refusal', 'ledger_seq', v_write.seq);
     END IF;
     SELECT * INTO v_write FROM gcos._ledger_write('policy_decision', v_step, p_spec_hash, v_trace, NULL, v_decision);
+    PERFORM pg_catalog.pg_advisory_lock(pg_catalog.hashtextextended('gcos:online:' || p_run_id, 0));
     INSERT INTO gcos.online_runs (run_id, step_id, spec_hash, plan_hash, trace_id, pieces, pid, role_name, base, decision,
                                   decision_seq, fingerprint_before)
     VALUES (p_run_id, v_step, p_spec_hash, p_plan_hash, v_trace, r.pieces, pg_catalog.pg_backend_pid(), session_user,
@@ -525,6 +539,7 @@ BEGIN
     END IF;
     v_after := gcos._kernel_fingerprint(ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(v_spec -> 'watch', '[]'))));
     UPDATE gcos.online_runs AS o SET closed_at = pg_catalog.clock_timestamp() WHERE o.run_id = p_run_id;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('gcos:online:' || p_run_id, 0));
     v_record := r.base || pg_catalog.jsonb_build_object(
         'format_version', 1, 'outcome', 'applied', 'plan_id', v_plan ->> 'id', 'plan_hash', r.plan_hash,
         'fingerprint_before', gcos._fp_summary(r.fingerprint_before), 'fingerprint_after', gcos._fp_summary(v_after),
@@ -550,7 +565,7 @@ CREATE EVENT TRIGGER gcos_online_guard ON ddl_command_start EXECUTE FUNCTION gco
 ALTER EVENT TRIGGER gcos_online_guard ENABLE ALWAYS;
 REVOKE ALL ON FUNCTION gcos._online_concurrent(text), gcos._online_pieces(text, jsonb),
     gcos._rehearse_online_measured(text, text, text, text, jsonb), gcos.rehearse_online(text, text, text, jsonb),
-    gcos._online_sweep(), gcos.online_sweep(), gcos._online_stop(text, text, text), gcos._online_indexes(jsonb),
+    gcos._online_alive(integer, text), gcos._online_sweep(), gcos.online_sweep(), gcos._online_stop(text, text, text), gcos._online_indexes(jsonb),
     gcos._online_drop_invalid(jsonb), gcos._online_run(text), gcos.online_begin(text, text, text, text, jsonb, boolean),
     gcos.online_next(text), gcos.online_done(text, text), gcos.online_finish(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION gcos.rehearse_online(text, text, text, jsonb) TO gcos_operator, gcos_admin;
