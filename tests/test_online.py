@@ -340,3 +340,29 @@ def test_an_online_step_rolls_back_through_the_kernel(ow: World) -> None:
     assert result[0] == 0, result
     assert index_state(ow) is None and [e.kind for e in ow.records("rollback", "IDX-1")] == ["rollback"]
     assert ow.state("IDX-1") != "committed"
+
+
+def test_a_session_that_became_gcos_kernel_in_its_window_does_not_outlive_it(ow: World) -> None:
+    approved(ow)
+    win = Window(ow)
+    assert win.begin()["outcome"] == "open"
+    win.conn.execute(  # a helper made before the ticket, to end the window while acting as gcos_kernel
+        "CREATE FUNCTION pg_temp.done(run text) RETURNS jsonb LANGUAGE sql SECURITY DEFINER "
+        "AS 'SELECT gcos.online_done(run, NULL)'"
+    )
+    with pytest.raises(psycopg.errors.InvalidParameterValue):  # no ticket while the session has temporary objects
+        win.call("SELECT gcos.online_next(%s)", win.run_id)
+    win.conn.execute("DISCARD TEMP")
+    body = dict(win.call("SELECT gcos.online_next(%s)", win.run_id))
+    try:
+        win.conn.execute("SET ROLE gcos_kernel")
+    except psycopg.errors.InsufficientPrivilege:  # PostgreSQL 16+: lent without SET, so nothing to outlive
+        assert ow.admin.info.server_version >= 160000
+    else:  # 15: acting as gcos_kernel, the session cannot end its window (and so keep the role past the revoke)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)
+        win.conn.execute("RESET ROLE")
+    win.conn.execute(body["sql"].encode())
+    assert win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)["kind"] == "applied"
+    assert members(ow) == []
+    win.conn.close()

@@ -243,9 +243,21 @@ BEGIN
         END IF;
         EXECUTE pg_catalog.format('GRANT gcos_kernel TO %I%s', p_role,
             CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 160000 THEN ' WITH INHERIT TRUE, SET FALSE' ELSE '' END);
-    ELSIF NOT EXISTS (SELECT FROM gcos.online_tickets AS t WHERE t.role_name = p_role)
-          AND pg_catalog.pg_has_role(p_role, 'gcos_kernel', 'MEMBER') THEN
-        EXECUTE pg_catalog.format('REVOKE gcos_kernel FROM %I', p_role);
+        IF NOT pg_catalog.pg_has_role(p_role, 'gcos_kernel', 'USAGE') THEN
+            RAISE EXCEPTION 'gcos: role % is NOINHERIT, so it cannot use the rights an online ticket lends; give it INHERIT (ALTER ROLE % INHERIT) or upgrade to PostgreSQL 16+',
+                p_role, p_role USING ERRCODE = '42501';
+        END IF;
+    ELSE
+        IF pg_catalog.current_setting('role') = 'gcos_kernel' THEN
+            -- PostgreSQL 15 lends SET too, and a role once set outlives the membership: the session that became
+            -- gcos_kernel in its window ends here (nothing of this call stays; the sweep then revokes)
+            PERFORM pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid());
+            PERFORM pg_catalog.pg_sleep(5);  -- the signal ends the backend before this returns
+        END IF;
+        IF NOT EXISTS (SELECT FROM gcos.online_tickets AS t WHERE t.role_name = p_role)
+           AND pg_catalog.pg_has_role(p_role, 'gcos_kernel', 'MEMBER') THEN
+            EXECUTE pg_catalog.format('REVOKE gcos_kernel FROM %I', p_role);
+        END IF;
     END IF;
 END
 $$;
@@ -462,6 +474,7 @@ BEGIN
     IF v_piece IS NULL THEN
         RETURN pg_catalog.jsonb_build_object('kind', 'done');
     END IF;
+    PERFORM gcos._kernel_preflight();  -- no temporary objects (a SECURITY DEFINER one could act in the window)
     IF NOT (v_piece ->> 'concurrent')::boolean THEN
         BEGIN
             PERFORM gcos._kernel_exec(v_piece ->> 'sql');
