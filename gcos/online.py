@@ -89,15 +89,16 @@ def _call(conn: psycopg.Connection[Any], settings: SessionSettings, query: str, 
 def _ticketed(conn: psycopg.Connection[Any], settings: SessionSettings, run_id: str, statement: str) -> Any:
     """Send the ticketed statement top-level, verbatim, then report back (the rights end either way)."""
     error: str | None = None
+    sqlstate: str | None = None
     try:
         conn.execute(statement.encode(), prepare=False)  # bytes: sent as written, no placeholder parsing
     except psycopg.Error as exc:
-        error = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        error, sqlstate = (str(exc).strip() or type(exc).__name__).splitlines()[0], exc.sqlstate
     except BaseException:
         if not conn.closed and not conn.broken:
             _call(conn, settings, "SELECT gcos.online_done(%s, %s)", (run_id, "interrupted by the operator"))
         raise
-    return _call(conn, settings, "SELECT gcos.online_done(%s, %s)", (run_id, error))
+    return _call(conn, settings, "SELECT gcos.online_done(%s, %s, %s)", (run_id, error, sqlstate))
 
 
 def commit(

@@ -20,8 +20,9 @@ from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
 
 from gcos import kernel, ledger, online, registry, sqlcheck
-from gcos.errors import GateRefused, SpecError
+from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, SpecError
 from gcos.spec import StepSpec, load_project
+from gcos.target import SessionSettings
 
 INDEX = "evolution_snapshots_scope_idx"
 
@@ -366,3 +367,19 @@ def test_a_session_that_became_gcos_kernel_in_its_window_does_not_outlive_it(ow:
     assert win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)["kind"] == "applied"
     assert members(ow) == []
     win.conn.close()
+
+
+def test_a_failed_concurrent_statement_stops_the_run_and_ends_the_window(ow: World) -> None:
+    approved(ow)
+    holder = psycopg.connect(ow.dsn)  # a long transaction holding a lock the concurrent build waits for
+    holder.execute("LOCK TABLE evolution_snapshots IN SHARE ROW EXCLUSIVE MODE")
+    head = ow.head()
+    with pytest.raises(GcosError) as caught:
+        ow.commit("IDX-1", settings=SessionSettings(lock_timeout="200ms"))
+    holder.rollback()
+    holder.close()
+    assert isinstance(caught.value, DatabaseUnavailable) and "lock timeout" in str(caught.value)  # exit 8
+    kinds = [e.kind for e in ow.entries(after=head) if e.record.get("step_id") == "IDX-1"]
+    assert kinds[-2:] == ["policy_decision", "stop"] and "commit" not in kinds
+    assert members(ow) == [] and index_state(ow) is None
+    assert ow.commit("IDX-1").outcome == "applied" and index_state(ow) is True  # the same command retries

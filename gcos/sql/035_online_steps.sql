@@ -494,7 +494,7 @@ END
 $$;
 
 -- The ticketed statement ran (p_error NULL) or failed: rights revoked, ticket ended, the piece proven.
-CREATE FUNCTION gcos.online_done(p_run_id text, p_error text) RETURNS jsonb
+CREATE FUNCTION gcos.online_done(p_run_id text, p_error text, p_sqlstate text DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -507,8 +507,10 @@ BEGIN
         PERFORM gcos._refuse(pg_catalog.format('gcos: online run %s holds no ticket in this session', p_run_id));
     END IF;
     PERFORM gcos._online_member(session_user, false);
-    IF p_error IS NOT NULL THEN
-        RETURN gcos._online_stop(p_run_id, p_error) || pg_catalog.jsonb_build_object('kind', 'stopped');
+    IF p_error IS NOT NULL THEN  -- the outcome names a lock or statement timeout (exit 8), else a failure
+        RETURN gcos._online_stop(p_run_id, p_error, CASE p_sqlstate WHEN '55P03' THEN 'lock_timeout'
+                                                                    WHEN '57014' THEN 'timeout' ELSE 'commit_failed' END)
+               || pg_catalog.jsonb_build_object('kind', 'stopped');
     END IF;
     SELECT pg_catalog.string_agg(x.name, ', ') INTO v_bad FROM gcos._online_indexes(v_spec) AS x WHERE NOT x.valid;
     IF v_bad IS NOT NULL THEN
@@ -580,7 +582,7 @@ REVOKE ALL ON FUNCTION gcos._online_concurrent(text), gcos._online_pieces(text, 
     gcos._rehearse_online_measured(text, text, text, text, jsonb), gcos.rehearse_online(text, text, text, jsonb),
     gcos._online_alive(integer, text), gcos._online_sweep(), gcos.online_sweep(), gcos._online_stop(text, text, text), gcos._online_indexes(jsonb),
     gcos._online_drop_invalid(jsonb), gcos._online_run(text), gcos.online_begin(text, text, text, text, jsonb, boolean),
-    gcos.online_next(text), gcos.online_done(text, text), gcos.online_finish(text) FROM PUBLIC;
+    gcos.online_next(text), gcos.online_done(text, text, text), gcos.online_finish(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION gcos.rehearse_online(text, text, text, jsonb) TO gcos_operator, gcos_admin;
 GRANT EXECUTE ON FUNCTION gcos.online_begin(text, text, text, text, jsonb, boolean), gcos.online_next(text),
-    gcos.online_done(text, text), gcos.online_finish(text), gcos.online_sweep() TO gcos_operator, gcos_admin;
+    gcos.online_done(text, text, text), gcos.online_finish(text), gcos.online_sweep() TO gcos_operator, gcos_admin;
