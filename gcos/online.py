@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from gcos import kernel, ledger, registry, rehearsal_evidence, sqlcheck
-from gcos.errors import GcosError, translated
+from gcos.errors import GcosError, SpecError, translated
 from gcos.install import require_installed
 from gcos.results import CommitResult, RehearsalResult
 from gcos.spec import Project, StepSpec
@@ -29,7 +29,8 @@ from gcos.target import SessionSettings, Target, connect, set_local_timeouts
 
 def pieces(step: StepSpec) -> list[str]:
     """The mutation's statements, verbatim, in order (the kernel checks they tile its registered SQL)."""
-    assert step.mutation is not None
+    if step.mutation is None:
+        raise SpecError(f"step {step.id} has mode: online but no mutation; online steps run a mutation's statements.")
     return [st.text for st in sqlcheck.split(step.mutation.sql)]
 
 

@@ -13,8 +13,8 @@
 --       value); a concurrent one gets a TICKET: INVALID indexes the step's allow list names (leftovers of a
 --       failed attempt) are dropped, then this backend's login role is made a member of gcos_kernel (the owner
 --       of adopted tables; PostgreSQL 16+: INHERIT TRUE, SET FALSE) and the event trigger gcos_online_guard
---       refuses, in this backend, every command but the ticketed text, and in any other session of a role that
---       holds gcos_kernel's rights, every command.
+--       refuses, in this backend, every DDL command but the ticketed text, and in any other session of a role
+--       holding a ticket (or a member of it), every DDL command. Not closed: DML (no event trigger sees it).
 --   gcos.online_done(run, error)  revokes the membership, ends the ticket, proves the piece (no INVALID index of
 --       the allow list); an error or an invalid index writes a `stop` record and ends the run.
 --   gcos.online_finish(run)  the success checks and the validity of every index the allow list creates
