@@ -24,6 +24,7 @@ from gcos import (
     kernel_batched,
     ledger,
     ledger_log,
+    online,
     planning,
     reference_world,
     state,
@@ -272,7 +273,8 @@ def rehearse(
     settings = settings or SessionSettings.from_env()
     with connect(target, settings) as conn:
         install_mod.require_installed(conn)
-        return kernel.rehearse(conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals")
+        rehearse_in = online.rehearse if step.mode == "online" else kernel.rehearse
+        return rehearse_in(conn, project, step, settings=settings, evidence_dir=project.root / "rehearsals")
 
 
 # --------------------------------------------------------------------------- approvals and decisions
@@ -418,6 +420,8 @@ def commit(
         return kernel_batched.commit_batched(
             target, project, step, settings=settings, progress=progress, break_glass=break_glass
         )
+    if step.mode == "online":
+        return online.commit(target, project, step, settings=settings, break_glass=break_glass)
     return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
 
 

@@ -424,6 +424,10 @@ KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint"}
 # 021: what the adopted view public.os_proposal_approvals calls, owned by the kernel (an adopted view may not
 # depend on a routine another role could replace), an invoker function.
 SEED_APPROVALS_KERNEL = {"proposal_approvals"}
+# 035: the online steps' entry points, and the one function a superuser owns (granting gcos_kernel needs ADMIN
+# OPTION on it, which no lasting role may hold).
+ONLINE_ENTRIES = ["rehearse_online", "online_begin", "online_next", "online_done", "online_finish", "online_sweep"]
+ONLINE_SU = {"_online_member"}
 ADOPTION_HELPERS = {
     "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
     "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_links", "_object_parts", "_adopt_check_views",
@@ -443,7 +447,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1) "
         "FROM pg_proc p WHERE p.pronamespace = 'gcos'::regnamespace"
     ).fetchall()
-    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == {*KERNEL_OWNED, *SEED_APPROVALS_KERNEL}
+    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == {*KERNEL_OWNED, *SEED_APPROVALS_KERNEL, *ONLINE_SU}
     assert all(r[3] == "gcos_kernel" for r in rows if r[0] in KERNEL_OWNED)
     pinned = {r[0] for r in rows if r[2] and r[2][0] == "search_path=pg_catalog, pg_temp"}
     assert {r[0] for r in rows if r[2] and r[2][0] == "search_path=public, pg_temp"} == KERNEL_EXECUTORS
@@ -480,6 +484,9 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "record_exception",  # 025: a sovereign waives one check
         "revoke_exception",  # 025
         *KERNEL_OWNED,
+        *ONLINE_ENTRIES,  # 035: online steps
+        *ONLINE_SU,
+        "_online_guard",  # 035: the event trigger reads the tickets, which only gcos_owner may
     }
     approvers = ["gcos_council", "gcos_sovereign"]
     expected = {
@@ -528,6 +535,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "record_exception": ["gcos_sovereign"],  # 025: only a sovereign waives a check
         "revoke_exception": ["gcos_sovereign"],
         **dict.fromkeys(["_exceptions_in_force", "_waive", "_waived_text"], ALL_GCOS),  # 025: evaluate_gates reads them
+        **{name: ["gcos_admin", "gcos_operator"] for name in ONLINE_ENTRIES},  # 035
+        "_online_member": ["gcos_owner"],  # 035: only the online kernel functions lend gcos_kernel's rights
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(

@@ -80,9 +80,14 @@ def test_fresh_install_creates_everything(conn: psycopg.Connection[Any]) -> None
     owners = conn.execute(
         "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'gcos'::regnamespace "
         "UNION SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc WHERE pronamespace = 'gcos'::regnamespace "
+        "AND proname <> '_online_member' "
         "UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'gcos' ORDER BY 1"
     ).fetchall()
     assert owners == [("gcos_kernel",), ("gcos_owner",)]  # the kernel's executors act as gcos_kernel (011)
+    # 035: lending gcos_kernel to one ticketed statement needs ADMIN OPTION on it, which only a superuser holds
+    assert conn.execute(
+        "SELECT r.rolsuper FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner WHERE p.proname = '_online_member'"
+    ).fetchall() == [(True,)]
     tables = {
         r[0]
         for r in conn.execute(

@@ -17,7 +17,7 @@ import pglast
 import pglast.ast
 
 from gcos.errors import SpecError
-from gcos.sqlcheck.rules import FREE_KINDS, GUARDED, IDENTITY, NO_TX, READ_KINDS, REFUSED
+from gcos.sqlcheck.rules import FREE_KINDS, GUARDED, IDENTITY, NO_TX, ONLINE, READ_KINDS, REFUSED
 
 # Statement kinds whose parse-node name does not say it well.
 RENAMED = {
@@ -226,7 +226,7 @@ def _alter_table_refusal(cmd: Any) -> str | None:
     if _suffix(cmd.behavior) == "drop_cascade":
         return "CASCADE would drop dependent objects the allow list does not name"
     if sub == "at_detachpartition" and getattr(cmd.def_, "concurrent", False):
-        return f"DETACH PARTITION CONCURRENTLY {NO_TX}"
+        return f"DETACH PARTITION CONCURRENTLY {NO_TX}{ONLINE}"
     return None
 
 

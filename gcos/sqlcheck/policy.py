@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from gcos.errors import SpecError
 from gcos.spec import StepSpec
+from gcos.sqlcheck import online
 from gcos.sqlcheck.classify import Info, Statement, ast, norm, parse, walk
 from gcos.sqlcheck.rules import (
     ALIASES,
@@ -139,9 +140,13 @@ def check_mutation(
     """Check the mutation SQL against the step's allow list and every refusal class; [] without one."""
     if step.mutation is None:
         return []
-    stmts = _check(
-        step, "mutation", step.mutation.sql, _allow_of(step), columns=extra_forbid_columns, objects=extra_forbid_objects
-    )
+    sql, online_stmts = step.mutation.sql, None
+    online.enum_use_refusal(step.id, "mutation", parse(sql, f"step {step.id} mutation"))
+    if step.mode == "online":  # concurrent statements checked there, the rest as their transactional equivalent
+        sql, online_stmts = online.online_sql(step.id, sql, _allow_of(step))
+    stmts = _check(step, "mutation", sql, _allow_of(step), columns=extra_forbid_columns, objects=extra_forbid_objects)
+    if online_stmts:
+        return online_stmts
     if not stmts:
         raise SpecError(f"step {step.id} mutation: the SQL holds no statement; write the step's DDL/DML.")
     return stmts

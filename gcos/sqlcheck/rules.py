@@ -20,6 +20,7 @@ GUARDED = frozenset(
     )
 )
 NO_TX = "cannot run inside a transaction block"
+ONLINE = " (write it in a step with mode: online, which runs it outside one)"
 BUS = "would open a new bus, and seed 002 §70.2 #7 forbids a new notifier"
 PRIVILEGES = "privileges are not in the allow list: a gated step never grants or revokes"
 IDENTITY = "roles, ownership and identities are never changed by a gated step"
@@ -36,9 +37,9 @@ REFUSED: dict[str, str] = {
     "analyze": "ANALYZE is maintenance, not a build step",
     "cluster": "CLUSTER is maintenance that rewrites a table (and without a table name it " + NO_TX + ")",
     "reindex": "REINDEX is maintenance, not a build step",
-    "reindex_concurrently": f"REINDEX CONCURRENTLY {NO_TX}",
-    "create_index_concurrently": f"CREATE INDEX CONCURRENTLY {NO_TX}",
-    "drop_index_concurrently": f"DROP INDEX CONCURRENTLY {NO_TX}",
+    "reindex_concurrently": f"REINDEX CONCURRENTLY {NO_TX}{ONLINE}",
+    "create_index_concurrently": f"CREATE INDEX CONCURRENTLY {NO_TX}{ONLINE}",
+    "drop_index_concurrently": f"DROP INDEX CONCURRENTLY {NO_TX}{ONLINE}",
     "alter_system": f"ALTER SYSTEM {NO_TX} and changes the server's configuration",
     **{k: f"{k.replace('_', ' ').upper()} {NO_TX}" for k in ("create_database", "drop_database")},
     **{k: f"{k.replace('_', ' ').upper()} {NO_TX}" for k in ("create_tablespace", "drop_tablespace")},
