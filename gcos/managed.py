@@ -44,6 +44,11 @@ MISSING: dict[str, str] = {
         "alter, re-grant or drop the kernel's own functions, so a step's approvals are all that stop a hidden "
         "statement in it from changing how later steps run."
     ),
+    "gcos_online_guard": (
+        "the event trigger gcos_online_guard needs a superuser and was not installed: steps with mode: online "
+        "(CREATE INDEX CONCURRENTLY ...) are refused, since nothing would confine the rights an online ticket lends "
+        "to its one statement; write such steps without CONCURRENTLY, or install as a superuser."
+    ),
     "pg_read_all_stats": (
         "granting pg_read_all_stats to gcos_owner needs a superuser (or ADMIN OPTION on it) and was skipped: the "
         "global stop for sessions left idle in transaction sees no other role's sessions and never holds."
@@ -191,7 +196,7 @@ def missing(conn: psycopg.Connection[Any]) -> list[str]:
     """The keys of MISSING whose protection this database lacks (read from the catalog, any installer)."""
     gone = [
         key
-        for key in ("gcos_adopted_extensions", "gcos_schema_guard")
+        for key in ("gcos_adopted_extensions", "gcos_schema_guard", "gcos_online_guard")
         if conn.execute("SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = %s", (key,)).fetchone() is None
     ]
     granted = conn.execute(
@@ -215,4 +220,6 @@ def restore(conn: psycopg.Connection[Any], files: list[tuple[str, str]], upto: i
             if skipped.guard in gone:
                 conn.execute(text[start:end_].encode("utf-8"))
                 done.add(skipped.guard)
+    if "gcos_online_guard" in done:  # 035: the function that lends gcos_kernel is the superuser's, not the installer's
+        conn.execute("ALTER FUNCTION gcos._online_member(name, boolean) OWNER TO CURRENT_USER")
     return sorted(done)

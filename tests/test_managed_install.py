@@ -252,9 +252,16 @@ def test_a_superuser_install_puts_back_what_a_managed_install_skipped(managed: M
     with psycopg.connect(managed.admin_dsn, autocommit=True) as su:
         result = install(su)
         assert result.superuser and result.applied == [] and result.missing == ()
-        assert set(result.restored) >= {"gcos_adopted_extensions", "gcos_schema_guard"}
+        assert set(result.restored) >= {"gcos_adopted_extensions", "gcos_schema_guard", "gcos_online_guard"}
         names = su.execute("SELECT evtname, evtenabled FROM pg_event_trigger ORDER BY 1").fetchall()
-        assert names == [("gcos_adopted_extensions", "A"), ("gcos_schema_guard", "A"), ("gcos_schema_guard_drop", "A")]
+        assert names == [
+            ("gcos_adopted_extensions", "A"),
+            ("gcos_online_guard", "A"),
+            ("gcos_schema_guard", "A"),
+            ("gcos_schema_guard_drop", "A"),
+        ]
+        owner = su.execute("SELECT proowner::regrole::text FROM pg_proc WHERE oid = 'gcos._online_member'::regproc")
+        assert owner.fetchone() == (su.info.user,)  # the installer no longer owns what lends gcos_kernel
         assert ledger.read_all(su)[-1].record["payload"]["restored"] == list(result.restored)
 
 
