@@ -87,15 +87,29 @@ def test_a_lock_timeout_names_the_session_seen_blocking_it_while_it_waited(world
 # --------------------------------------------------------------------------- 55P04
 
 
-def test_an_enum_value_used_in_the_step_that_adds_it_is_exit_4_advising_two_steps(world: World) -> None:
+def _add_mood_and_use_it(world: World, default: str) -> None:
+    """SB-12 adds enum value 'wild' and its table's new column defaults to `default` (its INSERT uses it)."""
     world.admin.execute("CREATE TYPE public.gcos_t_mood AS ENUM ('calm')")
     world.admin.execute("ALTER TYPE public.gcos_t_mood OWNER TO gcos_kernel")
-    spec = world.project / "steps" / "01-sb-12.yaml"  # add the value, then use it in the same step
+    spec = world.project / "steps" / "01-sb-12.yaml"
     _edit(spec, "mutation:\n  sql: |\n", "mutation:\n  sql: |\n    ALTER TYPE gcos_t_mood ADD VALUE 'wild';\n")
     _edit(
-        spec, "ruleset_name     text NOT NULL,", "mood gcos_t_mood NOT NULL DEFAULT 'wild', ruleset_name text NOT NULL,"
+        spec,
+        "ruleset_name     text NOT NULL,",
+        f"mood gcos_t_mood NOT NULL DEFAULT {default}, ruleset_name text NOT NULL,",
     )
     _edit(spec, "  allow:\n", "  allow:\n    - {create_type: gcos_t_mood}\n")
+
+
+def test_an_enum_value_the_static_check_sees_used_where_it_is_added_is_refused_before_the_server(world: World) -> None:
+    _add_mood_and_use_it(world, "'wild'")
+    code, out = world.cli("rehearse", "SB-12")
+    assert code == ExitCode.BAD_INPUT == out["exit_code"], out
+    assert "55P04" in out["error"] and "two steps" in out["error"], out["error"]
+
+
+def test_an_enum_value_used_in_the_step_that_adds_it_is_exit_4_advising_two_steps(world: World) -> None:
+    _add_mood_and_use_it(world, "('wi' || 'ld')::gcos_t_mood")  # a use no static check can see: the server's 55P04
     code, out = world.cli("rehearse", "SB-12")
     assert code == ExitCode.STOP_HELD == out["exit_code"], out
     assert "unsafe use of new value" in out["error"] and "two steps" in out["error"], out["error"]
