@@ -199,12 +199,15 @@ def _step_doc(step: str, title: str, sql_text: str, rollback_rel: str, root: Pat
         {"name": f"{name} created", "sql": f"SELECT to_{kind}({_lit(name)}) IS NOT NULL", "expect": True}
         for kind, name in d.created
     ] + [{"name": f"{t}.{c} added", "sql": _column_count(t, c), "expect": 1} for t, c in d.columns]
+    success += [{"name": f"{name} valid", "sql": _index_valid(name), "expect": True} for name in d.indexes]
     watch = list(dict.fromkeys([*config.watch, *d.written]))
     doc: dict[str, Any] = {
         "id": step,
         "title": title,
         "approvals": {"signers": config.signers, "roles": list(config.roles)},
     }
+    if d.online:
+        doc["mode"] = "online"
     if watch:
         doc["watch"] = watch
     if reverify:
@@ -214,6 +217,14 @@ def _step_doc(step: str, title: str, sql_text: str, rollback_rel: str, root: Pat
         doc["success"] = success
     doc["rollback"] = {"file": rollback_rel}
     return doc, d
+
+
+def _index_valid(name: str) -> str:
+    """An index built concurrently is usable only once PostgreSQL marks it valid (a failed build leaves it not)."""
+    return (
+        "SELECT bool_and(indisvalid AND indisready) IS TRUE FROM pg_catalog.pg_index"
+        f" WHERE indexrelid = to_regclass({_lit(name)})"
+    )
 
 
 def _lit(text: str) -> str:

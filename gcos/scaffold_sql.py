@@ -44,6 +44,17 @@ class Derived:
     written: list[str] = field(default_factory=list)  # tables rows are written to
     rollback: list[str] = field(default_factory=list)
     todos: int = 0
+    online: bool = False  # a statement PostgreSQL refuses in a transaction block: the step is mode: online
+    indexes: list[str] = field(default_factory=list)  # indexes built concurrently, whose validity success proves
+
+
+# An online step's allow list names concurrently built, dropped or rebuilt indexes under create_index (README
+# "Online steps"); DETACH PARTITION ... CONCURRENTLY stays alter_table.
+_ONLINE_KIND = {
+    "create_index_concurrently": "create_index",
+    "drop_index_concurrently": "create_index",
+    "reindex_concurrently": "create_index",
+}
 
 
 def _allow(statements: list[Statement]) -> list[dict[str, Any]]:
@@ -51,10 +62,21 @@ def _allow(statements: list[Statement]) -> list[dict[str, Any]]:
     kinds: dict[str, list[str]] = {}
     for st in statements:
         for kind, name in st.writes:
-            names = kinds.setdefault(kind, [])
+            if kind == "reindex_concurrently":  # REINDEX INDEX CONCURRENTLY name: the index it names
+                relation = getattr(pglast.parse_sql(st.text)[0].stmt, "relation", None)
+                name = _relation(relation) if relation is not None else name
+            names = kinds.setdefault(_ONLINE_KIND.get(kind, kind), [])
             if name not in names:
                 names.append(name)
     return [{kind: names[0] if len(names) == 1 else names} for kind, names in kinds.items()]
+
+
+def _is_online(st: Statement, node: Any) -> bool:
+    """Whether PostgreSQL refuses the statement in a transaction block (the forms an online step runs)."""
+    if st.kind in _ONLINE_KIND:
+        return True
+    cmds = node.cmds or () if type(node).__name__ == "AlterTableStmt" else ()
+    return any(getattr(getattr(cmd, "def_", None), "concurrent", False) for cmd in cmds)
 
 
 def _insert_inverse(node: Any) -> str | None:
@@ -80,10 +102,14 @@ def _create_inverse(node: Any, derived: Derived) -> str | None:
         name = _relation(node.view)
         derived.created.append(("regclass", name))
         return f"DROP VIEW {name};"
-    if kind == "IndexStmt" and node.idxname and not node.if_not_exists:
+    if kind == "IndexStmt" and node.idxname and (node.concurrent or not node.if_not_exists):
+        # a concurrent build must say IF NOT EXISTS (it is retried); re-verify proves the index absent before
         schema = node.relation.schemaname
         name = ".".join(quote_ident(p) for p in (schema, node.idxname) if p)
         derived.created.append(("regclass", name))
+        if node.concurrent:
+            derived.indexes.append(name)
+            return f"DROP INDEX IF EXISTS {name};"  # rollback runs in a transaction: no CONCURRENTLY
         return f"DROP INDEX {name};"
     if kind == "CreateSeqStmt" and not node.if_not_exists:
         name = _relation(node.sequence)
@@ -116,11 +142,14 @@ def derive(sql_text: str) -> Derived:
     inverses: list[str] = []
     for st in statements:
         node = pglast.parse_sql(st.text)[0].stmt
+        derived.online = derived.online or _is_online(st, node)
         if type(node).__name__ in ("InsertStmt", "UpdateStmt", "DeleteStmt"):
             derived.written += [t for k, t in st.writes if t not in derived.written]
         inverse = _create_inverse(node, derived) or _add_column_inverse(node, derived)
         if inverse is None and type(node).__name__ == "InsertStmt":
             inverse = _insert_inverse(node)
+        if inverse is None and st.kind == "reindex_concurrently":
+            inverse = f"-- nothing to undo for line {st.line}: REINDEX rebuilds an index and changes no definition"
         if inverse is None:
             first = " ".join(st.text.split())[:100]
             inverse = f"{TODO_MARK} write the inverse of line {st.line}: {first}"

@@ -92,6 +92,23 @@ def test_new_derives_allow_list_and_mechanical_rollback_and_adds_the_step_to_the
     assert code == 2 and "exists already" in out
 
 
+def test_new_from_concurrent_sql_writes_an_online_step_that_proves_its_index_valid(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    (root / "i.sql").write_text(
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS customers_name_idx ON customers (name);\n"
+        "REINDEX INDEX CONCURRENTLY customers_name_idx;\n"
+    )
+    code, out = _cli("new", "NAME-IDX", "--sql", str(root / "i.sql"), "--project", str(root))
+    assert code == 0, out
+    spec = yaml.safe_load((root / "steps" / "name-idx.yaml").read_text())
+    assert spec["mode"] == "online" and spec["mutation"]["allow"] == [{"create_index": "customers_name_idx"}]
+    assert spec["reverify"][0]["sql"] == "SELECT to_regclass('customers_name_idx') IS NULL"
+    assert any("indisvalid" in check["sql"] for check in spec["success"])
+    rollback = (root / "rollback" / "name-idx.sql").read_text()
+    assert "DROP INDEX IF EXISTS customers_name_idx;" in rollback and "TODO(gcos new)" not in rollback
+    assert _cli("plan", "--project", str(root))[0] == 0  # the static check accepts it as an online step
+
+
 def test_a_rollback_that_is_not_mechanical_is_a_todo_the_loader_refuses(tmp_path: Path) -> None:
     root = _project(tmp_path / "p")
     (root / "u.sql").write_text("UPDATE customers SET name = upper(name);\n")
