@@ -60,7 +60,7 @@ def apply(
             continue
         try:
             if last is not None:
-                raise GateRefused(_edited(step_id, last.seq, last.spec_hash))
+                raise GateRefused(history.edited_since_commit(step_id, last.seq, last.spec_hash))
             result = commit(step_id)
         except GcosError as exc:
             done.append(Applied(step_id, "refused", exc.message))
@@ -73,16 +73,6 @@ def apply(
             Applied(step_id, "committed", str(getattr(result, "message", "")), getattr(result, "ledger_seq", None))
         )
     return ApplyResult(plan_id, tuple(done))
-
-
-def _edited(step_id: str, seq: int, committed: str | None) -> str:
-    """The commit in force is of another spec than the one on disk: skipping would call the new spec applied,
-    committing over it would stack a second commit on the first; neither is what anyone approved."""
-    return (
-        f"the committed spec of {step_id} (ledger seq {seq}, spec {(committed or '?')[:12]}…) differs from the spec "
-        f"on disk: restore the spec as committed, then either roll it back (gcos rollback {step_id}) and commit the "
-        "new one, or leave it and put the change in a new step (gcos new STEP --sql FILE)."
-    )
 
 
 def _before(done: list[Applied]) -> str:

@@ -205,3 +205,15 @@ def _commit(e: LedgerEntry) -> CommitFact:
         actor_role_oid=_int(_dict(e.record.get("actor")).get("role_oid")),
         entry=e,
     )
+
+
+def edited_since_commit(step_id: str, commit_seq: int | None, committed_spec: str | None) -> str:
+    """What to do about a committed step whose spec on disk is not the one committed (said by gcos status and
+    gcos apply alike): the commit in force is of another spec, and the kernel rolls back only with the spec as
+    committed, so skipping would call the new spec applied and committing over it would stack a second commit."""
+    spec = (committed_spec or "?")[:12]
+    return (
+        f"the spec of {step_id} changed since its commit (ledger seq {commit_seq}, spec {spec}…): "
+        f"restore the spec as committed, then either roll it back (gcos rollback {step_id}) and commit the new spec, "
+        "or leave it and put the change in a new step (gcos new STEP --sql FILE)"
+    )

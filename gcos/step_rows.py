@@ -78,7 +78,7 @@ def row(
                 EDITED,
                 _at(commit),
                 _who(commit),
-                _edited(step_id, projected.commit_seq, projected.committed_spec_hash),
+                history.edited_since_commit(step_id, projected.commit_seq, projected.committed_spec_hash),
                 False,
             )
         return StepRow(str(projected.state), _at(commit), _who(commit), "done", True)
@@ -98,16 +98,6 @@ def row(
     }
     entry = by_state.get(projected.state)
     return StepRow(str(projected.state), _at(entry), _who(entry), _next(step_id, decision), False)
-
-
-def _edited(step_id: str, commit_seq: int | None, committed: str | None) -> str:
-    """A committed step whose spec on disk is not the one committed: the commit in force is of another spec,
-    and the kernel rolls back only with the spec as committed."""
-    return (
-        f"the spec changed since its commit (ledger seq {commit_seq}, spec {(committed or '?')[:12]}…): restore "
-        f"the spec as committed, then either roll it back (gcos rollback {step_id}) and commit the new spec, "
-        "or leave it and put the change in a new step (gcos new STEP --sql FILE)"
-    )
 
 
 def _next(step_id: str, decision: gates.PolicyDecisionRecord | None) -> str:
