@@ -22,6 +22,7 @@ from test_commit import World, adopted_world
 from test_online import CIC, INDEX, Window, add_step, approved, index_state, members, ow, refused_42501, step_yaml
 
 from gcos import ledger
+from gcos.errors import GcosError
 
 __all__ = ["ow"]  # the fixture, imported for pytest
 
@@ -404,3 +405,26 @@ def test_only_a_human_operator_opens_an_online_run(ow: World) -> None:
             refused_42501(plain, query)
     drop_role(ow, name)
     assert members(ow) == [] and ow.records("policy_decision", "IDX-1") == []
+
+
+HALT = "stop:\n  - name: a law is halted\n    sql: SELECT EXISTS (SELECT FROM laws WHERE title = 'halt')\nsuccess:"
+
+
+@pytest.fixture
+def stopped(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[World]:
+    add_step(project_dir, step_yaml(CIC).replace("success:", HALT, 1))
+    yield from adopted_world(world_dsn, project_dir)
+
+
+# fix: gcos.online_finish evaluates the step's stop conditions and the plan's global stops after the last statement
+# (as _commit_apply does) and writes a `stop` record (exit 4) instead of `commit`; plain pieces' footprint is judged
+# against the allow list too (it is hard-coded empty in the commit record today)
+@pytest.mark.xfail(strict=True, reason="hole: an online commit never evaluates the step's stop conditions")
+def test_a_stop_condition_that_holds_at_commit_stops_an_online_step(stopped: World) -> None:
+    approved(stopped)  # the stop does not hold at rehearsal
+    stopped.admin.execute("UPDATE laws SET title = 'halt' WHERE law_id = (SELECT min(law_id) FROM laws)")
+    try:
+        outcome = stopped.commit("IDX-1").outcome
+    except GcosError as exc:
+        outcome = type(exc).__name__
+    assert outcome != "applied" and stopped.records("commit", "IDX-1") == []
