@@ -27,7 +27,12 @@ from gcos.target import SessionSettings
 INDEX = "evolution_snapshots_scope_idx"
 
 
-def step_yaml(sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str = "online", step: str = "IDX-1") -> str:
+VALID = f"SELECT bool_and(indisvalid) IS TRUE FROM pg_index WHERE indexrelid = to_regclass('public.{INDEX}')"
+
+
+def step_yaml(
+    sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str = "online", step: str = "IDX-1", success: str = VALID
+) -> str:
     return textwrap.dedent(
         """\
         id: {step}
@@ -44,12 +49,12 @@ def step_yaml(sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str 
             - {allow}
         success:
           - name: the index is valid
-            sql: SELECT bool_and(indisvalid) IS TRUE FROM pg_index WHERE indexrelid = to_regclass('public.{index}')
+            sql: {success}
             expect: true
         rollback:
           sql: DROP INDEX IF EXISTS {index};
         """
-    ).format(step=step, mode=mode, sql=textwrap.indent(sql.strip(), "    "), allow=allow, index=INDEX)
+    ).format(step=step, mode=mode, sql=textwrap.indent(sql.strip(), "    "), allow=allow, index=INDEX, success=success)
 
 
 def add_step(project: Path, text: str, step: str = "IDX-1") -> None:
@@ -299,13 +304,16 @@ def leave_invalid(w: World) -> None:
 
 def test_an_invalid_leftover_is_dropped_before_the_retry(ow: World) -> None:
     leave_invalid(ow)
-    ow.rehearse("IDX-1")  # drops it for good first (the world before the failed attempt), and says so
+    ow.rehearse("IDX-1")  # rehearses on the world without it, inside its rollback only, and says so
     (rehearsal,) = ow.records("rehearsal", "IDX-1")
-    assert rehearsal.payload["online"]["dropped_invalid"] == [INDEX] and index_state(ow) is None
+    dropped = rehearsal.payload["online"]["dropped_invalid"]
+    assert dropped["indexes"] == [INDEX] and dropped["durable"] is False and "BEGIN..ROLLBACK" not in dropped["note"]
+    assert rehearsal.payload["outcome"] == "passed"
+    assert index_state(ow) is False  # no approval yet: the leftover is still there
     ow.approve("IDX-1")
     win = Window(ow)
     assert win.begin()["outcome"] == "open"
-    leave_invalid(ow)  # a leftover between the gates and the ticket: IF NOT EXISTS would skip the build
+    # the leftover is still there after the gates: IF NOT EXISTS would skip the build, so the ticket drops it first
     body = dict(win.call("SELECT gcos.online_next(%s)", win.run_id))
     assert body["kind"] == "ticket" and body["dropped_invalid"] == [INDEX] and index_state(ow) is None
     win.conn.execute(body["sql"].encode())
@@ -315,14 +323,45 @@ def test_an_invalid_leftover_is_dropped_before_the_retry(ow: World) -> None:
     win.conn.close()
 
 
-def test_an_index_left_invalid_is_not_committed(ow: World) -> None:
-    approved(ow)
-    win = Window(ow)
+@pytest.fixture
+def trusting(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[World]:
+    """IDX-1 whose own success check proves nothing (`SELECT true`): only the kernel can refuse a false commit."""
+    add_step(project_dir, step_yaml(CIC, success="SELECT true"))
+    yield from adopted_world(world_dsn, project_dir)
+
+
+def test_an_index_left_invalid_is_not_committed(trusting: World) -> None:
+    approved(trusting)
+    win = Window(trusting)
     win.ticket()
-    win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: it never ran the statement
-    finish = win.call("SELECT gcos.online_finish(%s)", win.run_id)
-    assert finish["outcome"] == "success_failed" and ow.records("commit", "IDX-1") == []
+    done = win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: it never ran the statement
+    assert done["kind"] == "stopped" and "never started" in done["message"]
+    assert trusting.records("commit", "IDX-1") == [] and members(trusting) == [] and index_state(trusting) is None
     win.conn.close()
+
+
+def test_a_ticketed_index_gone_before_done_is_not_committed(trusting: World) -> None:
+    approved(trusting)
+    win = Window(trusting)
+    body = win.ticket()
+    win.conn.execute(body["sql"].encode())  # it ran (the kernel saw it) ...
+    trusting.admin.execute(f"DROP INDEX {INDEX}")  # ... but its index is not there when the client reports back
+    done = win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)
+    assert done["kind"] == "stopped" and "does not exist" in done["message"]
+    assert trusting.records("commit", "IDX-1") == []
+    win.conn.close()
+
+
+def test_finish_proves_every_index_the_allow_list_creates(world_dsn: str, gcos_adopted: None, project_dir: Path) -> None:
+    allow = f"{{create_index: [{INDEX}, evolution_snapshots_never_idx]}}"
+    add_step(project_dir, step_yaml(CIC, allow=allow, success="SELECT true"))
+    for w in adopted_world(world_dsn, project_dir):
+        approved(w)
+        with pytest.raises(GcosError):
+            w.commit("IDX-1")
+        (stop,) = w.records("stop", "IDX-1")
+        assert "evolution_snapshots_never_idx does not exist" in stop.payload["reason"]
+        assert w.records("commit", "IDX-1") == []
 
 
 def test_online_needs_the_guard(ow: World) -> None:
