@@ -10,12 +10,15 @@ ledger and the catalog, never from sentences."""
 from __future__ import annotations
 
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
 
@@ -422,3 +425,33 @@ def test_a_failed_concurrent_statement_stops_the_run_and_ends_the_window(ow: Wor
     assert kinds[-2:] == ["policy_decision", "stop"] and "commit" not in kinds
     assert members(ow) == [] and index_state(ow) is None
     assert ow.commit("IDX-1").outcome == "applied" and index_state(ow) is True  # the same command retries
+
+
+@pytest.fixture
+def other_db(pg_admin_dsn: str, adopted_world_template: str) -> Iterator[str]:
+    """A second adopted copy of the reference world on the same server (roles are the server's, not a database's)."""
+    name = f"gcos_test_other_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(adopted_world_template)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_ticket_lends_no_ddl_in_another_database(ow: World, other_db: str) -> None:
+    approved(ow)
+    win = Window(ow)
+    win.ticket()
+    elsewhere = psycopg.connect(make_conninfo(ow.person("operator").dsn, dbname=other_db), autocommit=True)
+    for attack in ("ALTER TABLE laws ADD COLUMN x int", "DROP TABLE evolution_snapshots CASCADE", "CREATE INDEX i ON laws (id)"):
+        refused_42501(elsewhere, attack)
+    ow.admin.execute("SELECT pg_terminate_backend(%s, 5000)", (win.conn.info.backend_pid,))  # a crash, not yet swept
+    win.conn.close()
+    assert members(ow) == [ow.person("operator").name]
+    refused_42501(elsewhere, "ALTER TABLE laws ADD COLUMN x int")
+    with psycopg.connect(make_conninfo(ow.dsn, dbname=other_db)) as su:
+        row = su.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.laws'::regclass AND attname = 'x'").fetchone()
+        assert row == (0,) and su.execute("SELECT to_regclass('public.evolution_snapshots') IS NOT NULL").fetchone() == (True,)
+    elsewhere.close()
