@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
 
 from gcos import kernel, ledger, online, registry, sqlcheck
+from gcos.adopt import adopt
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, SpecError
 from gcos.spec import StepSpec, load_project
 from gcos.target import SessionSettings
@@ -34,7 +35,12 @@ VALID = f"SELECT bool_and(indisvalid) IS TRUE FROM pg_index WHERE indexrelid = t
 
 
 def step_yaml(
-    sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str = "online", step: str = "IDX-1", success: str = VALID
+    sql: str,
+    *,
+    allow: str = f"{{create_index: {INDEX}}}",
+    mode: str = "online",
+    step: str = "IDX-1",
+    success: str = VALID,
 ) -> str:
     return textwrap.dedent(
         """\
@@ -355,7 +361,9 @@ def test_a_ticketed_index_gone_before_done_is_not_committed(trusting: World) -> 
     win.conn.close()
 
 
-def test_finish_proves_every_index_the_allow_list_creates(world_dsn: str, gcos_adopted: None, project_dir: Path) -> None:
+def test_finish_proves_every_index_the_allow_list_creates(
+    world_dsn: str, gcos_adopted: None, project_dir: Path
+) -> None:
     allow = f"{{create_index: [{INDEX}, evolution_snapshots_never_idx]}}"
     add_step(project_dir, step_yaml(CIC, allow=allow, success="SELECT true"))
     for w in adopted_world(world_dsn, project_dir):
@@ -432,7 +440,11 @@ def other_db(pg_admin_dsn: str, adopted_world_template: str) -> Iterator[str]:
     """A second adopted copy of the reference world on the same server (roles are the server's, not a database's)."""
     name = f"gcos_test_other_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(adopted_world_template)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(adopted_world_template)
+            )
+        )
     try:
         yield name
     finally:
@@ -445,13 +457,78 @@ def test_a_ticket_lends_no_ddl_in_another_database(ow: World, other_db: str) -> 
     win = Window(ow)
     win.ticket()
     elsewhere = psycopg.connect(make_conninfo(ow.person("operator").dsn, dbname=other_db), autocommit=True)
-    for attack in ("ALTER TABLE laws ADD COLUMN x int", "DROP TABLE evolution_snapshots CASCADE", "CREATE INDEX i ON laws (id)"):
+    for attack in (
+        "ALTER TABLE laws ADD COLUMN x int",
+        "DROP TABLE evolution_snapshots CASCADE",
+        "CREATE INDEX i ON laws (id)",
+    ):
         refused_42501(elsewhere, attack)
     ow.admin.execute("SELECT pg_terminate_backend(%s, 5000)", (win.conn.info.backend_pid,))  # a crash, not yet swept
     win.conn.close()
     assert members(ow) == [ow.person("operator").name]
     refused_42501(elsewhere, "ALTER TABLE laws ADD COLUMN x int")
     with psycopg.connect(make_conninfo(ow.dsn, dbname=other_db)) as su:
-        row = su.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.laws'::regclass AND attname = 'x'").fetchone()
-        assert row == (0,) and su.execute("SELECT to_regclass('public.evolution_snapshots') IS NOT NULL").fetchone() == (True,)
+        row = su.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.laws'::regclass AND attname = 'x'"
+        ).fetchone()
+        assert row == (0,) and su.execute(
+            "SELECT to_regclass('public.evolution_snapshots') IS NOT NULL"
+        ).fetchone() == (True,)
     elsewhere.close()
+
+
+CORPUS = [
+    CIC,
+    f"create unique index concurrently if not exists {INDEX} on evolution_snapshots (scope)",
+    f"/* built online */ CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON evolution_snapshots (scope)"
+    " WHERE scope <> 'CONCURRENTLY';",
+    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Odd Name" ON evolution_snapshots (scope)',
+    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} /* here */ ON evolution_snapshots (scope)",
+    f"CREATE INDEX CONCURRENTLY {INDEX} ON evolution_snapshots (scope)",
+    f"CREATE INDEX IF NOT EXISTS {INDEX} ON evolution_snapshots (scope)",
+    f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX};",
+    f"DROP INDEX CONCURRENTLY {INDEX}",
+    f"REINDEX INDEX CONCURRENTLY {INDEX}",
+    f"REINDEX (CONCURRENTLY) INDEX {INDEX}",
+    "REINDEX TABLE CONCURRENTLY evolution_snapshots",
+    "ALTER TABLE ONLY cases DETACH PARTITION cases_2024 CONCURRENTLY",
+    'ALTER TABLE "CONCURRENTLY" DETACH PARTITION public.cases_2024 CONCURRENTLY;',
+    "ALTER TABLE cases DETACH PARTITION cases_2024 FINALIZE",
+    "ALTER TABLE laws ADD CONSTRAINT c CHECK (title <> 'DETACH PARTITION x CONCURRENTLY')",
+    "SELECT 'CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON b (c)'",
+    "COMMENT ON TABLE laws IS 'DROP INDEX CONCURRENTLY IF EXISTS laws_pkey'",
+]
+
+
+def test_the_kernel_and_the_client_classify_concurrent_statements_alike(ow: World) -> None:
+    """One corpus through both classifiers: the same verdict and the same transactional equivalent, CONCURRENTLY
+    taken out at the keyword only (never from a literal or a name)."""
+    for text in CORPUS:
+        ((st, info, node),) = sqlcheck.classify.parse(text, "corpus")
+        client = sqlcheck.online.is_concurrent(info, node) and sqlcheck.online.shape(st.text) is not None
+        row = ow.admin.execute("SELECT s.kind IS NOT NULL, s.equivalent FROM gcos._online_shape(%s) AS s", (st.text,))
+        kernel_says, kernel_equivalent = row.fetchone() or (None, None)
+        assert kernel_says is client, text
+        assert (kernel_equivalent if kernel_says else st.text) == sqlcheck.online.equivalent(st.text), text
+        assert (sqlcheck.online.equivalent(st.text) != st.text) is client, text
+    tricky = CORPUS[-3]
+    (pieces, equivalent) = ow.admin.execute(
+        "SELECT * FROM gcos._online_pieces(%s, %s)", (tricky, Jsonb([tricky]))
+    ).fetchone()  # type: ignore[misc]
+    assert pieces == [{"sql": tricky, "concurrent": False}] and equivalent == tricky  # the literal is left alone
+
+
+def test_allow_names_resolve_in_any_adopted_schema_and_never_by_table(ow: World) -> None:
+    ow.admin.execute("CREATE SCHEMA annex")
+    ow.admin.execute("CREATE TABLE annex.notes (id int PRIMARY KEY, body text)")
+    ow.admin.execute("CREATE INDEX notes_body_idx ON annex.notes (body)")
+    adopt(ow.admin, ["annex"])
+
+    def indexes(*names: str) -> list[tuple[str, bool]]:
+        spec = Jsonb({"mutation": {"allow": [{"create_index": list(names)}]}})
+        rows = ow.admin.execute("SELECT name, valid FROM gcos._online_indexes(%s) ORDER BY name", (spec,)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    assert indexes("notes_body_idx") == [("notes_body_idx", True)]  # adopted schema annex, not public only
+    assert indexes("annex.notes_body_idx") == [("annex.notes_body_idx", True)]
+    assert indexes("evolution_snapshots", "notes") == []  # a table's name names none of its indexes
