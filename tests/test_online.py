@@ -532,3 +532,23 @@ def test_allow_names_resolve_in_any_adopted_schema_and_never_by_table(ow: World)
     assert indexes("notes_body_idx") == [("notes_body_idx", True)]  # adopted schema annex, not public only
     assert indexes("annex.notes_body_idx") == [("annex.notes_body_idx", True)]
     assert indexes("evolution_snapshots", "notes") == []  # a table's name names none of its indexes
+
+
+def test_a_reindex_ticket_is_proven_by_its_new_relfilenode(
+    world_dsn: str, gcos_adopted: None, project_dir: Path
+) -> None:
+    """PostgreSQL < 17 fires no event trigger for REINDEX: the kernel proves it ran by the index's relfilenode."""
+    add_step(project_dir, step_yaml(f"{CIC}\nREINDEX INDEX CONCURRENTLY {INDEX};"))
+    for w in adopted_world(world_dsn, project_dir):
+        approved(w)
+        win = Window(w)
+        win.conn.execute(win.ticket()["sql"].encode())
+        assert win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)["kind"] == "applied"
+        body = dict(win.call("SELECT gcos.online_next(%s)", win.run_id))
+        assert body["kind"] == "ticket" and body["sql"].startswith("REINDEX")
+        done = win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: no REINDEX ran
+        assert done["kind"] == "stopped" and "never started" in done["message"]
+        win.conn.close()
+        w.admin.execute(f"DROP INDEX {INDEX}")  # the world as rehearsed again
+        assert w.commit("IDX-1").outcome == "applied"  # honest this time: built, reindexed: built (skipped), reindexed
+        assert index_state(w) is True and members(w) == []
