@@ -224,8 +224,9 @@ AS $$ SELECT o::text || ':' || COALESCE(pg_catalog.pg_relation_filenode(o)::text
 
 -- As 035, and: letting the ticketed text through marks the ticket as started; a session that can use gcos_kernel's
 -- rights (a ticket holder's role, in this database or another of the server) runs no DDL without a live ticket
--- of its own backend here. Superusers pass (install, adopt); the kernel's own DDL runs in SECURITY DEFINER
--- functions whose callers are no members of gcos_kernel.
+-- of its own backend here. Superusers pass (install, adopt), and so do roles that can make themselves gcos_kernel
+-- anyway (a non-superuser's gcos adopt and managed install make it a member for their transaction); the kernel's
+-- own DDL runs in SECURITY DEFINER functions whose callers are no members of gcos_kernel.
 CREATE OR REPLACE FUNCTION gcos._online_guard() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -248,7 +249,13 @@ BEGIN
         RAISE EXCEPTION 'gcos: role % holds gcos_kernel''s rights lent to an online ticket of another session; % refused',
             session_user, TG_TAG USING ERRCODE = '42501';
     END IF;
-    IF pg_catalog.pg_has_role(session_user, 'gcos_kernel', 'USAGE') THEN
+    IF pg_catalog.pg_has_role(session_user, 'gcos_kernel', 'USAGE')
+       -- a role that can make itself gcos_kernel anyway (ADMIN OPTION; CREATEROLE before 16; the installer, a
+       -- member of gcos_owner during its install) loses nothing by passing: gcos adopt and install make it a member
+       AND NOT pg_catalog.pg_has_role(session_user, 'gcos_kernel', 'MEMBER WITH ADMIN OPTION')
+       AND NOT pg_catalog.pg_has_role(session_user, 'gcos_owner', 'MEMBER')
+       AND NOT (pg_catalog.current_setting('server_version_num')::integer < 160000
+                AND (SELECT r.rolcreaterole FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user)) THEN
         RAISE EXCEPTION 'gcos: role % can use gcos_kernel''s rights (an online ticket of another session or database, or a grant) and this session holds no ticket in this database; % refused',
             session_user, TG_TAG USING ERRCODE = '42501';
     END IF;
