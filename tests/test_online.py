@@ -10,16 +10,20 @@ ledger and the catalog, never from sentences."""
 from __future__ import annotations
 
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
 
 from gcos import kernel, ledger, online, registry, sqlcheck
+from gcos.adopt import adopt
 from gcos.errors import DatabaseUnavailable, GateRefused, GcosError, SpecError
 from gcos.spec import StepSpec, load_project
 from gcos.target import SessionSettings
@@ -27,7 +31,17 @@ from gcos.target import SessionSettings
 INDEX = "evolution_snapshots_scope_idx"
 
 
-def step_yaml(sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str = "online", step: str = "IDX-1") -> str:
+VALID = f"SELECT bool_and(indisvalid) IS TRUE FROM pg_index WHERE indexrelid = to_regclass('public.{INDEX}')"
+
+
+def step_yaml(
+    sql: str,
+    *,
+    allow: str = f"{{create_index: {INDEX}}}",
+    mode: str = "online",
+    step: str = "IDX-1",
+    success: str = VALID,
+) -> str:
     return textwrap.dedent(
         """\
         id: {step}
@@ -44,12 +58,12 @@ def step_yaml(sql: str, *, allow: str = f"{{create_index: {INDEX}}}", mode: str 
             - {allow}
         success:
           - name: the index is valid
-            sql: SELECT bool_and(indisvalid) IS TRUE FROM pg_index WHERE indexrelid = to_regclass('public.{index}')
+            sql: {success}
             expect: true
         rollback:
           sql: DROP INDEX IF EXISTS {index};
         """
-    ).format(step=step, mode=mode, sql=textwrap.indent(sql.strip(), "    "), allow=allow, index=INDEX)
+    ).format(step=step, mode=mode, sql=textwrap.indent(sql.strip(), "    "), allow=allow, index=INDEX, success=success)
 
 
 def add_step(project: Path, text: str, step: str = "IDX-1") -> None:
@@ -299,13 +313,16 @@ def leave_invalid(w: World) -> None:
 
 def test_an_invalid_leftover_is_dropped_before_the_retry(ow: World) -> None:
     leave_invalid(ow)
-    ow.rehearse("IDX-1")  # drops it for good first (the world before the failed attempt), and says so
+    ow.rehearse("IDX-1")  # rehearses on the world without it, inside its rollback only, and says so
     (rehearsal,) = ow.records("rehearsal", "IDX-1")
-    assert rehearsal.payload["online"]["dropped_invalid"] == [INDEX] and index_state(ow) is None
+    dropped = rehearsal.payload["online"]["dropped_invalid"]
+    assert dropped["indexes"] == [INDEX] and dropped["durable"] is False and "BEGIN..ROLLBACK" not in dropped["note"]
+    assert rehearsal.payload["outcome"] == "passed"
+    assert index_state(ow) is False  # no approval yet: the leftover is still there
     ow.approve("IDX-1")
     win = Window(ow)
     assert win.begin()["outcome"] == "open"
-    leave_invalid(ow)  # a leftover between the gates and the ticket: IF NOT EXISTS would skip the build
+    # the leftover is still there after the gates: IF NOT EXISTS would skip the build, so the ticket drops it first
     body = dict(win.call("SELECT gcos.online_next(%s)", win.run_id))
     assert body["kind"] == "ticket" and body["dropped_invalid"] == [INDEX] and index_state(ow) is None
     win.conn.execute(body["sql"].encode())
@@ -315,14 +332,47 @@ def test_an_invalid_leftover_is_dropped_before_the_retry(ow: World) -> None:
     win.conn.close()
 
 
-def test_an_index_left_invalid_is_not_committed(ow: World) -> None:
-    approved(ow)
-    win = Window(ow)
+@pytest.fixture
+def trusting(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[World]:
+    """IDX-1 whose own success check proves nothing (`SELECT true`): only the kernel can refuse a false commit."""
+    add_step(project_dir, step_yaml(CIC, success="SELECT true"))
+    yield from adopted_world(world_dsn, project_dir)
+
+
+def test_an_index_left_invalid_is_not_committed(trusting: World) -> None:
+    approved(trusting)
+    win = Window(trusting)
     win.ticket()
-    win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: it never ran the statement
-    finish = win.call("SELECT gcos.online_finish(%s)", win.run_id)
-    assert finish["outcome"] == "success_failed" and ow.records("commit", "IDX-1") == []
+    done = win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: it never ran the statement
+    assert done["kind"] == "stopped" and "never started" in done["message"]
+    assert trusting.records("commit", "IDX-1") == [] and members(trusting) == [] and index_state(trusting) is None
     win.conn.close()
+
+
+def test_a_ticketed_index_gone_before_done_is_not_committed(trusting: World) -> None:
+    approved(trusting)
+    win = Window(trusting)
+    body = win.ticket()
+    win.conn.execute(body["sql"].encode())  # it ran (the kernel saw it) ...
+    trusting.admin.execute(f"DROP INDEX {INDEX}")  # ... but its index is not there when the client reports back
+    done = win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)
+    assert done["kind"] == "stopped" and "does not exist" in done["message"]
+    assert trusting.records("commit", "IDX-1") == []
+    win.conn.close()
+
+
+def test_finish_proves_every_index_the_allow_list_creates(
+    world_dsn: str, gcos_adopted: None, project_dir: Path
+) -> None:
+    allow = f"{{create_index: [{INDEX}, evolution_snapshots_never_idx]}}"
+    add_step(project_dir, step_yaml(CIC, allow=allow, success="SELECT true"))
+    for w in adopted_world(world_dsn, project_dir):
+        approved(w)
+        with pytest.raises(GcosError):
+            w.commit("IDX-1")
+        (stop,) = w.records("stop", "IDX-1")
+        assert "evolution_snapshots_never_idx does not exist" in stop.payload["reason"]
+        assert w.records("commit", "IDX-1") == []
 
 
 def test_online_needs_the_guard(ow: World) -> None:
@@ -383,3 +433,122 @@ def test_a_failed_concurrent_statement_stops_the_run_and_ends_the_window(ow: Wor
     assert kinds[-2:] == ["policy_decision", "stop"] and "commit" not in kinds
     assert members(ow) == [] and index_state(ow) is None
     assert ow.commit("IDX-1").outcome == "applied" and index_state(ow) is True  # the same command retries
+
+
+@pytest.fixture
+def other_db(pg_admin_dsn: str, adopted_world_template: str) -> Iterator[str]:
+    """A second adopted copy of the reference world on the same server (roles are the server's, not a database's)."""
+    name = f"gcos_test_other_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(adopted_world_template)
+            )
+        )
+    try:
+        yield name
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_ticket_lends_no_ddl_in_another_database(ow: World, other_db: str) -> None:
+    approved(ow)
+    win = Window(ow)
+    win.ticket()
+    elsewhere = psycopg.connect(make_conninfo(ow.person("operator").dsn, dbname=other_db), autocommit=True)
+    for attack in (
+        "ALTER TABLE laws ADD COLUMN x int",
+        "DROP TABLE evolution_snapshots CASCADE",
+        "CREATE INDEX i ON laws (id)",
+    ):
+        refused_42501(elsewhere, attack)
+    ow.admin.execute("SELECT pg_terminate_backend(%s, 5000)", (win.conn.info.backend_pid,))  # a crash, not yet swept
+    win.conn.close()
+    assert members(ow) == [ow.person("operator").name]
+    refused_42501(elsewhere, "ALTER TABLE laws ADD COLUMN x int")
+    with psycopg.connect(make_conninfo(ow.dsn, dbname=other_db)) as su:
+        row = su.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.laws'::regclass AND attname = 'x'"
+        ).fetchone()
+        assert row == (0,) and su.execute(
+            "SELECT to_regclass('public.evolution_snapshots') IS NOT NULL"
+        ).fetchone() == (True,)
+    elsewhere.close()
+
+
+CORPUS = [
+    CIC,
+    f"create unique index concurrently if not exists {INDEX} on evolution_snapshots (scope)",
+    f"/* built online */ CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON evolution_snapshots (scope)"
+    " WHERE scope <> 'CONCURRENTLY';",
+    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Odd Name" ON evolution_snapshots (scope)',
+    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} /* here */ ON evolution_snapshots (scope)",
+    f"CREATE INDEX CONCURRENTLY {INDEX} ON evolution_snapshots (scope)",
+    f"CREATE INDEX IF NOT EXISTS {INDEX} ON evolution_snapshots (scope)",
+    f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX};",
+    f"DROP INDEX CONCURRENTLY {INDEX}",
+    f"REINDEX INDEX CONCURRENTLY {INDEX}",
+    f"REINDEX (CONCURRENTLY) INDEX {INDEX}",
+    "REINDEX TABLE CONCURRENTLY evolution_snapshots",
+    "ALTER TABLE ONLY cases DETACH PARTITION cases_2024 CONCURRENTLY",
+    'ALTER TABLE "CONCURRENTLY" DETACH PARTITION public.cases_2024 CONCURRENTLY;',
+    "ALTER TABLE cases DETACH PARTITION cases_2024 FINALIZE",
+    "ALTER TABLE laws ADD CONSTRAINT c CHECK (title <> 'DETACH PARTITION x CONCURRENTLY')",
+    "SELECT 'CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON b (c)'",
+    "COMMENT ON TABLE laws IS 'DROP INDEX CONCURRENTLY IF EXISTS laws_pkey'",
+]
+
+
+def test_the_kernel_and_the_client_classify_concurrent_statements_alike(ow: World) -> None:
+    """One corpus through both classifiers: the same verdict and the same transactional equivalent, CONCURRENTLY
+    taken out at the keyword only (never from a literal or a name)."""
+    for text in CORPUS:
+        ((st, info, node),) = sqlcheck.classify.parse(text, "corpus")
+        client = sqlcheck.online.is_concurrent(info, node) and sqlcheck.online.shape(st.text) is not None
+        row = ow.admin.execute("SELECT s.kind IS NOT NULL, s.equivalent FROM gcos._online_shape(%s) AS s", (st.text,))
+        kernel_says, kernel_equivalent = row.fetchone() or (None, None)
+        assert kernel_says is client, text
+        assert (kernel_equivalent if kernel_says else st.text) == sqlcheck.online.equivalent(st.text), text
+        assert (sqlcheck.online.equivalent(st.text) != st.text) is client, text
+    tricky = CORPUS[-3]
+    (pieces, equivalent) = ow.admin.execute(
+        "SELECT * FROM gcos._online_pieces(%s, %s)", (tricky, Jsonb([tricky]))
+    ).fetchone()  # type: ignore[misc]
+    assert pieces == [{"sql": tricky, "concurrent": False}] and equivalent == tricky  # the literal is left alone
+
+
+def test_allow_names_resolve_in_any_adopted_schema_and_never_by_table(ow: World) -> None:
+    ow.admin.execute("CREATE SCHEMA annex")
+    ow.admin.execute("CREATE TABLE annex.notes (id int PRIMARY KEY, body text)")
+    ow.admin.execute("CREATE INDEX notes_body_idx ON annex.notes (body)")
+    adopt(ow.admin, ["annex"])
+
+    def indexes(*names: str) -> list[tuple[str, bool]]:
+        spec = Jsonb({"mutation": {"allow": [{"create_index": list(names)}]}})
+        rows = ow.admin.execute("SELECT name, valid FROM gcos._online_indexes(%s) ORDER BY name", (spec,)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    assert indexes("notes_body_idx") == [("notes_body_idx", True)]  # adopted schema annex, not public only
+    assert indexes("annex.notes_body_idx") == [("annex.notes_body_idx", True)]
+    assert indexes("evolution_snapshots", "notes") == []  # a table's name names none of its indexes
+
+
+def test_a_reindex_ticket_is_proven_by_its_new_relfilenode(
+    world_dsn: str, gcos_adopted: None, project_dir: Path
+) -> None:
+    """PostgreSQL < 17 fires no event trigger for REINDEX: the kernel proves it ran by the index's relfilenode."""
+    add_step(project_dir, step_yaml(f"{CIC}\nREINDEX INDEX CONCURRENTLY {INDEX};"))
+    for w in adopted_world(world_dsn, project_dir):
+        approved(w)
+        win = Window(w)
+        win.conn.execute(win.ticket()["sql"].encode())
+        assert win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)["kind"] == "applied"
+        body = dict(win.call("SELECT gcos.online_next(%s)", win.run_id))
+        assert body["kind"] == "ticket" and body["sql"].startswith("REINDEX")
+        done = win.call("SELECT gcos.online_done(%s, NULL)", win.run_id)  # the client lies: no REINDEX ran
+        assert done["kind"] == "stopped" and "never started" in done["message"]
+        win.conn.close()
+        w.admin.execute(f"DROP INDEX {INDEX}")  # the world as rehearsed again
+        assert w.commit("IDX-1").outcome == "applied"  # honest this time: built, reindexed: built (skipped), reindexed
+        assert index_state(w) is True and members(w) == []

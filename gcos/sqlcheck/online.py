@@ -17,7 +17,24 @@ from gcos.errors import SpecError
 from gcos.sqlcheck.classify import Info, Statement, ast, norm, parse, walk
 
 CONCURRENT_KINDS = frozenset({"create_index_concurrently", "drop_index_concurrently", "reindex_concurrently"})
-CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
+_GAP = r"(?:\s|;|--[^\n]*(?:\n|$)|/\*(?:[^*]|\*+[^*/])*\*+/)*"
+_ID = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_QID = _ID + r"(?:\s*\.\s*" + _ID + ")?"
+SHAPES = tuple(
+    re.compile(shape, re.IGNORECASE | re.DOTALL)
+    for shape in (
+        r"^(CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY(\s+IF\s+NOT\s+EXISTS\s+" + _QID + r"\s+ON\s.*)$",
+        r"^(DROP\s+INDEX\s+)CONCURRENTLY(\s+IF\s+EXISTS\s+" + _QID + ")$",
+        r"^(REINDEX\s+INDEX\s+)CONCURRENTLY(\s+" + _QID + ")$",
+        r"^(ALTER\s+TABLE\s+(?:ONLY\s+)?" + _QID + r"\s+DETACH\s+PARTITION\s+" + _QID + r"\s+)CONCURRENTLY()$",
+    )
+)
+"""The only shapes the kernel runs outside a transaction (gcos._online_shape, 036): whole statements, anchored."""
+SHAPE_ADVICE = (
+    "an online step writes a concurrent statement in one of these shapes (nothing before or after it): CREATE "
+    "[UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name ON ...; DROP INDEX CONCURRENTLY IF EXISTS name; REINDEX INDEX "
+    "CONCURRENTLY name; ALTER TABLE [ONLY] name DETACH PARTITION name CONCURRENTLY"
+)
 ENUM_ADVICE = (
     "PostgreSQL refuses a new enum value in the transaction that added it (SQLSTATE 55P04, unsafe use of new "
     "value), and a rehearsal runs the whole step in one transaction (an online step's too); split this into two "
@@ -34,9 +51,19 @@ def is_concurrent(info: Info, node: Any) -> bool:
     )
 
 
+def shape(text: str) -> str | None:
+    """The statement without its CONCURRENTLY keyword when it has one of the kernel's SHAPES, else None."""
+    outer = re.match(f"^({_GAP})(.*?)({_GAP})$", text, re.DOTALL)
+    assert outer is not None  # every text matches: the middle group may be empty
+    for pattern in SHAPES:
+        if found := pattern.match(outer.group(2)):
+            return outer.group(1) + found.group(1) + found.group(2) + outer.group(3)
+    return None
+
+
 def equivalent(text: str) -> str:
-    """The transactional equivalent of a concurrent statement: its first CONCURRENTLY taken out (as the kernel)."""
-    return CONCURRENTLY.sub("", text, count=1)
+    """The transactional equivalent of a concurrent statement: CONCURRENTLY taken out at the keyword (as the kernel)."""
+    return shape(text) or text
 
 
 def _refuse(where: str, st: Statement, reason: str) -> SpecError:
@@ -80,6 +107,8 @@ def online_sql(step_id: str, sql: str, allow: dict[str, frozenset[str]]) -> tupl
             reason = _reindex_refusal(st, node, allow)
         else:
             reason = _concurrent_refusal(info, node, allow)
+        if reason is None and shape(st.text) is None:
+            reason = SHAPE_ADVICE
         if reason:
             raise _refuse(where, st, reason)
         start = out.find(st.text)
