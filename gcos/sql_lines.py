@@ -4,6 +4,7 @@ pglast (PostgreSQL's parser) reports a 0-based offset into the SQL text. A spec 
 file, so the offset becomes the line of the file: for a literal block (`sql: |`) the SQL starts on the line
 after the indicator and keeps its line breaks, so the line is exact; a one-line scalar is on its key's line.
 Folded or multi-line plain scalars lose their line breaks in YAML, so there the key's line is all we can say.
+SQL a spec takes from a file (`file: ../rollback/x.sql`) is named by that file's own line.
 """
 
 from __future__ import annotations
@@ -60,3 +61,17 @@ def parse_error(
     if line is None:
         return None
     return f"{spec_path}:{line}: {key}: SQL does not parse: {exc.args[0]}; fix line {line} of {spec_path.name}."
+
+
+def sql_file_error(shown: str, label: str, text: str) -> str | None:
+    """`rollback/x.sql:3: step X: SQL does not parse: ...; fix line 3 of x.sql.` when the text of a SQL file a
+    spec references does not parse (None when it does)."""
+    try:
+        pglast.parse_sql(text)
+    except pglast.parser.ParseError as exc:
+        offset = offset_of(exc)
+        if offset is None:
+            return f"{shown}: {label}: SQL does not parse: {exc.args[0]}."
+        line = text.count("\n", 0, min(offset, len(text))) + 1
+        return f"{shown}:{line}: {label}: SQL does not parse: {exc.args[0]}; fix line {line} of {Path(shown).name}."
+    return None

@@ -211,3 +211,14 @@ def test_a_sql_parse_error_names_the_line_of_the_spec_file(project_dir: Path) ->
     assert code == ExitCode.BAD_INPUT, out
     assert f"01-sb-12.yaml:{line}:" in out["error"] and f"fix line {line}" in out["error"], out["error"]
     assert "index" not in out["error"]
+
+
+def test_a_sql_parse_error_in_a_referenced_file_names_that_files_line(project_dir: Path) -> None:
+    rollback = project_dir / "rollback" / "sb-12.sql"
+    lines = rollback.read_text().splitlines()
+    lines.insert(2, "DROP TABLE IF EXISTS ,;")
+    rollback.write_text("\n".join(lines) + "\n")
+    code, out = _cli("plan", "-C", str(project_dir))
+    assert code == ExitCode.BAD_INPUT, out
+    assert "rollback/sb-12.sql:3:" in out["error"] and "fix line 3 of sb-12.sql" in out["error"], out["error"]
+    assert "01-sb-12.yaml" in out["error"]  # and which spec took it

@@ -210,6 +210,9 @@ def _inline_file(
         raise SpecError(f"{loc}: {label} key {key_path([*where, 'file'])}: cannot read SQL file {rel}.") from exc
     if not text.strip():
         raise SpecError(f"{loc}: {label} key {key_path([*where, 'file'])}: SQL file {rel} is empty.")
+    said = sql_lines.sql_file_error(str(target.relative_to(root.resolve())), f"{label} ({loc})", text)
+    if said is not None:
+        raise SpecError(said)
     holder["sql"] = text
 
 
