@@ -21,81 +21,91 @@ CREATE FUNCTION gcos._online_lex(p_sql text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n constant integer := pg_catalog.length(p_sql);
+    c constant text[] := pg_catalog.regexp_split_to_array(p_sql, '');  -- characters, each reached in O(1)
+    n constant integer := pg_catalog.cardinality(c);
+    v_start constant text := '^([A-Za-z_]|[^\x01-\x7f])$';             -- what begins an identifier
+    v text[] := '{}';  -- the classes of each token
     i integer := 1;
     j integer;
     d integer;
     ch text;
-    v_tag text;
     v_close text;
-    v text := '';
+    v_tag text;
 BEGIN
     WHILE i <= n LOOP
-        ch := pg_catalog.substr(p_sql, i, 1);
-        j := i + 1;  -- the token's end (exclusive); its class below
-        IF pg_catalog.substr(p_sql, i, 2) = '--' THEN
-            j := COALESCE(i + pg_catalog.length((pg_catalog.regexp_match(pg_catalog.substr(p_sql, i), '^[^\n\r]*'))[1]), n + 1);
-            v := v || 'M' || pg_catalog.repeat('m', j - i - 1);
-        ELSIF pg_catalog.substr(p_sql, i, 2) = '/*' THEN
+        ch := c[i];
+        j := i + 1;  -- the token's end (exclusive)
+        IF ch = '-' AND c[i + 1] = '-' THEN  -- to a newline or a carriage return, as PostgreSQL's lexer
+            WHILE j <= n AND c[j] NOT IN (E'\n', E'\r') LOOP j := j + 1; END LOOP;
+            v := v || ('M' || pg_catalog.repeat('m', j - i - 1));
+        ELSIF ch = '/' AND c[i + 1] = '*' THEN  -- nested
             d := 1;
             j := i + 2;
             WHILE d > 0 LOOP
                 IF j > n THEN
                     PERFORM gcos._invalid(pg_catalog.format('gcos: the step''s SQL has an unterminated comment at character %s', i));
-                ELSIF pg_catalog.substr(p_sql, j, 2) = '/*' THEN
+                ELSIF c[j] = '/' AND c[j + 1] = '*' THEN
                     d := d + 1; j := j + 2;
-                ELSIF pg_catalog.substr(p_sql, j, 2) = '*/' THEN
+                ELSIF c[j] = '*' AND c[j + 1] = '/' THEN
                     d := d - 1; j := j + 2;
                 ELSE
                     j := j + 1;
                 END IF;
             END LOOP;
-            v := v || 'M' || pg_catalog.repeat('m', j - i - 1);
-        ELSIF ch IN ('''', '"') OR (ch IN ('e', 'E') AND pg_catalog.substr(p_sql, i + 1, 1) = '''') THEN
-            j := CASE WHEN ch IN ('e', 'E') THEN i + 2 ELSE i + 1 END;
-            IF ch IN ('e', 'E') THEN ch := 'E'; END IF;
+            v := v || ('M' || pg_catalog.repeat('m', j - i - 1));
+        ELSIF ch IN ('''', '"') OR (ch IN ('e', 'E') AND c[i + 1] = '''') THEN  -- '' and "" doubled; E'' backslashes too
+            IF ch IN ('e', 'E') THEN ch := 'E'; j := i + 2; END IF;
             v_close := CASE ch WHEN '"' THEN '"' ELSE '''' END;
             LOOP
                 IF j > n THEN
                     PERFORM gcos._invalid(pg_catalog.format('gcos: the step''s SQL has an unterminated quoted text at character %s', i));
-                ELSIF ch = 'E' AND pg_catalog.substr(p_sql, j, 1) = '\' THEN
+                ELSIF ch = 'E' AND c[j] = '\' THEN
                     j := j + 2;
-                ELSIF pg_catalog.substr(p_sql, j, 1) = v_close THEN
-                    EXIT WHEN pg_catalog.substr(p_sql, j + 1, 1) IS DISTINCT FROM pg_catalog.substr(p_sql, j, 1);
+                ELSIF c[j] = v_close THEN
+                    EXIT WHEN c[j + 1] IS DISTINCT FROM v_close;
                     j := j + 2;
                 ELSE
                     j := j + 1;
                 END IF;
             END LOOP;
             j := j + 1;
-            v := v || 'Q' || pg_catalog.repeat('q', j - i - 1);
-        ELSIF ch = '$' AND pg_catalog.substr(p_sql, i, 2) ~ '^\$[0-9]' THEN
-            j := i + pg_catalog.length((pg_catalog.regexp_match(pg_catalog.substr(p_sql, i), '^\$[0-9]+'))[1]);
+            v := v || ('Q' || pg_catalog.repeat('q', j - i - 1));
+        ELSIF ch = '$' AND c[i + 1] ~ '^[0-9]$' THEN  -- a parameter
+            WHILE j <= n AND c[j] ~ '^[0-9]$' LOOP j := j + 1; END LOOP;
             v := v || pg_catalog.repeat('c', j - i);
-        ELSIF ch = '$' AND pg_catalog.substr(p_sql, i) ~ '^\$([A-Za-z_]|[^\x01-\x7f])?([A-Za-z0-9_]|[^\x01-\x7f])*\$' THEN
-            v_tag := (pg_catalog.regexp_match(pg_catalog.substr(p_sql, i), '^\$(?:(?:[A-Za-z_]|[^\x01-\x7f])(?:[A-Za-z0-9_]|[^\x01-\x7f])*)?\$'))[1];
-            IF v_tag IS NULL THEN  -- '$' then a digit-led name: not a quote ($ alone is an operator character)
-                v := v || 'c';
-            ELSE
-                d := pg_catalog.strpos(pg_catalog.substr(p_sql, i + pg_catalog.length(v_tag)), v_tag);
-                IF d = 0 THEN
-                    PERFORM gcos._invalid(pg_catalog.format('gcos: the step''s SQL has an unterminated dollar quote at character %s', i));
-                END IF;
-                j := i + pg_catalog.length(v_tag) + d - 1 + pg_catalog.length(v_tag);
-                v := v || 'Q' || pg_catalog.repeat('q', j - i - 1);
+        ELSIF ch = '$' THEN  -- $tag$ (tag empty or an identifier without '$') quotes to the same $tag$
+            IF j <= n AND c[j] ~ v_start THEN
+                WHILE j <= n AND c[j] ~ '^([A-Za-z0-9_]|[^\x01-\x7f])$' LOOP j := j + 1; END LOOP;
             END IF;
-        ELSIF ch ~ '^([A-Za-z_]|[^\x01-\x7f])$' THEN  -- an identifier or key word, '$' and digits inside it
-            j := i + pg_catalog.length((pg_catalog.regexp_match(pg_catalog.substr(p_sql, i), '^(?:[A-Za-z0-9_$]|[^\x01-\x7f])+'))[1]);
+            IF j <= n AND c[j] = '$' THEN
+                v_tag := pg_catalog.array_to_string(c[i:j], '');
+                d := j - i + 1;
+                j := j + 1;
+                LOOP
+                    IF j + d - 1 > n THEN
+                        PERFORM gcos._invalid(pg_catalog.format('gcos: the step''s SQL has an unterminated dollar quote at character %s', i));
+                    END IF;
+                    EXIT WHEN c[j] = '$' AND pg_catalog.array_to_string(c[j:j + d - 1], '') = v_tag;
+                    j := j + 1;
+                END LOOP;
+                j := j + d;
+                v := v || ('Q' || pg_catalog.repeat('q', j - i - 1));
+            ELSE  -- '$' alone (PostgreSQL then reads what follows afresh)
+                j := i + 1;
+                v := v || 'c'::text;
+            END IF;
+        ELSIF ch ~ v_start THEN  -- an identifier or key word, '$' and digits inside it
+            WHILE j <= n AND c[j] ~ '^([A-Za-z0-9_$]|[^\x01-\x7f])$' LOOP j := j + 1; END LOOP;
             v := v || pg_catalog.repeat('c', j - i);
         ELSIF ch ~ '^[0-9]$' THEN  -- a number (a '$' after it starts a dollar quote, as in PostgreSQL's lexer)
-            j := i + pg_catalog.length((pg_catalog.regexp_match(pg_catalog.substr(p_sql, i), '^[0-9A-Za-z_.]+'))[1]);
+            WHILE j <= n AND c[j] ~ '^[0-9A-Za-z_.]$' LOOP j := j + 1; END LOOP;
             v := v || pg_catalog.repeat('c', j - i);
         ELSE
             v := v || CASE WHEN ch ~ '^[ \t\n\r\f\v;]$' THEN 'w' ELSE 'c' END;
         END IF;
         i := j;
     END LOOP;
-    RETURN v;
+    RETURN pg_catalog.array_to_string(v, '');
 END
 $$;
 
