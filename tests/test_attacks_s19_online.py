@@ -424,3 +424,4 @@ def test_a_stop_condition_that_holds_at_commit_stops_an_online_step(stopped: Wor
     assert outcome == "StopHeld" and stopped.records("commit", "IDX-1") == []
     stop = stopped.records("stop", "IDX-1")[-1].payload
     assert stop["outcome"] == "stopped" and stop["statements_applied"] == 1 and "a law is halted" in stop["reason"]
+    assert "after its last statement (all 1 applied" in stop["reason"]

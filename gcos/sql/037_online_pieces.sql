@@ -286,5 +286,35 @@ BEGIN
 END
 $$;
 
+-- As 035, but a stop after the last statement (gcos.online_finish) says so instead of naming a statement past the end.
+CREATE OR REPLACE FUNCTION gcos._online_stop(p_run_id text, p_reason text, p_outcome text DEFAULT 'commit_failed') RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r gcos.online_runs;
+    v_write record;
+    v_msg text;
+BEGIN
+    UPDATE gcos.online_runs AS o SET closed_at = pg_catalog.clock_timestamp()
+     WHERE o.run_id = p_run_id AND o.closed_at IS NULL RETURNING o.* INTO r;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF r.pid = pg_catalog.pg_backend_pid() THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('gcos:online:' || p_run_id, 0));
+    END IF;
+    v_msg := CASE WHEN r.next_piece < pg_catalog.jsonb_array_length(r.pieces)
+                  THEN pg_catalog.format('online commit of %s stopped at statement %s of %s: %s; statements before it stay applied (each committed on its own, idempotent): fix and run gcos commit again',
+                                         r.step_id, r.next_piece + 1, pg_catalog.jsonb_array_length(r.pieces), p_reason)
+                  ELSE pg_catalog.format('online commit of %s stopped after its last statement (all %s applied, each committed on its own, idempotent): %s',
+                                         r.step_id, r.next_piece, p_reason) END;
+    SELECT * INTO v_write FROM gcos._ledger_write('stop', r.step_id, r.spec_hash, r.trace_id, NULL,
+        r.base || pg_catalog.jsonb_build_object('outcome', p_outcome, 'reason', v_msg, 'online', true,
+                                                'statements_applied', r.next_piece, 'policy_decision', r.decision));
+    RETURN r.base || pg_catalog.jsonb_build_object('outcome', p_outcome, 'message', v_msg, 'decision', r.decision,
+                                                   'ledger_seq', v_write.seq);
+END
+$$;
+
 RESET ROLE;
 REVOKE ALL ON FUNCTION gcos._online_lex(text), gcos._online_stops(jsonb, jsonb) FROM PUBLIC;
