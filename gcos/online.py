@@ -3,13 +3,14 @@ CONCURRENTLY and its kin) run one by one outside a transaction, every one of the
 (gcos/sql/035_online_steps.sql, mended in 036).
 
 The client names the statements (PostgreSQL's parser, via gcos.sqlcheck) and the kernel checks that they are
-the registered mutation's own text. Rehearsal: gcos.rehearse_online runs the transactional equivalent
+the registered mutation's own text, beginning and ending outside its comments and quoted text (its own lexer,
+037), and sends back the text it runs. Rehearsal: gcos.rehearse_online runs the transactional equivalent
 (CONCURRENTLY taken out) under BEGIN..ROLLBACK and its record says so. Commit: gcos.online_begin evaluates the
 gates and opens the run; gcos.online_next runs a plain statement in its own kernel transaction, or lends this
 session gcos_kernel's rights for one ticketed statement, which the client then sends top-level, verbatim;
 gcos.online_done takes the rights back and proves the piece (the kernel saw the statement start; its index exists,
-valid, or is gone); gcos.online_finish checks success and index
-validity and writes the commit record."""
+valid, or is gone); gcos.online_finish judges the stops (a held one is a stop record, exit 4), success and index
+validity, and writes the commit record."""
 
 from __future__ import annotations
 

@@ -149,6 +149,7 @@ def test_concurrently_is_refused_in_a_transactional_step_with_the_way_out(bare: 
         (f"REINDEX (CONCURRENTLY) INDEX {INDEX};", None, "one index at a time"),
         ("REINDEX INDEX CONCURRENTLY laws_pkey;", None, "create_index"),
         (f"{CIC} DROP TABLE laws;", None, "allow list"),
+        (CIC.replace(" (", " /* c */ ("), None, "no comment"),  # 037: the kernel refuses it too
     ],
 )
 def test_online_statements_must_be_idempotent_and_allowed(bare: Path, sql: str, allow: str | None, word: str) -> None:
@@ -552,3 +553,39 @@ def test_a_reindex_ticket_is_proven_by_its_new_relfilenode(
         w.admin.execute(f"DROP INDEX {INDEX}")  # the world as rehearsed again
         assert w.commit("IDX-1").outcome == "applied"  # honest this time: built, reindexed: built (skipped), reindexed
         assert index_state(w) is True and members(w) == []
+
+
+HONEST = [  # text whose quotes, identifiers and comments hold ';', '--' and '/*': PostgreSQL's statements, no others
+    "SELECT 'a;--b' AS x; /* one /* nested; */ -- still\n */ SELECT $q$ ; -- $q$;\n" + CIC,
+    "SELECT E'\\'; -- ' AS \"we;ird--\", 1 AS ab$x$, $x$;--$x$;\r-- CR ends a comment\rSELECT U&'d' /* c */;\n" + CIC,
+    "-- note\n" + CIC + "\n/* trailing */",
+]
+SMUGGLED = [  # registered text and the pieces an operator names for it: each hides code in a comment or a quote
+    (f"-- a\nSELECT 1 /* {CIC} */;", ["SELECT 1 /* ", CIC, "*/"]),
+    ("SELECT 'x; DROP TABLE laws; --';", ["SELECT 'x", "DROP TABLE laws", "--';"]),
+    ("SELECT $$ ; DROP TABLE laws; $$;", ["SELECT $$", "DROP TABLE laws", "$$"]),
+    (f"/* /* */ {CIC} -- */\n", [CIC]),
+    (CIC.replace(" (", " /* c */ ("), [CIC.replace(" (", " /* c */ (")]),  # a concurrent piece, commented
+    (f"{CIC[:-1]} WHERE true; SELECT 1;", [f"{CIC[:-1]} WHERE true; SELECT 1"]),  # two statements, one ticket
+]
+
+
+def test_the_kernel_splits_statements_only_where_postgresql_does(
+    conn: psycopg.Connection[Any], gcos_installed: None
+) -> None:
+    """The client's statements (PostgreSQL's parser, via pglast) pass the kernel's lexer as named, kept without the
+    comments at their ends; pieces that begin or end in a comment or a quote, or a concurrent piece carrying a
+    comment or a second statement, are refused before anything runs."""
+    for text in HONEST:
+        named = [st.text for st in sqlcheck.split(text)]
+        row = conn.execute("SELECT * FROM gcos._online_pieces(%s, %s)", (text, Jsonb(named))).fetchone()
+        assert row is not None
+        assert [p["sql"] for p in row[0]][-1] == CIC.rstrip(";") and [p["concurrent"] for p in row[0]][-1] is True, text
+        assert row[1] == text.replace("CONCURRENTLY", ""), text  # the equivalent: the text as registered
+        assert len(row[0]) == len(named) and not any(p["sql"].startswith(("--", "/*")) for p in row[0]), text
+    for text, pieces in SMUGGLED:
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT * FROM gcos._online_pieces(%s, %s)", (text, Jsonb(pieces)))
+    conn.execute("SET standard_conforming_strings = off")  # the lexer reads quotes as PostgreSQL does with it on
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT * FROM gcos._online_pieces(%s, %s)", (CIC, Jsonb([CIC])))

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pglast.parser import scan
+
 from gcos.errors import SpecError
 from gcos.sqlcheck.classify import Info, Statement, ast, norm, parse, walk
 
@@ -34,6 +36,10 @@ SHAPE_ADVICE = (
     "an online step writes a concurrent statement in one of these shapes (nothing before or after it): CREATE "
     "[UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name ON ...; DROP INDEX CONCURRENTLY IF EXISTS name; REINDEX INDEX "
     "CONCURRENTLY name; ALTER TABLE [ONLY] name DETACH PARTITION name CONCURRENTLY"
+)
+COMMENT_ADVICE = (
+    "an online step sends a concurrent statement alone and verbatim, so it holds no comment: put comments on "
+    "their own lines between statements (the kernel refuses a comment inside one, gcos/sql/037_online_pieces.sql)"
 )
 ENUM_ADVICE = (
     "PostgreSQL refuses a new enum value in the transaction that added it (SQLSTATE 55P04, unsafe use of new "
@@ -64,6 +70,13 @@ def shape(text: str) -> str | None:
 def equivalent(text: str) -> str:
     """The transactional equivalent of a concurrent statement: CONCURRENTLY taken out at the keyword (as the kernel)."""
     return shape(text) or text
+
+
+def has_inner_comment(text: str) -> bool:
+    """Whether a comment lies between the statement's first and last tokens (PostgreSQL's own scanner reads them)."""
+    comment = [t.name in ("SQL_COMMENT", "C_COMMENT") for t in scan(text)]
+    code = [i for i, c in enumerate(comment) if not c]
+    return bool(code) and any(comment[code[0] : code[-1]])
 
 
 def _refuse(where: str, st: Statement, reason: str) -> SpecError:
@@ -109,6 +122,8 @@ def online_sql(step_id: str, sql: str, allow: dict[str, frozenset[str]]) -> tupl
             reason = _concurrent_refusal(info, node, allow)
         if reason is None and shape(st.text) is None:
             reason = SHAPE_ADVICE
+        if reason is None and has_inner_comment(st.text):
+            reason = COMMENT_ADVICE
         if reason:
             raise _refuse(where, st, reason)
         start = out.find(st.text)
