@@ -19,13 +19,26 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from test_commit import World, adopted_world
-from test_online import CIC, INDEX, Window, add_step, approved, index_state, members, ow, refused_42501, step_yaml
+from test_online import (
+    CIC,
+    INDEX,
+    Window,
+    add_step,
+    approved,
+    index_state,
+    members,
+    online_needs_16,
+    ow,
+    refused_42501,
+    server_version,
+    step_yaml,
+)
 
 from gcos import ledger, online
 from gcos.errors import GcosError
 from gcos.spec import load_project
 
-__all__ = ["ow"]  # the fixture, imported for pytest
+__all__ = ["online_needs_16", "ow", "server_version"]  # fixtures, imported for pytest
 
 PWNED = "pwned_by_online"
 

@@ -74,6 +74,22 @@ def add_step(project: Path, text: str, step: str = "IDX-1") -> None:
 CIC = f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON evolution_snapshots (scope);"
 
 
+@pytest.fixture(scope="session")
+def server_version(pg_admin_dsn: str) -> int:
+    with psycopg.connect(pg_admin_dsn) as conn:
+        return int(conn.info.server_version)
+
+
+@pytest.fixture(autouse=True)
+def online_needs_16(request: pytest.FixtureRequest) -> None:
+    """Before PostgreSQL 16 the kernel refuses online steps (038): a test that runs one on a world is for 16+, and
+    test_online_steps_are_refused_before_postgresql_16 is the one that runs there instead."""
+    if "world_dsn" not in request.fixturenames or request.node.get_closest_marker("before_16"):
+        return
+    if request.getfixturevalue("server_version") < 160000:
+        pytest.skip("online steps need PostgreSQL 16+ (migration 038 refuses them before 16)")
+
+
 @pytest.fixture
 def ow(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[World]:
     add_step(project_dir, step_yaml(CIC))
@@ -111,6 +127,19 @@ def test_online_step_rehearses_its_equivalent_then_commits_concurrently(ow: Worl
     assert record.payload["online"] is True and record.payload["indexes"] == [{"index": INDEX, "valid": True}]
     assert members(ow) == []  # the lent rights are gone
     assert ow.state("IDX-1") == "committed"
+
+
+@pytest.mark.before_16
+def test_online_steps_are_refused_before_postgresql_16(
+    world_dsn: str, gcos_adopted: None, project_dir: Path, server_version: int
+) -> None:
+    if server_version >= 160000:
+        pytest.skip("PostgreSQL 16+ lends INHERIT without SET: online steps run there (the tests above)")
+    add_step(project_dir, step_yaml(CIC))
+    for w in adopted_world(world_dsn, project_dir):
+        with pytest.raises(SpecError, match=r"(?i)online steps need PostgreSQL 16 or newer"):
+            w.rehearse("IDX-1")
+        assert w.records("rehearsal", "IDX-1") == [] and index_state(w) is None and members(w) == []
 
 
 # --------------------------------------------------------------------------- the static check
@@ -576,6 +605,8 @@ def test_the_kernel_splits_statements_only_where_postgresql_does(
     """The client's statements (PostgreSQL's parser, via pglast) pass the kernel's lexer as named, kept without the
     comments at their ends; pieces that begin or end in a comment or a quote, or a concurrent piece carrying a
     comment or a second statement, are refused before anything runs."""
+    if conn.info.server_version < 160000:
+        pytest.skip("before PostgreSQL 16 _online_pieces refuses every online step first (038)")
     for text in HONEST:
         named = [st.text for st in sqlcheck.split(text)]
         row = conn.execute("SELECT * FROM gcos._online_pieces(%s, %s)", (text, Jsonb(named))).fetchone()
