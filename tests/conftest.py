@@ -338,3 +338,13 @@ def world_role(world_dsn: str) -> Iterator[MakeRole]:
     """Roles and principals in this test's copy of the reference world (gcos installed there)."""
     with psycopg.connect(world_dsn, autocommit=True) as world_conn:
         yield from _role_maker(world_conn, world_dsn)
+
+
+@pytest.fixture(scope="session")
+def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """tests/test_batched.py's small world after steps 1-4, 6 and 8 (a template), built once per session and
+    shared by every module whose `kit` clones it: no test writes the template itself."""
+    from test_batched import world_template  # a test module's helper: imported when first needed
+
+    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("small_world")) as name:
+        yield name

@@ -14,7 +14,7 @@ import pytest
 from conftest import Role
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from test_batched import Kit, make_kit, world_template
+from test_batched import Kit, make_kit
 from test_commit import World, failed_gates, refused, world  # noqa: F401
 from test_gates import Desk, open_desk
 from test_rollback_order import side_step
@@ -242,12 +242,6 @@ def test_a_later_reject_of_the_decision_is_the_word_in_force(desk: Desk) -> None
 
 
 # --------------------------------------------------------------------------- 027: batch.finish / on_stop
-
-
-@pytest.fixture(scope="module")
-def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
-        yield name
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from conftest import REPO
 from psycopg.conninfo import make_conninfo
-from test_batched import STEP, Kit, at_batch, make_kit, world_template
+from test_batched import STEP, Kit, at_batch, make_kit
 from test_commit import World, adopted_world
 from typer.testing import CliRunner
 
@@ -154,12 +154,6 @@ def test_ctrl_c_during_a_commit_says_nothing_of_it_was_applied_and_it_is_true(wo
         "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND xact_start IS NOT NULL", (operator.name,)
     ).fetchone()
     assert left == (0,)
-
-
-@pytest.fixture(scope="module")
-def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
-        yield name
 
 
 @pytest.fixture

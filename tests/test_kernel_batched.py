@@ -13,18 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
-from test_batched import SIZE, SPEC, STEP, Kit, make_kit, world_template
+from test_batched import SIZE, SPEC, STEP, Kit, make_kit
 
 from gcos import kernel, ledger, registry
 from gcos.domain import Kind, Outcome
 from gcos.errors import GateRefused
 from gcos.spec import load_project
-
-
-@pytest.fixture(scope="module")
-def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
-        yield name
 
 
 @pytest.fixture

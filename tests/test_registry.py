@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +367,18 @@ def test_ledger_append_refuses_the_registry_kinds(
     assert kind not in kinds(conn)
 
 
+def waits_on_a_lock(conn: psycopg.Connection[Any], pid: int) -> bool:
+    """Poll pg_stat_activity (bounded) until backend `pid` waits on a heavyweight lock: proof it is blocked,
+    without a fixed sleep."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        if row and row[0] == "Lock":
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_two_sessions_registering_the_same_spec_append_one_record(
     conn: psycopg.Connection[Any], dsn: str, gcos_installed: None
 ) -> None:
@@ -376,8 +389,8 @@ def test_two_sessions_registering_the_same_spec_append_one_record(
             assert register_spec(first, SB12) == SB12.hash  # inside first's open transaction: not committed yet
             waiter = threading.Thread(target=lambda: results.append(register_spec(second, SB12)))
             waiter.start()
-            waiter.join(timeout=1.0)
-            assert waiter.is_alive()  # waits on the ledger head the first registration holds
+            assert waits_on_a_lock(conn, second.info.backend_pid)  # on the ledger head the first registration holds
+            assert waiter.is_alive()
         waiter.join(timeout=30)
     assert results == [SB12.hash]
     assert registry_rows(conn) == 1 and kinds(conn).count("spec_registered") == 1

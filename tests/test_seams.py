@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_batched import DAY, ROWS, SIZE, SPEC, STEP, Kit, at_batch, make_kit, world_template
+from test_batched import DAY, ROWS, SIZE, SPEC, STEP, Kit, at_batch, make_kit
 
 from gcos import approvals, exceptions, ledger
 from gcos.domain import Kind, Outcome, StepState
@@ -26,12 +26,6 @@ from gcos.spec import load_project
 
 FINDING = "a governance finding type set to auto-remediate (C-7.4 escalates to findings only)"
 EMIT = "§70.2 #2 emit-before-register (an outbox event of an unregistered or inactive type)"
-
-
-@pytest.fixture(scope="module")
-def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
-        yield name
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from test_batched import STEP as BACKFILL
-from test_batched import Kit, at_batch, make_kit, terminate, world_template
+from test_batched import Kit, at_batch, make_kit, terminate
 from test_commit import World, adopted_world
 from typer.testing import CliRunner
 
@@ -32,12 +32,6 @@ from gcos.target import LIBPQ_ENV
 @pytest.fixture
 def world(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[World]:
     yield from adopted_world(world_dsn, project_dir)
-
-
-@pytest.fixture(scope="module")
-def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
-        yield name
 
 
 @pytest.fixture

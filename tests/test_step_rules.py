@@ -14,17 +14,11 @@ from typing import Any
 
 import pytest
 from psycopg.types.json import Jsonb
-from test_batched import BATCHES, STEP, Kit, at_batch, make_kit, world_template
+from test_batched import BATCHES, STEP, Kit, at_batch, make_kit
 
 from gcos.domain import Kind, Outcome
 from gcos.errors import ExitCode
 from gcos.spec import load_project
-
-
-@pytest.fixture(scope="module")
-def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("template")) as name:
-        yield name
 
 
 @pytest.fixture
