@@ -88,3 +88,22 @@ def test_a_check_whose_verdict_is_unknown_fails(conn: psycopg.Connection[Any], g
     except psycopg.errors.InvalidParameterValue:  # PostgreSQL 15 refuses the NULL bound's cast: no pass either
         return
     assert row == ("false",)
+
+
+def test_the_executors_read_a_steps_sql_with_standard_conforming_strings_on(
+    conn: psycopg.Connection[Any], gcos_installed: None
+) -> None:
+    """A caller that turns standard_conforming_strings off cannot make an executor read a step's literals
+    otherwise than they were rehearsed ('C:\\new' stays a backslash and an n, not a newline)."""
+    conn.execute("CREATE TABLE public.gcos_t_paths (v text)")
+    conn.execute("ALTER TABLE public.gcos_t_paths OWNER TO gcos_kernel")
+    conn.execute("SET standard_conforming_strings = off")
+    conn.execute("SET escape_string_warning = off")
+    conn.execute("SELECT gcos._kernel_exec(%s)", ("INSERT INTO public.gcos_t_paths VALUES ('C:\\new')",))
+    conn.execute("RESET standard_conforming_strings")
+    assert conn.execute("SELECT v FROM public.gcos_t_paths").fetchall() == [("C:\\new",)]
+    unpinned = conn.execute(
+        "SELECT count(*) FROM pg_proc WHERE pronamespace = 'gcos'::regnamespace AND proowner = 'gcos_kernel'::regrole"
+        " AND NOT ('standard_conforming_strings=on' = ANY (COALESCE(proconfig, '{}')))"
+    ).fetchone()
+    assert unpinned == (0,)  # every executor, not only _kernel_exec
