@@ -4,14 +4,16 @@ A lock timeout (55P03) says only that a lock was not granted; by the time the cl
 held the lock may have ended, so asking afterwards can say "nobody" while pg_locks showed a holder a moment ago.
 `watching(conn)` starts a thread that, once the call has waited `DELAY` seconds, opens a second connection with the
 same credentials and polls pg_blocking_pids() for the waiting backend until the call returns. The error then names
-every session seen blocking it. A call that ends within `DELAY` costs a thread start and nothing else.
+every session seen blocking it. A call that ends within `DELAY` costs a thread start and nothing else. When the
+watch itself cannot run (its connection refused, say), it keeps why (`failed`), so the error says who blocked the
+call is unknown instead of implying nobody did.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -36,23 +38,30 @@ class Watch:
         password = conn.info.password
         self._conninfo = make_conninfo("", **params, **({"password": password} if password else {}))
         self.seen: dict[int, str] = {}
+        self.failed: str | None = None  # why the watch could not look, when it could not
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name=f"gcos-blockers-{self.pid}", daemon=True)
 
     def _poll(self) -> None:
         if self._stop.wait(DELAY):
             return
-        with (
-            suppress(psycopg.Error),
-            psycopg.connect(
+        try:
+            with psycopg.connect(
                 self._conninfo, autocommit=True, connect_timeout=5, application_name="gcos blocker watch"
-            ) as side,
-        ):
-            while not self._stop.is_set():
-                for pid, user, state, app in side.execute(_BLOCKERS, (self.pid,)).fetchall():
-                    if pid not in self.seen:
-                        self.seen[pid] = _describe(pid, user, state, app)
-                self._stop.wait(INTERVAL)
+            ) as side:
+                while not self._stop.is_set():
+                    for pid, user, state, app in side.execute(_BLOCKERS, (self.pid,)).fetchall():
+                        if pid not in self.seen:
+                            self.seen[pid] = _describe(pid, user, state, app)
+                    self._stop.wait(INTERVAL)
+        except psycopg.Error as exc:  # the call it watches goes on; its error will say this watch went blind
+            self.failed = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+    def unknown(self) -> str:
+        """`; who blocked it is unknown: ...` when nobody was seen because the watch could not look, else ""."""
+        if self.seen or self.failed is None:
+            return ""
+        return f"; who blocked it is unknown: watching pg_blocking_pids failed ({self.failed})"
 
     def describe(self) -> str:
         """`pid 123 of role alice (idle in transaction); ...`, or "" when nobody was seen blocking."""

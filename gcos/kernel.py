@@ -306,8 +306,12 @@ _TAKE_COMMIT_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext
 
 def blocked(message: str, outcome: str, watch: blockers.Watch | None) -> str:
     """A kernel outcome `lock_timeout` (caught inside the kernel) with the sessions seen blocking it."""
-    seen = watch.describe() if watch is not None and outcome == Outcome.LOCK_TIMEOUT else ""
-    return f"{message.rstrip('.')}; blocked by {seen} (seen while it waited)" if seen else message
+    if watch is None or outcome != Outcome.LOCK_TIMEOUT:
+        return message
+    seen = watch.describe()
+    if seen:
+        return f"{message.rstrip('.')}; blocked by {seen} (seen while it waited)"
+    return f"{message.rstrip('.')}{watch.unknown()}" if watch.unknown() else message
 
 
 def commit_lock_busy(
@@ -329,6 +333,11 @@ def commit_lock_busy(
             f"another commit, rollback or rehearsal is in progress in this database ({seen or holders}), and it "
             f"did not end within lock_timeout {settings.lock_timeout}; nothing was applied, run `gcos status "
             f"{step_id}` when it is done."
+        )
+    if not seen and watch is not None and watch.unknown():
+        return DatabaseUnavailable(
+            f"{step_id} waited lock_timeout {settings.lock_timeout} for a lock{watch.unknown()}; its transaction "
+            "was rolled back and nothing of it was applied; retry when the other session has ended."
         )
     if not seen:
         return None

@@ -216,3 +216,25 @@ def test_a_sql_parse_error_in_a_referenced_file_names_that_files_line(project_di
     assert code == ExitCode.BAD_INPUT, out
     assert "rollback/sb-12.sql:3:" in out["error"] and "fix line 3 of sb-12.sql" in out["error"], out["error"]
     assert "01-sb-12.yaml" in out["error"]  # and which spec took it
+
+
+def test_a_blocker_watch_that_cannot_look_says_so_instead_of_naming_nobody(conn: psycopg.Connection[Any]) -> None:
+    from gcos import blockers, kernel
+    from gcos.target import SessionSettings
+
+    watch = blockers.Watch(conn)
+    watch._conninfo = "host=/nonexistent-gcos-socket-dir dbname=nowhere"  # its side connection is refused
+    watch._thread.start()
+    watch._thread.join(timeout=30)
+    assert not watch._thread.is_alive() and watch.failed and watch.describe() == ""
+    said = kernel.blocked("rehearsal of SB-12 stopped: lock timeout.", Outcome.LOCK_TIMEOUT, watch)
+    assert "who blocked it is unknown: watching pg_blocking_pids failed" in said, said
+    conn.execute("CREATE TABLE gcos_t_held (a int)")
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '1ms'")
+        with psycopg.connect(conn.info.dsn, autocommit=True) as holder, holder.transaction():
+            holder.execute("LOCK TABLE gcos_t_held IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+                conn.execute("SELECT * FROM gcos_t_held")
+    busy = kernel.commit_lock_busy(conn, caught.value, SessionSettings.from_env(), "SB-12", watch)
+    assert busy is not None and "who blocked it is unknown" in busy.message and "nothing" in busy.message

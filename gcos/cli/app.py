@@ -165,8 +165,8 @@ def _reader_left() -> NoReturn:
     """`gcos status | head -1`: the reader closed the pipe, which is not an error of gcos. Point stdout at
     devnull so the interpreter's final flush does not fail again, and exit 0 quietly."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file descriptor (an in-process runner): no final flush can fail
+        raise typer.Exit(0) from None
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stdout)
     raise typer.Exit(0)
