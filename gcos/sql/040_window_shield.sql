@@ -335,8 +335,9 @@ BEGIN
 END
 $$;
 
--- As 021, and the intact window shield of an adopted table is no dependency on gcos a step made: any other trigger
--- calling gcos._window_shield(), or a shield altered (a WHEN, a column list, disabled), still is.
+-- As 021, and the window shield of an adopted table is no dependency on gcos a step made (one disabled or altered
+-- since is put back by online_begin and online_next before any window opens); another trigger calling
+-- gcos._window_shield() still is.
 CREATE OR REPLACE FUNCTION gcos._kernel_invariants(p_owned_before jsonb) RETURNS jsonb
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -355,7 +356,7 @@ AS $$
            AND NOT (d.refobjid = 'gcos._window_shield()'::regprocedure  -- 040: the intact window shield of an adopted table
                     AND d.classid = 'pg_catalog.pg_trigger'::regclass
                     AND EXISTS (SELECT FROM pg_catalog.pg_trigger AS tg
-                                 WHERE tg.oid = d.objid AND tg.tgname = 'gcos_window_shield' AND gcos._window_shielded(tg.tgrelid)))
+                                 WHERE tg.oid = d.objid AND tg.tgname = 'gcos_window_shield'))
         UNION ALL
         SELECT d.* FROM pg_catalog.pg_depend AS d
           JOIN pg_catalog.pg_class AS c ON d.refclassid = 'pg_catalog.pg_class'::regclass AND c.oid = d.refobjid
