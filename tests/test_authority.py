@@ -431,6 +431,7 @@ ONLINE_SU = {"_online_member"}
 # 040: the window shield's trigger function, owned by the kernel (an adopted table's trigger may depend only on what
 # the kernel or a superuser owns), executable by its owner alone
 WINDOW_KERNEL = {"_window_shield"}
+WINDOW_ADOPT = ["_window_shielded", "_window_unshielded", "_window_shield_ensure", "_window_shield_drop"]
 ADOPTION_HELPERS = {
     "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
     "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_links", "_object_parts", "_adopt_check_views",
@@ -546,9 +547,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **{name: ["gcos_admin", "gcos_operator"] for name in ONLINE_ENTRIES},  # 035
         "_online_member": ["gcos_owner"],  # 035: only the online kernel functions lend gcos_kernel's rights
         # 040: gcos.adopt and gcos.release (caller's rights) put the window shield on and take it off
-        **dict.fromkeys(
-            ["_window_shielded", "_window_unshielded", "_window_shield_ensure", "_window_shield_drop"], ["gcos_admin"]
-        ),
+        **{name: ["gcos_admin"] for name in WINDOW_ADOPT},
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(
