@@ -428,6 +428,10 @@ SEED_APPROVALS_KERNEL = {"proposal_approvals"}
 # OPTION on it, which no lasting role may hold).
 ONLINE_ENTRIES = ["rehearse_online", "online_begin", "online_next", "online_done", "online_finish", "online_sweep"]
 ONLINE_SU = {"_online_member"}
+# 040: the window shield's trigger function, owned by the kernel (an adopted table's trigger may depend only on what
+# the kernel or a superuser owns), executable by its owner alone
+WINDOW_KERNEL = {"_window_shield"}
+WINDOW_ADOPT = ["_window_shielded", "_window_unshielded", "_window_shield_ensure", "_window_shield_drop"]
 ADOPTION_HELPERS = {
     "_acl_apply", "_acl_delta", "_acl_grantable_by_us", "_acl_items", "_acl_lockdown", "_acl_objects", "_acl_of",
     "_acl_realize", "_acl_release_want", "_adopt_check_objects", "_adopt_links", "_object_parts", "_adopt_check_views",
@@ -447,7 +451,12 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         "WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1) "
         "FROM pg_proc p WHERE p.pronamespace = 'gcos'::regnamespace"
     ).fetchall()
-    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == {*KERNEL_OWNED, *SEED_APPROVALS_KERNEL, *ONLINE_SU}
+    assert rows and {r[0] for r in rows if r[3] != "gcos_owner"} == {
+        *KERNEL_OWNED,
+        *SEED_APPROVALS_KERNEL,
+        *ONLINE_SU,
+        *WINDOW_KERNEL,
+    }
     assert all(r[3] == "gcos_kernel" for r in rows if r[0] in KERNEL_OWNED)
     pinned = {r[0] for r in rows if r[2] and r[2][0] == "search_path=pg_catalog, pg_temp"}
     assert {r[0] for r in rows if r[2] and r[2][0] == "search_path=public, pg_temp"} == KERNEL_EXECUTORS
@@ -537,6 +546,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **dict.fromkeys(["_exceptions_in_force", "_waive", "_waived_text"], ALL_GCOS),  # 025: evaluate_gates reads them
         **{name: ["gcos_admin", "gcos_operator"] for name in ONLINE_ENTRIES},  # 035
         "_online_member": ["gcos_owner"],  # 035: only the online kernel functions lend gcos_kernel's rights
+        # 040: gcos.adopt and gcos.release (caller's rights) put the window shield on and take it off
+        **{name: ["gcos_admin"] for name in WINDOW_ADOPT},
     }
     assert {r[0]: r[4] for r in rows if r[4]} == expected
     writable = conn.execute(
