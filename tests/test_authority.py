@@ -408,6 +408,7 @@ GATES_SQL = [
     "_person_key", "_person_of", "_one_person", "_approvals_require", "_approvals_needed", "_role_word",  # 020
     "_signers_missing",  # 020
     "decision_text_hash",  # 024: what a decision record is bound to
+    "_fact_person", "_facts_persons", "_gates_facts", "judge_gates",  # 041: decisions judged on recorded facts
     "_fp_rehash", "_governed_after", "_schema_at", "_schema_changes", "_units_related", "_commit_units",  # 028
     "_rollback_out_of_order",  # 028
     "_commit_code",  # 031: the code a later commit changed counts as an overlap

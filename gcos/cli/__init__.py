@@ -13,6 +13,7 @@ from gcos.cli import log  # noqa: F401 - log, approvals, apply
 from gcos.cli import evidence  # noqa: F401 - drift, report; ledger verify/anchor
 from gcos.cli import demo  # noqa: F401 - demo
 from gcos.cli import db  # noqa: F401 - install, adopt; db up/down/status/url
+from gcos.cli import audit  # noqa: F401 - audit replay
 from gcos.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,189 @@
+"""`gcos audit replay` (issue 12 item 3): every policy decision of a pack is re-judged from the facts its record
+carries, by the same gcos.judge_gates the kernel called, on a database that is not the target; a fact changed
+(chain re-hashed, so only replay can notice) is named by the decision's seq."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import PROJECT_DIRS, REPO
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from gcos import commands, evidence
+from gcos.canonical import canonical_bytes
+from gcos.errors import GateRefused, LedgerBroken
+from gcos.evidence import replay
+from gcos.principals import add_principal
+from gcos.spec import load_project
+from gcos.target import Target
+
+
+@dataclass(frozen=True)
+class Pack:
+    path: Path
+    refused_seq: int  # SB-12's commit refused: no approval
+    allowed_seq: int  # SB-12's commit allowed
+    again_seq: int  # SB-12's commit refused again: already committed
+
+
+@pytest.fixture(scope="module")
+def pack(pg_admin_dsn: str, adopted_world_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pack]:
+    """A demo-like history on a copy of the adopted reference world: a refused commit, a revoked approval, an
+    approval, the commit, a second commit refused; then its JSON evidence pack."""
+    name = f"gcos_test_{uuid.uuid4().hex[:12]}"
+    sue, opal, password = (
+        f"gcos_t_{uuid.uuid4().hex[:8]}_sue",
+        f"gcos_t_{uuid.uuid4().hex[:8]}_opal",
+        secrets.token_hex(12),
+    )
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(adopted_world_template)
+            )
+        )
+        for role in (sue, opal):
+            admin.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
+    dsn = make_conninfo(pg_admin_dsn, dbname=name)
+    project_dir = tmp_path_factory.mktemp("replay") / "project"
+    for part in PROJECT_DIRS:
+        shutil.copytree(REPO / part, project_dir / part)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            add_principal(conn, sue, name="Sue Sovereign", kind="human", roles=["sovereign"])
+            add_principal(conn, opal, name="Opal Operator", kind="human", roles=["operator"])
+        as_sue = Target(make_conninfo(dsn, user=sue, password=password), "--dsn")
+        as_opal = Target(make_conninfo(dsn, user=opal, password=password), "--dsn")
+        assert commands.rehearse(as_opal, project_dir, "SB-12").ok
+        with pytest.raises(GateRefused) as first:
+            commands.commit(as_opal, project_dir, "SB-12")
+        early = commands.approve(as_sue, project_dir, "SB-12", verdict="approve", expires_in="2h", note="too early")
+        commands.revoke(as_sue, early.approval_id, reason="signed too early")
+        commands.approve(as_sue, project_dir, "SB-12", verdict="approve", expires_in="1d")
+        committed = commands.commit(as_opal, project_dir, "SB-12")
+        assert committed.ok
+        with pytest.raises(GateRefused) as again:
+            commands.commit(as_opal, project_dir, "SB-12")
+        out = tmp_path_factory.mktemp("replay") / "pack"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            evidence.build_report(conn, load_project(project_dir), step_id=None, fmt="json", out_dir=out)
+        records = replay.load_records(out)
+        decisions = [r["seq"] for r in records if replay.decision_of(r) is not None]
+        refused = [first.value.details["ledger_seq"], again.value.details["ledger_seq"]]  # type: ignore[index]
+        assert len(decisions) == 3 and decisions[0] == refused[0] and decisions[2] == refused[1]
+        yield Pack(out, *decisions)
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for role in (sue, opal):
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _rewrite(src: Path, dst: Path, seq: int, change: Any) -> None:
+    """Copy the pack, apply `change` to record `seq`, and re-hash the chain from there on (a forger's rewrite)."""
+    shutil.copytree(src, dst)
+    doc = json.loads((dst / "ledger.json").read_text())
+    prev = None
+    for row in doc["records"]:
+        record = json.loads(row["canonical"])
+        if row["seq"] == seq:
+            change(record)
+        if row["seq"] >= seq:
+            record["prev_hash"] = prev if prev is not None else record["prev_hash"]
+            row["canonical"] = canonical_bytes(record).decode()
+            row["prev_hash"] = record["prev_hash"]
+            row["hash"] = hashlib.sha256(row["canonical"].encode()).hexdigest()
+        prev = row["hash"]
+    (dst / "ledger.json").write_text(json.dumps(doc))
+
+
+def test_every_decision_of_the_pack_replays_as_recorded(pack: Pack, dsn: str, gcos_installed: None) -> None:
+    report = replay.audit_replay(pack.path, scratch_dsn=dsn)
+    assert [(d.seq, d.allow, d.problem) for d in report.decisions] == [
+        (pack.refused_seq, False, None),
+        (pack.allowed_seq, True, None),
+        (pack.again_seq, False, None),
+    ]
+    assert all(d.gates == 7 for d in report.decisions)
+
+
+def _later_clock(record: dict[str, Any]) -> None:
+    facts = record["payload"]["facts"]
+    facts["now"] = (datetime.fromisoformat(facts["now"]) + timedelta(days=2)).isoformat()
+
+
+def _shorter_approval(record: dict[str, Any]) -> None:
+    row = record["payload"]["facts"]["approval_rows"][-1]
+    row["expires_at"] = record["payload"]["facts"]["now"]
+
+
+def _revocation_hidden(record: dict[str, Any]) -> None:
+    record["payload"]["facts"]["approval_rows"][0]["revoked"] = False
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (_later_clock, "allow: recorded True, replayed False"),  # two days on, the approval has expired
+        (_shorter_approval, "expires at"),  # a fact the chain's approval record contradicts
+        (_revocation_hidden, "has revoked False; the chain says True"),
+    ],
+)
+def test_a_changed_fact_names_its_decision(
+    pack: Pack, dsn: str, gcos_installed: None, tmp_path: Path, change: Any, named: str
+) -> None:
+    forged = tmp_path / "forged"
+    _rewrite(pack.path, forged, pack.allowed_seq, change)
+    with pytest.raises(LedgerBroken) as broken:
+        replay.audit_replay(forged, scratch_dsn=dsn)
+    assert (
+        f"Policy decision seq {pack.allowed_seq} (commit of SB-12) does not replay as recorded" in broken.value.message
+    )
+    assert named in broken.value.message
+    details = broken.value.details
+    assert isinstance(details, dict)
+    assert [d["match"] for d in details["decisions"]] == [True, False, True]
+
+
+def test_a_judgement_changed_with_its_facts_kept_is_named(
+    pack: Pack, dsn: str, gcos_installed: None, tmp_path: Path
+) -> None:
+    forged = tmp_path / "forged"
+
+    def deny_to_allow(record: dict[str, Any]) -> None:
+        gate = record["payload"]["policy_decision"]["gates"][4]  # a refusal record embeds its decision
+        gate["allow"], gate["reason"] = True, "SB-12 is approved by nobody at all"
+
+    _rewrite(pack.path, forged, pack.refused_seq, deny_to_allow)
+    with pytest.raises(LedgerBroken) as broken:
+        replay.audit_replay(forged, scratch_dsn=dsn)
+    assert f"seq {pack.refused_seq}" in broken.value.message
+    assert "gate 5 approvals allow: recorded True, replayed False" in broken.value.message
+
+
+def test_the_cli_replays_on_its_own_embedded_server(pack: Pack, tmp_path: Path) -> None:
+    env = {**os.environ, "GCOS_HOME": str(tmp_path)}
+    env.pop("GCOS_DSN", None)
+    run = subprocess.run([sys.executable, "-m", "gcos.cli", "audit", "replay", "--pack", str(pack.path), "--json"],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)["result"]
+    assert result["ok"] is True
+    assert [d["seq"] for d in result["decisions"]] == [pack.refused_seq, pack.allowed_seq, pack.again_seq]
