@@ -196,6 +196,8 @@ def rebuild(manifest: Mapping[str, Any], rows: list[ledger.Row], pack_anchor: le
     except ValueError as exc:
         raise _broken(f"{MANIFEST} created_at is not a time") from exc
     last = rows[-1]
+    if db_now < state.parse_time(ledger.parse_canonical(last.canonical).get("recorded_at")):
+        raise _broken(f"{MANIFEST} created_at is before the last record of the ledger")
     snapshot = Snapshot(
         rows, entries, (last.seq, last.hash), pack_anchor.system_identifier, pack_anchor.database, db_now, [], {}
     )

@@ -55,12 +55,12 @@ def verify_pack(
     for rel in sorted(r for r in listed if r.startswith(f"{STEPS_DIR}/")):
         _check_step_file(pack_dir, rel, by_seq)
     _check_rebuilt(pack_dir, manifest, rows, pack_anchor)
+    if anchor is not None:
+        report = _check_kept_anchor(rows, anchor, (pack_anchor.system_identifier, pack_anchor.database))
     if allowed_signers is not None:
         from gcos.evidence import signing
 
         signing.verify_file(pack_dir / MANIFEST, pack_dir / SIGNATURE, allowed_signers, signing.PACK_NAMESPACE)
-    if anchor is not None:
-        return _check_kept_anchor(rows, anchor, (pack_anchor.system_identifier, pack_anchor.database))
     return report
 
 
