@@ -239,22 +239,35 @@ def whoami(target: Target, settings: SessionSettings | None = None) -> principal
 
 
 def ledger_verify(
-    target: Target, anchor_file: Path | None = None, settings: SessionSettings | None = None
+    target: Target,
+    anchor_file: Path | None = None,
+    settings: SessionSettings | None = None,
+    allowed_signers: Path | None = None,
 ) -> ledger.VerifyReport:
-    """Recompute the hash chain from genesis (and against an exported anchor); LedgerBroken is exit 7."""
-    anchor = ledger.Anchor.load(anchor_file) if anchor_file else None
+    """Recompute the hash chain from genesis (and against an exported anchor, its signature checked against
+    `allowed_signers` if given); LedgerBroken is exit 7."""
+    from gcos.evidence import signing
+
+    anchor = signing.load_anchor(anchor_file, allowed_signers) if anchor_file else None
     with connect(target, settings) as conn:
         return ledger.verify(conn, anchor)
 
 
-def ledger_anchor(target: Target, out: Path, settings: SessionSettings | None = None) -> ledger.Anchor:
-    """Export the verified head of the ledger to `out`, to keep outside the database."""
+def ledger_anchor(
+    target: Target, out: Path, settings: SessionSettings | None = None, sign: Path | None = None
+) -> ledger.Anchor:
+    """Export the verified head of the ledger to `out`, to keep outside the database; with `sign` (an SSH
+    private key), sign it to ``OUT.sig`` (namespace gcos-anchor)."""
+    from gcos.evidence import signing
+
     with connect(target, settings) as conn:
         anchor = ledger.export_anchor(conn)
     try:
         anchor.dump(out)
     except OSError as exc:
         raise SpecError(f"cannot write the anchor to {out} ({exc.strerror}); choose a writable path.") from exc
+    if sign is not None:
+        signing.sign_file(out, sign, signing.ANCHOR_NAMESPACE)
     return anchor
 
 
@@ -502,13 +515,31 @@ def report(
     fmt: str,
     out_dir: Path,
     settings: SessionSettings | None = None,
+    sign: Path | None = None,
 ) -> evidence.ReportResult:
-    """Evidence reports (md, one self-contained html, or a json evidence pack with a manifest) from the ledger."""
+    """Evidence reports (md, one self-contained html, or a json evidence pack with a manifest) from the ledger;
+    with `sign` (json only), the manifest is signed to manifest.json.sig."""
+    from gcos.evidence import signing
+
+    if sign is not None and fmt != "json":
+        raise SpecError("--sign signs an evidence pack; use it with --format json.")
     project = load_project(project_dir)
+    from dataclasses import replace
+
     with connect(target, settings) as conn:
-        return evidence.build_report(conn, project, step_id=step_ref, fmt=fmt, out_dir=out_dir)
+        result = evidence.build_report(conn, project, step_id=step_ref, fmt=fmt, out_dir=out_dir)
+    if sign is not None:
+        signed = signing.sign_file(result.files[-1], sign, signing.PACK_NAMESPACE)
+        result = replace(result, files=(*result.files, signed))
+    return result
 
 
-def verify_pack(pack_dir: Path, anchor_file: Path | None = None) -> ledger.VerifyReport:
-    """Check an evidence pack offline: file hashes against its manifest, the hash chain, the anchor."""
-    return evidence.verify_pack(pack_dir, anchor=ledger.Anchor.load(anchor_file) if anchor_file else None)
+def verify_pack(
+    pack_dir: Path, anchor_file: Path | None = None, allowed_signers: Path | None = None
+) -> ledger.VerifyReport:
+    """Check an evidence pack offline: every file rebuilt from its hash chain, the anchor (a kept one's
+    signature and the pack's with `allowed_signers`)."""
+    from gcos.evidence import signing
+
+    anchor = signing.load_anchor(anchor_file, allowed_signers) if anchor_file else None
+    return evidence.verify_pack(pack_dir, anchor=anchor, allowed_signers=allowed_signers)

@@ -55,7 +55,7 @@ def build_report(
             context["colours"] = STATE_COLOURS
             files = (write_atomic(out_dir / HTML_FILE, render("html", "report.html.j2", **context)),)
         else:
-            files = write_pack(out_dir, context, snapshot)
+            files = write_pack(out_dir, context, snapshot, project, states)
     except OSError as exc:
         raise SpecError(f"Cannot write the report to {out_dir} ({exc.strerror}); choose a writable directory.") from exc
     last = snapshot.rows[-1] if snapshot.rows else None

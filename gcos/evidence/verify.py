@@ -1,10 +1,14 @@
 """Checking an evidence pack offline, with no database (``gcos ledger verify --pack DIR``): the manifest's
-hashes, the chain of ``ledger.json`` from genesis, the anchor and heads, and every step file. The first bad
-thing is named in a LedgerBroken (exit 7)."""
+hashes, the chain of ``ledger.json`` from genesis, the anchor and heads, every step file, then EVERY file
+rebuilt from the chain by the builder itself (``pack.rebuild``) and compared byte for byte, so an edit with
+the manifest recomputed is named too; with ``allowed_signers``, the SSH signatures of the manifest and of a
+kept anchor. The first bad thing is named in a LedgerBroken (exit 7)."""
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,13 +26,17 @@ from gcos.evidence.common import (
     as_list,
     sha256_file,
 )
+from gcos.evidence.pack import SIGNATURE, rebuild
 
 
-def verify_pack(pack_dir: Path, anchor: ledger.Anchor | None = None) -> ledger.VerifyReport:
+def verify_pack(
+    pack_dir: Path, anchor: ledger.Anchor | None = None, allowed_signers: Path | None = None
+) -> ledger.VerifyReport:
     """Check an evidence pack with no database: every file's sha256 against manifest.json (a changed, missing
     or extra file is named), the hash chain of ledger.json from genesis (``ledger.check_rows``), anchor.json
     and the manifest against the last record, and each steps/*.json against the ledger and its spec hash.
-    `anchor` is one kept elsewhere (``gcos ledger anchor``): the pack's ledger must contain it.
+    `anchor` is one kept elsewhere (``gcos ledger anchor``): the pack's ledger must contain it. Then every file
+    is rebuilt from the chain and compared; with `allowed_signers`, manifest.json.sig must verify.
     Raises LedgerBroken (exit 7) naming the first bad thing; returns the chain's VerifyReport."""
     pack_dir = Path(pack_dir)
     if not pack_dir.is_dir():
@@ -46,8 +54,13 @@ def verify_pack(pack_dir: Path, anchor: ledger.Anchor | None = None) -> ledger.V
     by_seq = {r.seq: r for r in rows}
     for rel in sorted(r for r in listed if r.startswith(f"{STEPS_DIR}/")):
         _check_step_file(pack_dir, rel, by_seq)
+    _check_rebuilt(pack_dir, manifest, rows, pack_anchor)
     if anchor is not None:
-        return _check_kept_anchor(rows, anchor, (pack_anchor.system_identifier, pack_anchor.database))
+        report = _check_kept_anchor(rows, anchor, (pack_anchor.system_identifier, pack_anchor.database))
+    if allowed_signers is not None:
+        from gcos.evidence import signing
+
+        signing.verify_file(pack_dir / MANIFEST, pack_dir / SIGNATURE, allowed_signers, signing.PACK_NAMESPACE)
     return report
 
 
@@ -87,7 +100,7 @@ def _check_manifest(pack_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         parts = PurePosixPath(rel).parts
         if PurePosixPath(rel).is_absolute() or ".." in parts or not parts or rel == MANIFEST:
             raise _broken(f"{MANIFEST} lists {rel!r}, which is not a file of the pack")
-    present = _pack_files(pack_dir) - {MANIFEST}
+    present = _pack_files(pack_dir) - {MANIFEST, SIGNATURE}
     for rel in sorted(listed):
         if rel not in present:
             raise _broken(f"{rel} is listed in {MANIFEST} but missing")
@@ -178,3 +191,65 @@ def _check_step_file(pack_dir: Path, rel: str, by_seq: Mapping[int, ledger.Row])
             row.canonical,
         ):
             raise _broken(f"{rel}: record seq {record.get('seq')} differs from {LEDGER_FILE}")
+
+
+def _check_rebuilt(pack_dir: Path, manifest: Mapping[str, Any], rows: list[ledger.Row], anchor: ledger.Anchor) -> None:
+    """Every file of the pack is what the builder writes from the chain: same file set, same bytes."""
+    with tempfile.TemporaryDirectory(prefix="gcos-verify-") as tmp:
+        out = Path(tmp) / "pack"
+        rebuild(manifest, rows, anchor, out)
+        expected = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+        present = _pack_files(pack_dir) - {SIGNATURE}
+        for rel in sorted(present - expected):
+            raise _broken(f"{rel} is not a file the builder writes from this ledger: a file was added")
+        for rel in sorted(expected - present):
+            raise _broken(f"{rel} is missing: the builder writes it from this ledger")
+        for rel in sorted(expected, key=lambda r: (r == MANIFEST, r)):
+            got, want = (pack_dir / rel).read_bytes(), (out / rel).read_bytes()
+            if got != want:
+                raise _broken(f"{rel} is not what the ledger gives: {first_difference(rel, got, want)}")
+
+
+def first_difference(rel: str, got: bytes, want: bytes) -> str:
+    """Where a file first departs from its rebuild: a JSON field path, else a line number."""
+    if rel.endswith(".json"):
+        try:
+            found = _json_difference(json.loads(got), json.loads(want), "")
+        except ValueError:
+            found = None
+        if found:
+            return found
+    got_lines, want_lines = got.decode("utf-8", "replace").splitlines(), want.decode("utf-8", "replace").splitlines()
+    for number, (a, b) in enumerate(zip(got_lines, want_lines, strict=False), start=1):
+        if a != b:
+            return f"line {number} reads {_clip(a)}, the ledger gives {_clip(b)}"
+    return f"it has {len(got_lines)} lines, the ledger gives {len(want_lines)} (or its bytes differ in layout)"
+
+
+def _clip(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _json_difference(got: Any, want: Any, path: str) -> str | None:
+    """The first JSON path where `got` differs from `want` (keys in sorted order, list items in order)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        for key in sorted(set(got) | set(want)):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in got or key not in want:
+                return f"field {where} is {'missing' if key not in got else 'added'}"
+            found = _json_difference(got[key], want[key], where)
+            if found:
+                return found
+        return None
+    if isinstance(got, list) and isinstance(want, list):
+        for index, (a, b) in enumerate(zip(got, want, strict=False)):
+            found = _json_difference(a, b, f"{path}[{index}]")
+            if found:
+                return found
+        if len(got) != len(want):
+            return f"field {path} holds {len(got)} items, the ledger gives {len(want)}"
+        return None
+    if got != want or type(got) is not type(want):
+        return f"field {path} reads {_clip(got)}, the ledger gives {_clip(want)}"
+    return None
