@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gcos import commands, evidence, ledger, state
 from gcos.errors import GateRefused, LedgerBroken, SpecError
+from gcos.evidence.graph import direct_dependencies
 from gcos.install import install
 from gcos.principals import add_principal
 from gcos.spec import Project, load_project
@@ -276,7 +277,13 @@ def test_html_is_self_contained_numbers_equal_the_ledger_and_the_graph_has_every
         assert fill == evidence.STATE_COLOURS[shown_state][0]
     assert {n[1] for n in nodes} == {"planned", "rehearsed", "approved", "committed"}
     edges = re.findall(r'<path class="edge[^"]*" data-from="([^"]+)" data-to="([^"]+)"', svg)
-    assert sorted(edges) == sorted((d, s.id) for s in history.project.steps.values() for d in s.depends_on)
+    direct = direct_dependencies(history.project)
+    assert sorted(edges) == sorted((d, sid) for sid, deps in direct.items() for d in deps)  # direct ones only
+    listed = re.findall(r'<span data-from="([^"]+)" data-to="([^"]+)">', page[page.index("</svg>") :])
+    every = sorted((d, s.id) for s in history.project.steps.values() for d in s.depends_on)
+    assert sorted(edges + listed) == every  # the implied ones are listed under the graph
+    frames = re.findall(r'<g class="frame" data-plan="([^"]*)">', svg)
+    assert frames == list(history.project.plans)  # one frame per plan
     legend = svg[svg.index('<g class="legend">') :]
     for name in state.STATES:  # the legend shows every state's colour
         assert f'fill="{evidence.STATE_COLOURS[name][0]}"' in legend and f">{name}</text>" in legend
