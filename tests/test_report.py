@@ -245,7 +245,7 @@ def test_a_one_step_report_takes_any_spelling_of_the_step(history: History, tmp_
     (approval,) = of_kind(history.entries(), "approval", "SB-13")
     assert approval.payload["approval_id"] == history.sb13_approval_id
     assert f"| {history.sb13_approval_id} | {approval.seq} |" in text
-    assert "| yes |" in text  # it counts now: SB-13 is approved
+    assert "| counts toward the next commit |" in text  # it counts now: SB-13 is approved, not yet committed
     assert "state: **approved**" in text
     with pytest.raises(SpecError, match="unknown step"):
         history.build("md", tmp_path, step_id="SB-99")
