@@ -15,18 +15,30 @@ if TYPE_CHECKING:
     from gcos import ledger
 
 
-@app.command("drift", epilog="Example: gcos drift --json")
-def drift_cmd(dsn: DsnOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+@app.command("drift", epilog="Example: gcos drift --project . --json")
+def drift_cmd(
+    dsn: DsnOpt = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            "-C",
+            help="Also write the drift record's evidence files to this project's rehearsals/<STEP>/.",
+            file_okay=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Compare the live world with the fingerprint recorded after the last commit or rollback.
 
-    Any difference is appended to the ledger as a drift record and shown as a diff (exit 6); its evidence
-    files go to the project's rehearsals/<STEP>/ beside the rehearsals' (when --project is a project).
+    Any difference is appended to the ledger as a drift record and shown as a diff (exit 6); with --project,
+    its evidence files go beside the rehearsals' (rehearsals/<STEP>/<time>-seq<N>-drift.json and .md).
     """
     from gcos import commands
 
     run(
         as_json,
-        lambda: commands.drift(target(dsn), project_dir=project_dir(project)),
+        lambda: commands.drift(target(dsn), project_dir=project_dir(project) if project else None),
         render.drift,
         render_details=render.drift_details,
     )

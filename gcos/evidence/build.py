@@ -36,8 +36,9 @@ def build_report(
     conn: psycopg.Connection[Any], project: Project, *, step_id: str | None, fmt: str, out_dir: Path
 ) -> ReportResult:
     """Write the report of one step (`step_id`, any form ``Project.step`` accepts) or of every step to
-    `out_dir`, as ``md``, ``html``, ``json`` (an evidence pack) or ``junit`` (junit.xml, for CI). `conn` must
-    be idle; it is read in one REPEATABLE READ, READ ONLY transaction. LedgerBroken (exit 7) if the ledger or the approvals disagree."""
+    `out_dir`, as ``md``, ``html``, ``json`` (an evidence pack) or ``junit`` (junit.xml, for CI). `conn` must be
+    idle; it is read in one REPEATABLE READ, READ ONLY transaction. LedgerBroken (exit 7) if the ledger or the
+    approvals disagree."""
     if fmt not in FORMATS:
         raise SpecError(f"Report format {fmt!r} is not one of {', '.join(FORMATS)}.")
     chosen = [project.step(step_id)] if step_id else list(project.steps.values())
