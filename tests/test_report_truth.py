@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import REPO
 from test_report import History, history, of_kind
 
 from gcos import commands, ledger
 from gcos.errors import GateRefused, GcosError, ReverifyMismatch
+from gcos.evidence import graph_layout
 from gcos.target import Target
 
 __all__ = ["history"]  # the module-scoped fixture of test_report.py, built again for this module
@@ -181,3 +187,72 @@ def test_junit_has_one_case_per_gate_per_step_and_refusals_are_failures(truth: T
     planned = suites["SB-10"].findall("testcase")
     assert [c.find("skipped") is not None for c in planned] == [True, True]
     assert int(root.get("failures", "0")) == sum(int(s.get("failures", "0")) for s in suites.values())
+
+
+def png_pixels(path: Path) -> tuple[int, int, int, list[bytes]]:
+    """Width, height, bytes per pixel and rows (RGB or RGBA) of an 8-bit, non-interlaced PNG, as Chromium
+    writes them (no imaging library here: zlib and the five PNG row filters)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, header = 8, b"", b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        header = body if kind == b"IHDR" else header
+        chunks += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, colour, interlace = header[8], header[9], header[12]
+    assert depth == 8 and colour in (2, 6) and interlace == 0, header
+    bpp = 3 if colour == 2 else 4
+    raw, prev = zlib.decompress(chunks), bytes(width * bpp)
+    rows: list[bytes] = []
+    for y in range(height):
+        line = raw[y * (width * bpp + 1) : (y + 1) * (width * bpp + 1)]
+        kind, row = line[0], bytearray(line[1:])
+        for i in range(len(row)):
+            a = row[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                row[i] = (row[i] + a) & 255
+            elif kind == 2:
+                row[i] = (row[i] + b) & 255
+            elif kind == 3:
+                row[i] = (row[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                row[i] = (row[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(row))
+        prev = bytes(row)
+    return width, height, bpp, rows
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed")
+def test_a_real_browser_draws_every_box_where_the_layout_says_in_its_state_colour(truth: Truth, tmp_path: Path) -> None:
+    """tools/report_screenshot.py renders the report's graph in headless Chromium; in the PNG, a point inside
+    each box (clear of its text) has the colour of the step's state, and the frames' background lies between."""
+    truth.h.build("html", tmp_path)
+    png = tmp_path / "graph.png"
+    tool = REPO / "tools" / "report_screenshot.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), str(tmp_path / "report.html"), str(png), "--graph-only"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    width, height, bpp, rows = png_pixels(png)
+    layout = graph_layout(truth.h.project, truth.h.states())
+    assert width >= layout["width"] and height >= layout["height"]
+    offset = 9  # the .graph box's border and padding: where the svg's origin lands on the page
+
+    def colour(x: float, y: float) -> str:
+        px, py = int(x) + offset, int(y) + offset
+        return "#" + rows[py][px * bpp : px * bpp + 3].hex()
+
+    for node in layout["nodes"]:
+        assert colour(node["x"] + node["w"] - 14, node["y"] + 8) == node["fill"], node["id"]
+    for frame in layout["frames"]:
+        assert colour(frame["x"] + frame["w"] - 6, frame["y"] + frame["h"] - 6) == "#f4f6fa", frame["plan"]
