@@ -13,7 +13,16 @@ from conftest import REPO
 
 from gcos import state
 from gcos.evidence import STATE_COLOURS, graph_layout
-from gcos.evidence.graph import COL_GAP, FRAME_PAD, NODE_H, NODE_W, TITLE_CHARS, direct_dependencies, step_order
+from gcos.evidence.graph import (
+    COL_GAP,
+    FRAME_PAD,
+    LABEL_CHAR_W,
+    NODE_H,
+    NODE_W,
+    TITLE_CHARS,
+    direct_dependencies,
+    step_order,
+)
 from gcos.spec import Project, load_project
 
 
@@ -179,6 +188,8 @@ def test_one_frame_per_plan_holding_exactly_its_steps(project: Project, name: st
         ]
         plan = next((pid for pid, plan in p.plans.items() if node["id"] in plan.steps), None)
         assert [f["plan"] for f in holders] == [plan], (name, node["id"])
+    for frame in graph["frames"]:
+        assert frame["w"] >= len(frame["title"]) * LABEL_CHAR_W + 24  # its title fits inside it
     for a, b in zip(graph["frames"], graph["frames"][1:], strict=False):
         assert a["y"] + a["h"] < b["y"]
 

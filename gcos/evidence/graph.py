@@ -33,6 +33,7 @@ NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN, LEGEND_H = 180, 62, 56, 22, 20, 40
 SLOT_H = 14  # the height a passing edge takes in a column it crosses
 FRAME_PAD, FRAME_LABEL, FRAME_GAP = 14, 22, 16  # inside a plan's frame; its title band; between frames
 TITLE_CHARS = 27
+LABEL_CHAR_W = 7.4  # a generous width per character of a frame's 12px bold title
 LEGEND_STEP = 150  # the legend's width per state
 ARROW = 7  # the arrowhead's length
 
@@ -104,6 +105,7 @@ def graph_layout(project: Project, states: Mapping[str, str], selected: Sequence
     top, width = float(MARGIN), float(MARGIN * 2 + len(state.STATES) * LEGEND_STEP)
     for plan_id, title, members in frames_of(project):
         frame, frame_nodes, frame_edges = _frame(project, direct, members, top, states, selected)
+        frame["w"] = max(frame["w"], round(len(title) * LABEL_CHAR_W + 24, 1))  # the title fits its frame
         frames.append({"plan": plan_id, "title": title, **frame})
         nodes += frame_nodes
         edges += frame_edges
