@@ -200,10 +200,12 @@ def test_markdown_numbers_equal_the_ledger(history: History, tmp_path: Path) -> 
     (revocation,) = of_kind(entries, "approval_revocation", "SB-12")
     for a in approvals:
         p = a.payload
-        revoked = f"yes, seq {revocation.seq}" if p["approval_id"] == history.revoked_id else "no"
+        was_revoked = p["approval_id"] == history.revoked_id
+        revoked = f"yes, seq {revocation.seq}" if was_revoked else "no"
+        use = "not used; does not count now (revoked)" if was_revoked else f"used by commit seq {history.commit_seq}"
         row = (
             f"| {p['approval_id']} | {a.seq} | Sue Sovereign (human) | {history.sovereign} | sovereign | approve | "
-            f"{p['expires_at']} | `{a.record['spec_hash']}` | step | {revoked} | no |"
+            f"{p['expires_at']} | `{a.record['spec_hash']}` | step | {revoked} | {use} |"
         )
         assert row in text, row
     assert "note: a \\| b \\<i\\>" in text  # neither a table nor markup can be broken into
