@@ -6,6 +6,7 @@ Tests call these directly; gcos/cli/ is a thin layer that renders their results 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from gcos import (
     ledger_log,
     online,
     planning,
+    record_evidence,
     reference_world,
     state,
     step_rows,
@@ -429,13 +431,14 @@ def commit(
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    if step.mode == "batched":
-        return kernel_batched.commit_batched(
-            target, project, step, settings=settings, progress=progress, break_glass=break_glass
-        )
-    if step.mode == "online":
-        return online.commit(target, project, step, settings=settings, break_glass=break_glass)
-    return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
+    with _record_files(target, settings, project.root, step.id):  # beside the rehearsals' (record_evidence.py)
+        if step.mode == "batched":
+            return kernel_batched.commit_batched(
+                target, project, step, settings=settings, progress=progress, break_glass=break_glass
+            )
+        if step.mode == "online":
+            return online.commit(target, project, step, settings=settings, break_glass=break_glass)
+        return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
 
 
 def rollback(
@@ -449,7 +452,15 @@ def rollback(
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
+    with _record_files(target, settings, project.root, step.id):
+        return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
+
+
+def _record_files(
+    target: Target, settings: SessionSettings | None, root: Path, step_id: str | None
+) -> AbstractContextManager[list[str]]:
+    """Evidence files of the commit, rollback, refusal, stop or drift records an action appends."""
+    return record_evidence.recorded(lambda: connect(target, settings), root / "rehearsals", step_id)
 
 
 def apply(
@@ -498,10 +509,16 @@ def approvals_list(
 # --------------------------------------------------------------------------- drift
 
 
-def drift(target: Target, settings: SessionSettings | None = None) -> drift_mod.DriftResult:
-    """Live world vs the fingerprint after the last commit; drift becomes a ledger record (exit 6)."""
+def drift(
+    target: Target, settings: SessionSettings | None = None, project_dir: Path | None = None
+) -> drift_mod.DriftResult:
+    """Live world vs the fingerprint after the last commit; drift becomes a ledger record (exit 6), and its
+    evidence files go beside the rehearsals' when `project_dir` is a project (it has a steps/ directory)."""
     with connect(target, settings) as conn:
         install_mod.require_installed(conn)
+        if project_dir is None or not (project_dir / "steps").is_dir():
+            return drift_mod.detect(conn)
+    with _record_files(target, settings, project_dir, None), connect(target, settings) as conn:
         return drift_mod.detect(conn)
 
 

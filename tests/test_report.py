@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gcos import commands, evidence, ledger, state
 from gcos.errors import GateRefused, LedgerBroken, SpecError
+from gcos.evidence.graph import direct_dependencies
 from gcos.install import install
 from gcos.principals import add_principal
 from gcos.spec import Project, load_project
@@ -199,10 +200,12 @@ def test_markdown_numbers_equal_the_ledger(history: History, tmp_path: Path) -> 
     (revocation,) = of_kind(entries, "approval_revocation", "SB-12")
     for a in approvals:
         p = a.payload
-        revoked = f"yes, seq {revocation.seq}" if p["approval_id"] == history.revoked_id else "no"
+        was_revoked = p["approval_id"] == history.revoked_id
+        revoked = f"yes, seq {revocation.seq}" if was_revoked else "no"
+        use = "not used; does not count now (revoked)" if was_revoked else f"used by commit seq {history.commit_seq}"
         row = (
             f"| {p['approval_id']} | {a.seq} | Sue Sovereign (human) | {history.sovereign} | sovereign | approve | "
-            f"{p['expires_at']} | `{a.record['spec_hash']}` | step | {revoked} | no |"
+            f"{p['expires_at']} | `{a.record['spec_hash']}` | step | {revoked} | {use} |"
         )
         assert row in text, row
     assert "note: a \\| b \\<i\\>" in text  # neither a table nor markup can be broken into
@@ -244,7 +247,7 @@ def test_a_one_step_report_takes_any_spelling_of_the_step(history: History, tmp_
     (approval,) = of_kind(history.entries(), "approval", "SB-13")
     assert approval.payload["approval_id"] == history.sb13_approval_id
     assert f"| {history.sb13_approval_id} | {approval.seq} |" in text
-    assert "| yes |" in text  # it counts now: SB-13 is approved
+    assert "| counts toward the next commit |" in text  # it counts now: SB-13 is approved, not yet committed
     assert "state: **approved**" in text
     with pytest.raises(SpecError, match="unknown step"):
         history.build("md", tmp_path, step_id="SB-99")
@@ -276,7 +279,13 @@ def test_html_is_self_contained_numbers_equal_the_ledger_and_the_graph_has_every
         assert fill == evidence.STATE_COLOURS[shown_state][0]
     assert {n[1] for n in nodes} == {"planned", "rehearsed", "approved", "committed"}
     edges = re.findall(r'<path class="edge[^"]*" data-from="([^"]+)" data-to="([^"]+)"', svg)
-    assert sorted(edges) == sorted((d, s.id) for s in history.project.steps.values() for d in s.depends_on)
+    direct = direct_dependencies(history.project)
+    assert sorted(edges) == sorted((d, sid) for sid, deps in direct.items() for d in deps)  # direct ones only
+    listed = re.findall(r'<span data-from="([^"]+)" data-to="([^"]+)">', page[page.index("</svg>") :])
+    every = sorted((d, s.id) for s in history.project.steps.values() for d in s.depends_on)
+    assert sorted(edges + listed) == every  # the implied ones are listed under the graph
+    frames = re.findall(r'<g class="frame" data-plan="([^"]*)">', svg)
+    assert frames == list(history.project.plans)  # one frame per plan
     legend = svg[svg.index('<g class="legend">') :]
     for name in state.STATES:  # the legend shows every state's colour
         assert f'fill="{evidence.STATE_COLOURS[name][0]}"' in legend and f">{name}</text>" in legend

@@ -30,25 +30,48 @@ AllowedSignersOpt = Annotated[
 ]
 
 
-@app.command("drift", epilog="Example: gcos drift --json")
-def drift_cmd(dsn: DsnOpt = None, as_json: JsonOpt = False) -> None:
+@app.command("drift", epilog="Example: gcos drift --project . --json")
+def drift_cmd(
+    dsn: DsnOpt = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            "-C",
+            help="Also write the drift record's evidence files to this project's rehearsals/<STEP>/.",
+            file_okay=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Compare the live world with the fingerprint recorded after the last commit or rollback.
 
-    Any difference is appended to the ledger as a drift record and shown as a diff (exit 6).
+    Any difference is appended to the ledger as a drift record and shown as a diff (exit 6); with --project,
+    its evidence files go beside the rehearsals' (rehearsals/<STEP>/<time>-seq<N>-drift.json and .md).
     """
     from gcos import commands
 
-    run(as_json, lambda: commands.drift(target(dsn)), render.drift, render_details=render.drift_details)
+    run(
+        as_json,
+        lambda: commands.drift(target(dsn), project_dir=project_dir(project) if project else None),
+        render.drift,
+        render_details=render.drift_details,
+    )
 
 
 @app.command(
-    "report", epilog="Example: gcos report --format html --out evidence/   (or: gcos report SB-12 --format md)"
+    "report",
+    epilog="Example: gcos report --format html --out evidence/   (or: gcos report --format junit --out ci/)",
 )
 def report_cmd(
     step: Annotated[str | None, typer.Argument(help="One step (id or step-N); the whole plan if omitted.")] = None,
     fmt: Annotated[
         str,
-        typer.Option("--format", help="md, html (one self-contained file) or json (an evidence pack with a manifest)."),
+        typer.Option(
+            "--format",
+            help="md, html (one self-contained file), json (an evidence pack with a manifest) or junit "
+            "(junit.xml for CI: one testcase per gate per step, refusals as failures).",
+        ),
     ] = "html",
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.", file_okay=False)] = Path(
         "gcos-report"

@@ -13,13 +13,14 @@ from gcos import state
 from gcos.errors import SpecError
 from gcos.evidence.common import HTML_FILE, INDEX_MD, write_atomic
 from gcos.evidence.graph import STATE_COLOURS, graph_layout
+from gcos.evidence.junit import JUNIT_FILE, junit_xml
 from gcos.evidence.pack import write_pack
 from gcos.evidence.render import render
 from gcos.evidence.snapshot import cross_check_approvals, read_snapshot
 from gcos.evidence.view import report_context
 from gcos.spec import Project
 
-FORMATS = ("md", "html", "json")
+FORMATS = ("md", "html", "json", "junit")
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ def build_report(
     conn: psycopg.Connection[Any], project: Project, *, step_id: str | None, fmt: str, out_dir: Path
 ) -> ReportResult:
     """Write the report of one step (`step_id`, any form ``Project.step`` accepts) or of every step to
-    `out_dir`, as ``md``, ``html`` or ``json`` (an evidence pack). `conn` must be idle; it is read in one
-    REPEATABLE READ, READ ONLY transaction. LedgerBroken (exit 7) if the ledger or the approvals disagree."""
+    `out_dir`, as ``md``, ``html``, ``json`` (an evidence pack) or ``junit`` (junit.xml, for CI). `conn` must be
+    idle; it is read in one REPEATABLE READ, READ ONLY transaction. LedgerBroken (exit 7) if the ledger or the
+    approvals disagree."""
     if fmt not in FORMATS:
         raise SpecError(f"Report format {fmt!r} is not one of {', '.join(FORMATS)}.")
     chosen = [project.step(step_id)] if step_id else list(project.steps.values())
@@ -54,6 +56,8 @@ def build_report(
             context["graph"] = graph_layout(project, {k: v.state for k, v in states.items()}, [s.id for s in chosen])
             context["colours"] = STATE_COLOURS
             files = (write_atomic(out_dir / HTML_FILE, render("html", "report.html.j2", **context)),)
+        elif fmt == "junit":
+            files = (write_atomic(out_dir / JUNIT_FILE, junit_xml(context)),)
         else:
             files = write_pack(out_dir, context, snapshot, project, states)
     except OSError as exc:

@@ -13,16 +13,12 @@ from gcos import __version__ as gcos_version
 from gcos import ledger, state
 from gcos.domain import APPLY_KINDS, Kind
 from gcos.evidence.common import FORMAT_VERSION, as_dict, as_list, utc_text
+from gcos.evidence.rehearsals import actor_name, fingerprint_view, rehearsal_views
 from gcos.evidence.snapshot import Snapshot, expired
 from gcos.gates import rollback_subject_hash
 from gcos.spec import Project, StepSpec
 
 POLICY_KINDS = (Kind.POLICY_DECISION, Kind.COMMIT_REFUSED, Kind.ROLLBACK_REFUSED)
-
-
-def _actor_name(e: ledger.LedgerEntry) -> Any:
-    """Who wrote a record: the principal's name, else the database role."""
-    return as_dict(e.record.get("actor")).get("principal") or as_dict(e.record.get("actor")).get("role")
 
 
 def record_view(e: ledger.LedgerEntry) -> dict[str, Any]:
@@ -41,47 +37,6 @@ def record_view(e: ledger.LedgerEntry) -> dict[str, Any]:
     }
 
 
-def fingerprint_view(fp: Any) -> dict[str, Any]:
-    fp = as_dict(fp)
-    tables = as_dict(fp.get("tables"))
-    return {
-        "hash": fp.get("hash"),
-        "schema_hash": fp.get("schema_hash"),
-        "tables": {name: as_dict(tables[name]) for name in sorted(tables)},
-    }
-
-
-def rehearsal_view(e: ledger.LedgerEntry, step: StepSpec) -> dict[str, Any]:
-    p = e.payload
-    checks = as_dict(p.get("checks"))
-    fps = as_dict(p.get("fingerprints"))
-    footprint = p.get("footprint")
-    return {
-        "seq": e.seq,
-        "hash": e.hash,
-        "recorded_at": e.record.get("recorded_at"),
-        "spec_hash": e.record.get("spec_hash"),
-        "of_current_spec": e.record.get("spec_hash") == step.hash,
-        "actor": _actor_name(e),
-        "trace_id": e.record.get("trace_id"),
-        "run_id": p.get("run_id"),
-        "plan_id": p.get("plan_id"),
-        "plan_hash": p.get("plan_hash"),
-        "outcome": p.get("outcome"),
-        "message": p.get("message"),
-        "duration_us": p.get("duration_us"),
-        "fingerprints": {
-            name: fingerprint_view(fps.get(name)) for name in ("entry", "inside", "after_rollback", "exit")
-        },
-        "footprint": footprint if isinstance(footprint, dict) else None,
-        "reverify": [as_dict(c) for c in as_list(checks.get("reverify"))],
-        "stop": [as_dict(c) for c in as_list(checks.get("stop"))],
-        "success": [as_dict(c) for c in as_list(checks.get("success"))],
-        "residue": as_list(as_dict(p.get("residue")).get("sequences")),
-        "differences": as_list(p.get("differences")),
-    }
-
-
 def policy_view(e: ledger.LedgerEntry) -> dict[str, Any]:
     decision = e.payload if e.kind == Kind.POLICY_DECISION else as_dict(e.payload.get("policy_decision"))
     return {
@@ -89,7 +44,7 @@ def policy_view(e: ledger.LedgerEntry) -> dict[str, Any]:
         "hash": e.hash,
         "kind": e.kind,
         "recorded_at": e.record.get("recorded_at"),
-        "actor": _actor_name(e),
+        "actor": actor_name(e),
         "action": decision.get("action"),
         "allow": decision.get("allow"),
         "trace_id": decision.get("trace_id"),
@@ -111,7 +66,7 @@ def apply_view(e: ledger.LedgerEntry) -> dict[str, Any]:
         "kind": e.kind,
         "recorded_at": e.record.get("recorded_at"),
         "spec_hash": e.record.get("spec_hash"),
-        "actor": _actor_name(e),
+        "actor": actor_name(e),
         "outcome": p.get("outcome"),
         "run_id": p.get("run_id"),
         "trace_id": e.record.get("trace_id"),
@@ -150,11 +105,34 @@ def _revocation_view(revocation: ledger.LedgerEntry | None) -> dict[str, Any] | 
     }
 
 
+def used_by(entries: Sequence[ledger.LedgerEntry]) -> dict[int, list[dict[str, Any]]]:
+    """Approval id -> the applied commits and rollbacks whose causation (026) names it, in ledger order."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for e in entries:
+        if e.kind in APPLY_KINDS:
+            for aid in as_list(as_dict(e.payload.get("causation")).get("approval_ids")):
+                if isinstance(aid, int):
+                    out.setdefault(aid, []).append({"kind": e.kind, "seq": e.seq})
+    return out
+
+
+def approval_use(uses: Sequence[Mapping[str, Any]], counts_now: bool, revoked: bool, expired: bool) -> str:
+    """One phrase for what an approval did or does: the commit or rollback it authorised, else whether it
+    counts toward the next one, else why not."""
+    if uses:
+        return "; ".join(f"used by {u['kind']} seq {u['seq']}" for u in uses)
+    if counts_now:
+        return "counts toward the next commit"
+    why = "revoked" if revoked else "expired" if expired else "bound to another spec, plan or rehearsal"
+    return f"not used; does not count now ({why})"
+
+
 def approval_views(
     entries: Sequence[ledger.LedgerEntry], step: StepSpec, counted: Iterable[int], db_now: datetime
 ) -> list[dict[str, Any]]:
-    """The step's approvals in ledger order: whom they bind (the step or its rollback), whether they were
-    revoked or expired, and whether the state projection counts them now."""
+    """The step's approvals in ledger order: whom they bind (the step or its rollback), which commit or
+    rollback they authorised, whether they were revoked or expired, and whether the state projection counts
+    them now."""
     revocations = {
         int(e.payload["approval_id"]): e
         for e in entries
@@ -163,6 +141,7 @@ def approval_views(
     spec_hashes = {step.hash} | {str(e.record["spec_hash"]) for e in entries if e.record.get("spec_hash")}
     rollback_hashes = {rollback_subject_hash(h) for h in spec_hashes}
     counting = set(counted)
+    uses = used_by(entries)
     out = []
     for e in entries:
         if e.kind != Kind.APPROVAL or not isinstance(e.payload.get("approval_id"), int):
@@ -195,6 +174,10 @@ def approval_views(
                 "revoked": revocation is not None,
                 "revocation": _revocation_view(revocation),
                 "counts_now": aid in counting,
+                "used_by": uses.get(aid, []),
+                "use": approval_use(
+                    uses.get(aid, []), aid in counting, revocation is not None, expired(expires_at, db_now)
+                ),
             }
         )
     return out
@@ -285,24 +268,6 @@ def _state_view(current: state.StepState) -> dict[str, Any]:
     }
 
 
-def _rehearsal_views(own: Sequence[ledger.LedgerEntry], step: StepSpec) -> dict[str, Any]:
-    """The step's last rehearsal in full, and every rehearsal of it in brief (ledger order)."""
-    rehearsals = [e for e in own if e.kind == Kind.REHEARSAL]
-    return {
-        "rehearsal": rehearsal_view(rehearsals[-1], step) if rehearsals else None,
-        "rehearsals": [
-            {
-                "seq": e.seq,
-                "hash": e.hash,
-                "outcome": e.payload.get("outcome"),
-                "spec_hash": e.record.get("spec_hash"),
-                "recorded_at": e.record.get("recorded_at"),
-            }
-            for e in rehearsals
-        ],
-    }
-
-
 def _stop_views(own: Sequence[ledger.LedgerEntry]) -> list[dict[str, Any]]:
     return [
         {
@@ -344,7 +309,7 @@ def step_view(step: StepSpec, project: Project, snapshot: Snapshot, current: sta
             "require": [f"at least {n} {role}" for role, n in step.signer_require],
         },
         "decisions_required": list(step.decisions),
-        **_rehearsal_views(own, step),
+        **rehearsal_views(own, step),
         "approvals": approval_views(own, step, current.approval_ids, snapshot.db_now),
         "decisions": decision_views(entries, step.decisions, snapshot.db_now),
         "exceptions": exception_views(own, snapshot.db_now),
