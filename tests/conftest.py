@@ -60,6 +60,20 @@ def pytest_configure(config: pytest.Config) -> None:
     _clear_libpq_env()
 
 
+FULL_WORLD = frozenset(
+    {"world_dsn", "world_role", "world_target", "gcos_adopted", "world_template", "installed_world_template"}
+)
+"""Fixtures of seed 002's full reference world (1,043,000 rows, built once per worker): a test that needs one,
+directly or through its own fixtures, is `slow` (so is one marked so by hand: a killed process, the demo)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test of the full reference world: `pytest -m "not slow"` skips it and its build."""
+    for item in items:
+        if FULL_WORLD & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def _clear_libpq_env() -> None:
     """Tests name their server only through GCOS_TEST_DSN: libpq's connection variables of the runner's
     shell (PGHOST, PGSERVICE...) would otherwise become the target of every test of the embedded default.
