@@ -7,6 +7,7 @@ transaction, in 4 schemas, each with a key, a CHECK, an index and a comment), in
 public, and prints the median over `--runs` (interleaved, after one untimed warm-up of each side):
 
     start-up: gcos --version 0.031 s   python -c pass 0.020 s   ratio 1.55 (goal: gcos <= 0.1 s)
+    start-up: gcos --version 0.031 s   the typer app loaded 0.250 s   ratio 0.12 (what --version cost before)
     rehearsal of step 1 as processes: gcos rehearse 0.650 s   pg_dump/psql/pg_dump/diff 0.930 s   ratio 0.70
 
 (illustrative numbers; goal <= 0.7). `gcos rehearse SB-12` runs as `python -m gcos` (this interpreter,
@@ -129,6 +130,12 @@ def bare_python() -> float:
     return timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
 
 
+def eager_cli() -> float:
+    """What `gcos --version` cost before it answered ahead of typer: every command module registered."""
+    code = "from gcos.cli import app; print(app.info.name)"
+    return timed(lambda: subprocess.run([sys.executable, "-c", code], env=ENV, check=True, capture_output=True))
+
+
 def gcos_rehearse(dsn: str, project: Path) -> float:
     return timed(lambda: gcos("rehearse", STEP, "--dsn", dsn, "-C", str(project)))
 
@@ -187,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     side_by_side("start-up", ("gcos --version", gcos_version), ("python -c pass", bare_python), args.runs,
                  "goal: gcos <= 0.1 s")  # fmt: skip
+    side_by_side("start-up", ("gcos --version", gcos_version), ("the typer app loaded", eager_cli), args.runs,
+                 "what --version cost before")  # fmt: skip
     with scratch_database(args.dsn) as dsn, tempfile.TemporaryDirectory(prefix="gcos-bench-") as scratch:
         start = time.perf_counter()
         build(dsn, args.rows, args.tables)
