@@ -65,6 +65,7 @@ def _gcos(site: Path, cwd: Path, *args: str, **env: str) -> subprocess.Completed
     )
 
 
+@pytest.mark.slow  # builds the wheel and a venv
 def test_the_wheel_carries_the_reference_project_byte_for_byte(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         packaged = {
@@ -79,6 +80,7 @@ def test_the_wheel_carries_the_reference_project_byte_for_byte(wheel: Path) -> N
     assert packaged == expected and any(name.startswith("steps/") for name in packaged)
 
 
+@pytest.mark.slow  # builds the wheel and a venv
 def test_demo_from_the_wheel_works_in_an_empty_directory(installed: Path, dsn: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -106,6 +108,7 @@ def test_demo_from_the_wheel_works_in_an_empty_directory(installed: Path, dsn: s
     assert committed == [("SB-12",), ("SB-13",)]
 
 
+@pytest.mark.slow  # builds the wheel and a venv
 def test_demo_runs_on_a_project_of_ones_own_and_never_writes_over_it(installed: Path, tmp_path: Path) -> None:
     own = tmp_path / "own"
     (own / "steps").mkdir(parents=True)
@@ -115,6 +118,7 @@ def test_demo_runs_on_a_project_of_ones_own_and_never_writes_over_it(installed: 
     assert sorted(str(p.relative_to(own)) for p in own.rglob("*")) == ["steps"]  # nothing copied over it
 
 
+@pytest.mark.slow  # builds the wheel and a venv
 def test_python_dash_m_gcos_is_the_cli(installed: Path, tmp_path: Path) -> None:
     done = _gcos(installed, tmp_path, "--version")
     assert done.returncode == 0 and done.stdout.strip().startswith("gcos "), done.stderr
@@ -122,6 +126,7 @@ def test_python_dash_m_gcos_is_the_cli(installed: Path, tmp_path: Path) -> None:
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True, done.stderr
 
 
+@pytest.mark.slow  # builds the wheel and a venv
 def test_install_completion_writes_a_completion_for_gcos_that_completes(installed: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from gcos import ledger
@@ -60,6 +61,7 @@ def test_demo_tells_the_whole_story_then_says_what_is_already_done(world_dsn: st
         assert [e for e in ledger.read_all(conn) if e.kind == "commit"] == [e for e in entries if e.kind == "commit"]
 
 
+@pytest.mark.slow  # the demo, on a world it builds
 def test_demo_on_a_small_world_builds_it_and_stops_where_the_seed_needs_a_full_one(dsn: str, project_dir: Path) -> None:
     result = CliRunner().invoke(
         app, ["demo", "--rows", "5000", "--dsn", dsn, "-C", str(project_dir)], terminal_width=250

@@ -40,6 +40,7 @@ def write_stale_pid_file(srv: EmbeddedServer, pid: int) -> None:
     (srv.socket_dir / ".s.PGSQL.5432.lock").write_text(f"{pid}\n{srv.data_dir}\n")
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_up_twice_is_idempotent_and_url_connects(server: EmbeddedServer) -> None:
     before = server.status()
     assert not before.running and before.pid is None and before.url is None and before.version is None
@@ -57,6 +58,7 @@ def test_up_twice_is_idempotent_and_url_connects(server: EmbeddedServer) -> None
     assert select_one(server.url()) == 1
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_server_is_socket_only_with_small_machine_settings(server: EmbeddedServer) -> None:
     server.up()
     with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -87,6 +89,7 @@ def test_url_names_the_database_and_the_socket_dir(tmp_path: Path) -> None:
     assert params["user"] == "postgres" and "password" not in params
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_server_outlives_the_process_that_started_it(server: EmbeddedServer) -> None:
     code = "import sys; from pathlib import Path; from gcos.embedded import EmbeddedServer; "
     code += "print(EmbeddedServer(Path(sys.argv[1])).up().pid)"
@@ -102,6 +105,7 @@ def test_server_outlives_the_process_that_started_it(server: EmbeddedServer) -> 
     assert select_one(server.url()) == 1
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_down_twice_then_up_again(server: EmbeddedServer) -> None:
     pid = server.up().pid
     first = server.down()
@@ -114,6 +118,7 @@ def test_down_twice_then_up_again(server: EmbeddedServer) -> None:
     assert select_one(server.url()) == 1
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_up_survives_a_stale_pid_file_of_a_dead_process(server: EmbeddedServer) -> None:
     server.up()
     server.down()
@@ -128,6 +133,7 @@ def test_up_survives_a_stale_pid_file_of_a_dead_process(server: EmbeddedServer) 
     assert select_one(server.url()) == 1
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_up_survives_a_pid_file_naming_an_unrelated_live_process(server: EmbeddedServer) -> None:
     # This test's own process: alive, not postgres. postgres alone would refuse to start
     # ("lock file already exists"); gcos must see it is not our server and only remove the file.
@@ -165,6 +171,7 @@ def test_home_is_gcos_home_else_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert EmbeddedServer(tmp_path / "explicit").root == tmp_path.resolve() / "explicit" / ".gcos"
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_a_foreign_data_dir_is_refused_not_overwritten(server: EmbeddedServer) -> None:
     server.data_dir.mkdir(parents=True)
     (server.data_dir / "precious.txt").write_text("not postgres")
@@ -175,6 +182,7 @@ def test_a_foreign_data_dir_is_refused_not_overwritten(server: EmbeddedServer) -
     assert (server.data_dir / "precious.txt").read_text() == "not postgres"
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_a_failed_start_says_where_the_log_is(server: EmbeddedServer) -> None:
     server.up()
     server.down()

@@ -55,6 +55,7 @@ def test_precedence_dsn_flag_then_gcos_dsn_then_database_url_then_embedded(
     assert not EmbeddedServer(tmp_path).status().running  # start_embedded=False starts nothing
 
 
+@pytest.mark.slow  # starts and stops a server of its own
 def test_embedded_default_is_started_and_reachable(tmp_path: Path) -> None:
     try:
         target = resolve_target(home=tmp_path)
