@@ -30,11 +30,30 @@ CATEGORIES: tuple[str, ...] = (
     "extension",
     "event_trigger",
     "default_privileges",
+    "role",
+    "database",
+    "collation",
+    "cast",
+    "operator",
+    "text_search",
+    "foreign_server",
+    "publication",
 )
 """The schema categories of the fingerprint, each ``fingerprint_sql/<name>.sql``."""
 
-_NEWER_COLUMNS = ((150000, "i.indnullsnotdistinct", "NULL::boolean"),)
-"""(server version since, catalog column, what it reads as before): columns newer than PostgreSQL 14."""
+_NEWER_COLUMNS = (
+    (150000, "i.indnullsnotdistinct", "NULL::boolean"),
+    (160000, "m.inherit_option", "NULL::boolean"),
+    (160000, "m.set_option", "NULL::boolean"),
+    (
+        150000,
+        "(SELECT array_agg(pn.pnnspid::regnamespace::text ORDER BY pn.pnnspid::regnamespace::text COLLATE \"C\")"
+        " FROM pg_publication_namespace AS pn WHERE pn.pnpubid = p.oid)",
+        "NULL::text[]",
+    ),
+)
+"""(server version since, catalog text, what it reads as before): columns and catalogs newer than PostgreSQL
+14 (publication schemas 15, membership options 16)."""
 
 
 @cache

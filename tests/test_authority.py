@@ -526,6 +526,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **dict.fromkeys(
             ["_fp_schema", "_fp_schema_head", "_fp_schema_text", "_fp_sequences", "_fp_tables"], KERNEL_READERS
         ),
+        **dict.fromkeys(["_fp_schema_parts", "_fp_schema_digested", "_fp_take"], KERNEL_READERS),  # 042
+        **dict.fromkeys(["fingerprint_digests", "fingerprint_objects"], READERS),  # 042
         **dict.fromkeys(["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds"], ALL_AND_KERNEL),
         **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),
         **dict.fromkeys(["_names", "_user_schema"], ALL_AND_KERNEL),
