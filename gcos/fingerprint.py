@@ -47,7 +47,7 @@ _NEWER_COLUMNS = (
     (160000, "m.set_option", "NULL::boolean"),
     (
         150000,
-        "(SELECT array_agg(pn.pnnspid::regnamespace::text ORDER BY pn.pnnspid::regnamespace::text COLLATE \"C\")"
+        '(SELECT array_agg(pn.pnnspid::regnamespace::text ORDER BY pn.pnnspid::regnamespace::text COLLATE "C")'
         " FROM pg_publication_namespace AS pn WHERE pn.pnpubid = p.oid)",
         "NULL::text[]",
     ),

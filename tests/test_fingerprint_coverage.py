@@ -81,7 +81,8 @@ def test_each_new_category_sees_its_object(conn: Conn, gcos_installed: None, cha
 def test_database_settings_are_seen(conn: Conn, gcos_installed: None) -> None:
     name = conn.execute("SELECT current_database()").fetchone()
     assert name is not None
-    before, after, lines = changed(conn, f'ALTER DATABASE "{name[0]}" SET work_mem = \'8MB\'')
+    set_work_mem = sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(sql.Identifier(name[0]))
+    _, after, lines = changed(conn, set_work_mem.as_string(conn))
     assert lines == {"database database added"}
     conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '16MB'").format(sql.Identifier(name[0])))
     assert named(conn, after, fingerprint(conn)) == {"database database changed"}
@@ -103,12 +104,12 @@ def test_role_attributes_memberships_and_settings_of_an_owner_are_seen(
         sql.SQL("ALTER ROLE {} SET statement_timeout = '5s'").format(ident),
         sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '8MB'").format(ident, sql.Identifier(name[0])),
     ):
-        before, after, lines = changed(conn, change.as_string(conn))
+        _, _, lines = changed(conn, change.as_string(conn))
         assert lines == {f"role {owner.name} changed"}, (change, lines)
     # a role that owns nothing here is not watched; one granted on a table is
-    before, after, lines = changed(conn, sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(other.name)).as_string(conn))
+    _, _, lines = changed(conn, sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(other.name)).as_string(conn))
     assert lines == set()
-    before, after, lines = changed(
+    _, _, lines = changed(
         conn, sql.SQL("GRANT SELECT ON public.owned TO {}").format(sql.Identifier(other.name)).as_string(conn)
     )
     assert f"role {other.name} added" in lines
@@ -125,7 +126,8 @@ def test_membership_in_gcos_roles_is_left_to_the_ledger(conn: Conn, gcos_install
 
 def test_analyze_and_vacuum_change_nothing_in_any_category(conn: Conn, gcos_installed: None) -> None:
     conn.execute(
-        "CREATE TABLE public.t (id serial PRIMARY KEY, a int); INSERT INTO public.t (a) SELECT g FROM generate_series(1, 500) g;"
+        "CREATE TABLE public.t (id serial PRIMARY KEY, a int);"
+        "INSERT INTO public.t (a) SELECT g FROM generate_series(1, 500) g;"
         "CREATE COLLATION public.c2 (provider = libc, locale = 'POSIX');"
         "CREATE TEXT SEARCH CONFIGURATION public.ts2 (COPY = pg_catalog.simple);"
         "CREATE PUBLICATION pub2 FOR TABLE public.t"
