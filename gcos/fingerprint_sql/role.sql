@@ -1,5 +1,5 @@
 -- gcos fingerprint, category "role": every role that owns, or holds a privilege on, an object of this
--- database outside the excluded schemas (pg_shdepend), named by role. Roles are the cluster's, so a
+-- database outside the excluded schemas (pg_shdepend; not the database itself), named by role. Roles are the cluster's, so a
 -- change to one of them (ALTER ROLE ... SUPERUSER, GRANT r TO role, ALTER ROLE ... SET) changes what the
 -- objects it owns or is granted on can do. No password: pg_roles masks it.
 -- Memberships are the roles this one is a member of (with admin, inherit and set options where the
@@ -31,6 +31,10 @@ WITH nsp AS (
                WHEN 'pg_type'::regclass THEN EXISTS (SELECT FROM pg_type AS t JOIN nsp ON nsp.oid = t.typnamespace
                                                      WHERE t.oid = dep.objid)
                WHEN 'pg_namespace'::regclass THEN EXISTS (SELECT FROM nsp WHERE nsp.oid = dep.objid)
+               WHEN 'pg_default_acl'::regclass THEN EXISTS (SELECT FROM pg_default_acl AS a
+                                                            WHERE a.oid = dep.objid AND (a.defaclnamespace = 0
+                                                               OR a.defaclnamespace IN (SELECT nsp.oid FROM nsp)))
+               WHEN 'pg_database'::regclass THEN false  -- who may connect: gcos principals' business
                ELSE true END
 )
 SELECT quote_ident(r.rolname) AS identity,
