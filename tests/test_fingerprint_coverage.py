@@ -158,3 +158,15 @@ def test_an_auditor_recomputes_each_digest_from_the_map(conn: Conn, gcos_install
     fp = fingerprint(conn)
     for category, objects in fp["schema"].items():
         assert content_hash(objects) == fp["digests"][category], category
+
+
+def test_a_fingerprint_recorded_before_a_category_existed_is_not_drift_in_it(conn: Conn, gcos_installed: None) -> None:
+    """A baseline recorded before 042 has no digests and no role/collation/... maps: after an upgrade the
+    kernel compares what both measured, so the new categories' existing objects are not named as added."""
+    conn.execute("CREATE TABLE public.t (id int); CREATE COLLATION public.c3 (provider = libc, locale = 'C')")
+    now = fingerprint(conn)
+    old = {**now, "schema": {c: o for c, o in now["schema"].items() if c not in ("collation", "role")}}
+    del old["digests"]
+    assert named(conn, old, now) == set()
+    conn.execute("ALTER TABLE public.t ADD COLUMN b int")
+    assert named(conn, old, fingerprint(conn)) == {"column public.t.b added"}

@@ -12,7 +12,8 @@
 --   gcos.fingerprint_objects(category, exclude) RETURNS TABLE (identity, sha256): one category's objects,
 --       fetched only to name what differs in a category whose digest changed.
 --   gcos.footprint compares only the categories whose digests differ (both fingerprints carrying digests);
---       a fingerprint recorded before 042 has none and is compared object by object as before.
+--       a fingerprint recorded before 042 has none and is compared object by object as before, except in the
+--       categories it lacks altogether (not measured then): an upgrade is not drift.
 SET LOCAL ROLE gcos_owner;
 
 -- Each schema category's objects as canonical JSON members ("identity":"sha256",...), by category name.
@@ -150,7 +151,7 @@ END
 $$;
 
 -- 009's footprint, comparing object by object only the categories whose digests differ (or that a fingerprint
--- lacks a digest of).
+-- lacks a digest of), and only those both maps measured.
 CREATE OR REPLACE FUNCTION gcos.footprint(p_before jsonb, p_after jsonb, p_probe_before jsonb, p_probe_after jsonb)
     RETURNS jsonb
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
@@ -158,10 +159,12 @@ AS $$
     WITH cats AS (
         SELECT c FROM pg_catalog.jsonb_object_keys(COALESCE(p_before -> 'schema', '{}')) AS k(c)
         UNION SELECT c FROM pg_catalog.jsonb_object_keys(COALESCE(p_after -> 'schema', '{}')) AS k(c)
-    ), changed AS (
+    ), changed AS (  -- a category one map lacks altogether was not measured then (recorded before it existed)
         SELECT cats.c FROM cats
-         WHERE (p_before -> 'digests' -> cats.c) IS NULL
-            OR (p_before -> 'digests' -> cats.c) IS DISTINCT FROM (p_after -> 'digests' -> cats.c)
+         WHERE (pg_catalog.jsonb_typeof(p_before -> 'schema') IS DISTINCT FROM 'object' OR (p_before -> 'schema') ? cats.c)
+           AND (pg_catalog.jsonb_typeof(p_after -> 'schema') IS DISTINCT FROM 'object' OR (p_after -> 'schema') ? cats.c)
+           AND ((p_before -> 'digests' -> cats.c) IS NULL
+                OR (p_before -> 'digests' -> cats.c) IS DISTINCT FROM (p_after -> 'digests' -> cats.c))
     ), objects AS (
         SELECT cats.c AS category, COALESCE(x.bkey, x.akey) AS identity,
                CASE WHEN x.bkey IS NULL THEN 'added' WHEN x.akey IS NULL THEN 'removed' ELSE 'changed' END AS change
