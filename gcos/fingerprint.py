@@ -3,7 +3,9 @@ database, never by this module.
 
 ``gcos.fingerprint(watch, exclude)`` and the kernel's ``gcos.fingerprint_at`` (gcos/sql/005_fingerprint.sql)
 run one catalog query per schema category (``CATEGORIES``) and one for sequence states, in the caller's
-snapshot, and hash what they return; the kernel compares the results (``gcos._fp_differences``,
+snapshot, and hash what they return, each category also into a digest (042: ``gcos.fingerprint_digests``
+returns the fingerprint without its object map, ``gcos.fingerprint_objects`` one category's objects, to name
+a difference); the kernel compares the results (``gcos._fp_differences``,
 ``gcos.footprint``). Those queries are the files ``gcos/fingerprint_sql/<name>.sql``: ``gcos install`` loads
 them, adapted to the server's version (``query``), into ``gcos.fingerprint_queries``, and a command refuses a
 database whose loaded queries differ from this package's (``gcos.install.require_installed``).

@@ -392,7 +392,7 @@ def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[A
 # Functions that run spec SQL (checks, stop conditions) or resolve watched names keep the CALLER's search_path,
 # by design (009_kernel_checks.sql, 005_fingerprint.sql): they are SECURITY INVOKER, and the kernel pins the path
 # before it calls them. Every other gcos function pins pg_catalog, pg_temp.
-CALLER_PATH = {"check_value", "evaluate_check", "stop_holds", "fingerprint"}
+CALLER_PATH = {"check_value", "evaluate_check", "stop_holds", "fingerprint", "fingerprint_digests"}  # 042
 ALL_GCOS = ["gcos_admin", "gcos_auditor", "gcos_council", "gcos_operator", "gcos_sovereign"]
 READERS = ["gcos_admin", "gcos_auditor", "gcos_operator"]
 KERNEL_READERS = sorted([*READERS, "gcos_kernel"])
