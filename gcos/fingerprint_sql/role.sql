@@ -1,0 +1,65 @@
+-- gcos fingerprint, category "role": every role that owns, or holds a privilege on, an object of this
+-- database outside the excluded schemas (pg_shdepend; not the database itself), named by role. Roles are the cluster's, so a
+-- change to one of them (ALTER ROLE ... SUPERUSER, GRANT r TO role, ALTER ROLE ... SET) changes what the
+-- objects it owns or is granted on can do. No password: pg_roles masks it.
+-- Memberships are the roles this one is a member of (with admin, inherit and set options where the
+-- server has them), not its members; memberships in gcos's own seven roles are left out: the kernel
+-- lends and principals take them, and the ledger records those.
+-- fields: superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit,
+-- valid_until, member_of, settings (ALTER ROLE ... SET for every database), database_settings (... IN
+-- DATABASE this one)
+WITH nsp AS (
+    SELECT n.oid
+      FROM pg_namespace AS n
+     WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+       AND n.nspname <> ALL (%(exclude)s::text[])
+), db AS (
+    SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database()
+), dep AS (
+    SELECT s.refobjid AS roleid, s.classid, s.objid
+      FROM pg_shdepend AS s
+      JOIN db ON db.oid = s.dbid
+     WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype IN ('o', 'a', 'i')
+), roles AS (
+    SELECT DISTINCT dep.roleid
+      FROM dep
+     WHERE CASE dep.classid
+               WHEN 'pg_class'::regclass THEN EXISTS (SELECT FROM pg_class AS c JOIN nsp ON nsp.oid = c.relnamespace
+                                                      WHERE c.oid = dep.objid)
+               WHEN 'pg_proc'::regclass THEN EXISTS (SELECT FROM pg_proc AS p JOIN nsp ON nsp.oid = p.pronamespace
+                                                     WHERE p.oid = dep.objid)
+               WHEN 'pg_type'::regclass THEN EXISTS (SELECT FROM pg_type AS t JOIN nsp ON nsp.oid = t.typnamespace
+                                                     WHERE t.oid = dep.objid)
+               WHEN 'pg_namespace'::regclass THEN EXISTS (SELECT FROM nsp WHERE nsp.oid = dep.objid)
+               WHEN 'pg_default_acl'::regclass THEN EXISTS (SELECT FROM pg_default_acl AS a
+                                                            WHERE a.oid = dep.objid AND (a.defaclnamespace = 0
+                                                               OR a.defaclnamespace IN (SELECT nsp.oid FROM nsp)))
+               WHEN 'pg_database'::regclass THEN false  -- who may connect: gcos principals' business
+               ELSE true END
+)
+SELECT quote_ident(r.rolname) AS identity,
+       ROW(
+           r.rolsuper,
+           r.rolinherit,
+           r.rolcreaterole,
+           r.rolcreatedb,
+           r.rolcanlogin,
+           r.rolreplication,
+           r.rolbypassrls,
+           r.rolconnlimit::text,
+           r.rolvaliduntil::text,
+           (SELECT array_agg(quote_ident(g.rolname) || ' ' || m.admin_option::text
+                             || ' ' || coalesce(m.inherit_option::text, '-') || ' ' || coalesce(m.set_option::text, '-')
+                             ORDER BY g.rolname COLLATE "C", m.admin_option)
+              FROM pg_auth_members AS m
+              JOIN pg_roles AS g ON g.oid = m.roleid
+             WHERE m.member = r.oid
+               AND g.rolname NOT IN ('gcos_owner', 'gcos_kernel', 'gcos_admin', 'gcos_operator', 'gcos_sovereign',
+                                     'gcos_council', 'gcos_auditor')),
+           (SELECT array_agg(x ORDER BY x COLLATE "C") FROM pg_db_role_setting AS s, unnest(s.setconfig) AS x
+             WHERE s.setrole = r.oid AND s.setdatabase = 0),
+           (SELECT array_agg(x ORDER BY x COLLATE "C") FROM pg_db_role_setting AS s, db, unnest(s.setconfig) AS x
+             WHERE s.setrole = r.oid AND s.setdatabase = db.oid)
+       )::text AS definition
+  FROM roles
+  JOIN pg_roles AS r ON r.oid = roles.roleid

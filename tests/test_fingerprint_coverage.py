@@ -1,0 +1,172 @@
+"""The fingerprint's categories added by 042 (issue 13 item 4): a change in each one changes the fingerprint
+and is named by the kernel (``gcos._fp_differences``); statistics churn changes nothing; the per-category
+digests say which categories differ, and ``gcos.fingerprint_objects`` names the objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import MakeRole, fingerprint
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[Any]
+
+
+def named(conn: Conn, before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    row = conn.execute("SELECT gcos._fp_differences(%s, %s)", (Jsonb(before), Jsonb(after))).fetchone()
+    assert row is not None
+    return {str(line) for line in row[0]}
+
+
+def changed(conn: Conn, change: str) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+    before = fingerprint(conn)
+    conn.execute(change)
+    after = fingerprint(conn)
+    return before, after, named(conn, before, after)
+
+
+CASES = [
+    pytest.param(
+        "CREATE COLLATION public.c_nat (provider = libc, locale = 'C')",
+        {"collation public.c_nat added"},
+        id="collation",
+    ),
+    pytest.param(
+        "CREATE TYPE public.pair AS (a int, b int);"
+        "CREATE FUNCTION public.pair_text(public.pair) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1::text';"
+        "CREATE CAST (public.pair AS text) WITH FUNCTION public.pair_text(public.pair)",
+        {'cast "public.pair AS text" added'},
+        id="cast",
+    ),
+    pytest.param(
+        "CREATE FUNCTION public.near(int, int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT abs($1 - $2) < 2';"
+        "CREATE OPERATOR public.=~= (LEFTARG = int, RIGHTARG = int, FUNCTION = public.near)",
+        {'operator public."=~="(integer, integer) added'},
+        id="operator",
+    ),
+    pytest.param(
+        "CREATE TEXT SEARCH CONFIGURATION public.plain (COPY = pg_catalog.simple)",
+        {"text_search public.plain(configuration) added"},
+        id="text_search",
+    ),
+    pytest.param(
+        "CREATE FOREIGN DATA WRAPPER fdw_e; CREATE SERVER srv_e FOREIGN DATA WRAPPER fdw_e OPTIONS (host 'h')",
+        {"foreign_server srv_e(server) added"},
+        id="foreign_server",
+    ),
+    pytest.param(
+        "CREATE TABLE public.pub_t (id int PRIMARY KEY); CREATE PUBLICATION pub_e FOR TABLE public.pub_t",
+        {"publication pub_e added"},
+        id="publication",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), CASES)
+def test_each_new_category_sees_its_object(conn: Conn, gcos_installed: None, change: str, expected: set[str]) -> None:
+    setup, _, last = change.rpartition(";")
+    if setup:
+        conn.execute(setup)
+    before, after, lines = changed(conn, last)
+    assert after["hash"] != before["hash"]
+    assert expected <= lines, lines
+    category = next(iter(expected)).split(" ", 1)[0]
+    assert after["digests"][category] != before["digests"][category]
+    assert {c for c in after["digests"] if after["digests"][c] != before["digests"][c]} == {category}
+
+
+def test_database_settings_are_seen(conn: Conn, gcos_installed: None) -> None:
+    name = conn.execute("SELECT current_database()").fetchone()
+    assert name is not None
+    set_work_mem = sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(sql.Identifier(name[0]))
+    _, after, lines = changed(conn, set_work_mem.as_string(conn))
+    assert lines == {"database database added"}
+    conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '16MB'").format(sql.Identifier(name[0])))
+    assert named(conn, after, fingerprint(conn)) == {"database database changed"}
+
+
+def test_role_attributes_memberships_and_settings_of_an_owner_are_seen(
+    conn: Conn, gcos_installed: None, make_role: MakeRole
+) -> None:
+    owner = make_role("owner")
+    other = make_role("other")
+    conn.execute(sql.SQL("CREATE TABLE public.owned (id int)"))
+    conn.execute(sql.SQL("ALTER TABLE public.owned OWNER TO {}").format(sql.Identifier(owner.name)))
+    name = conn.execute("SELECT current_database()").fetchone()
+    assert name is not None
+    ident = sql.Identifier(owner.name)
+    for change in (
+        sql.SQL("ALTER ROLE {} CREATEDB").format(ident),
+        sql.SQL("GRANT {} TO {}").format(sql.Identifier(other.name), ident),
+        sql.SQL("ALTER ROLE {} SET statement_timeout = '5s'").format(ident),
+        sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '8MB'").format(ident, sql.Identifier(name[0])),
+    ):
+        _, _, lines = changed(conn, change.as_string(conn))
+        assert lines == {f"role {owner.name} changed"}, (change, lines)
+    # a role that owns nothing here is not watched; one granted on a table is
+    _, _, lines = changed(conn, sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(other.name)).as_string(conn))
+    assert lines == set()
+    _, _, lines = changed(
+        conn, sql.SQL("GRANT SELECT ON public.owned TO {}").format(sql.Identifier(other.name)).as_string(conn)
+    )
+    assert f"role {other.name} added" in lines
+
+
+def test_membership_in_gcos_roles_is_left_to_the_ledger(conn: Conn, gcos_installed: None, make_role: MakeRole) -> None:
+    """The kernel lends gcos_kernel during an online window and principals take gcos roles: not drift."""
+    owner = make_role("owner")
+    conn.execute(sql.SQL("CREATE TABLE public.owned (id int)"))
+    conn.execute(sql.SQL("ALTER TABLE public.owned OWNER TO {}").format(sql.Identifier(owner.name)))
+    _, _, lines = changed(conn, sql.SQL("GRANT gcos_operator TO {}").format(sql.Identifier(owner.name)).as_string(conn))
+    assert lines == set()
+
+
+def test_analyze_and_vacuum_change_nothing_in_any_category(conn: Conn, gcos_installed: None) -> None:
+    conn.execute(
+        "CREATE TABLE public.t (id serial PRIMARY KEY, a int);"
+        "INSERT INTO public.t (a) SELECT g FROM generate_series(1, 500) g;"
+        "CREATE COLLATION public.c2 (provider = libc, locale = 'POSIX');"
+        "CREATE TEXT SEARCH CONFIGURATION public.ts2 (COPY = pg_catalog.simple);"
+        "CREATE PUBLICATION pub2 FOR TABLE public.t"
+    )
+    before = fingerprint(conn, ["t"])
+    for statement in ("ANALYZE", "VACUUM", "VACUUM (FULL, ANALYZE) public.t", "ANALYZE public.t"):
+        conn.execute(statement)
+    assert fingerprint(conn, ["t"]) == before
+
+
+def test_digests_travel_without_the_object_map_and_objects_name_a_category(conn: Conn, gcos_installed: None) -> None:
+    conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, b text)")
+    full = fingerprint(conn)
+    row = conn.execute("SELECT gcos.fingerprint_digests()").fetchone()
+    assert row is not None
+    light = dict(row[0])
+    assert "schema" not in light and light["hash"] == full["hash"] and light["digests"] == full["digests"]
+    objects = dict(conn.execute("SELECT identity, sha256 FROM gcos.fingerprint_objects('column')").fetchall())
+    assert objects == full["schema"]["column"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT * FROM gcos.fingerprint_objects('nonsense')")
+
+
+def test_an_auditor_recomputes_each_digest_from_the_map(conn: Conn, gcos_installed: None) -> None:
+    from gcos.canonical import content_hash
+
+    conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, b text)")
+    fp = fingerprint(conn)
+    for category, objects in fp["schema"].items():
+        assert content_hash(objects) == fp["digests"][category], category
+
+
+def test_a_fingerprint_recorded_before_a_category_existed_is_not_drift_in_it(conn: Conn, gcos_installed: None) -> None:
+    """A baseline recorded before 042 has no digests and no role/collation/... maps: after an upgrade the
+    kernel compares what both measured, so the new categories' existing objects are not named as added."""
+    conn.execute("CREATE TABLE public.t (id int); CREATE COLLATION public.c3 (provider = libc, locale = 'C')")
+    now = fingerprint(conn)
+    old = {**now, "schema": {c: o for c, o in now["schema"].items() if c not in ("collation", "role")}}
+    del old["digests"]
+    assert named(conn, old, now) == set()
+    conn.execute("ALTER TABLE public.t ADD COLUMN b int")
+    assert named(conn, old, fingerprint(conn)) == {"column public.t.b added"}
