@@ -130,8 +130,18 @@ def test_python_dash_m_gcos_is_the_cli(installed: Path, tmp_path: Path) -> None:
 def test_install_completion_writes_a_completion_for_gcos_that_completes(installed: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    done = _gcos(installed, tmp_path, "--install-completion", "bash", HOME=str(home))
-    assert done.returncode == 0, done.stderr
+    # typer detects the shell from the process tree (it takes no shell argument): run it from bash, as a user
+    # does, whatever started pytest (a detached run has no shell above it and typer says "Shell None")
+    environ = {**os.environ, "PYTHONPATH": str(installed), "HOME": str(home)}
+    done = subprocess.run(
+        ["bash", "-c", '"$0" -m gcos --install-completion; exit $?', sys.executable],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     script = home / ".bash_completions" / "gcos.sh"
     assert script.is_file() and "complete -o default -F _gcos_completion gcos" in script.read_text()
     assert str(script) in (home / ".bashrc").read_text()
