@@ -203,12 +203,13 @@ def test_replay_names_a_history_fact_the_chain_contradicts(
     pack: Pack, dsn: str, gcos_installed: None, tmp_path: Path
 ) -> None:
     records = {r["seq"]: r for r in replay.load_records(pack.path)}
-    before_commit = records[pack.allowed_seq]["payload"]["facts"]["history"]
+    before_commit = records[pack.allowed_seq]["payload"]["facts"]
 
     def forget_the_commit(record: dict[str, Any]) -> None:
-        """SB-12's second commit: its facts say SB-12 was never committed; the judgement re-derived to match."""
+        """SB-12's second commit: its facts say SB-12 was never committed (the history, the rehearsal relied on and
+        the measured world of the first commit's facts); the judgement re-derived to match."""
         decision = record["payload"]["policy_decision"]
-        decision["facts"]["history"] = before_commit
+        decision["facts"].update({k: before_commit[k] for k in ("history", "rehearsal", "world")})
         decision.update(_judged(dsn, decision["facts"]))
         assert decision["allow"] is True  # the kernel refused this commit (already committed); now it "allowed" it
 
