@@ -69,10 +69,8 @@ def test_a_window_lends_no_dml_through_the_kernel_executors(ow: World) -> None:
     assert pwned(ow) == 0  # every law rewritten while the kernel recorded no write
 
 
-# fix: online_begin (or the shield's ensure step) revokes UPDATE/USAGE on adopted sequences from gcos_kernel's
-# lendable rights for the window, or a shield on nextval/setval is impossible: lend the ticket a role that owns only
-# the index (CREATE INDEX CONCURRENTLY needs ownership of the table, so: document setval as lent and check sequences
-# against the max key at online_finish).
+# fix: online_begin REVOKEs UPDATE and USAGE on every adopted sequence FROM gcos_kernel before lending it (the online
+# guard refuses a GRANT back during the window) and online_done/online_sweep GRANT them back; no trigger sees setval.
 @pytest.mark.xfail(strict=True, reason="040 hole: a window lends setval/nextval on every adopted sequence")
 def test_a_window_lends_no_setval_on_adopted_sequences(ow: World) -> None:
     approved(ow)
