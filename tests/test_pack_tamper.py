@@ -279,7 +279,8 @@ FORGERIES: dict[str, tuple[Callable[[Path], None], str]] = {
     "approval_dropped": (_approval_dropped, r"steps/SB-13\.json is not what the ledger gives: field approvals\[0\]"),
     "clock_shifted": (
         _clock_shifted,
-        r"steps/SB-13\.json is not what the ledger gives: field approvals\[0\]\.expired reads 'true', the ledger gives 'false'",
+        r"steps/SB-13\.json is not what the ledger gives: field approvals\[0\]\.expired reads 'true', "
+        "the ledger gives 'false'",
     ),
 }
 
