@@ -4,7 +4,8 @@ named even when the forger recomputes the manifest; signed anchors and packs ver
 and a pack rewritten whole, chain recomputed, fails against a signed anchor kept elsewhere.
 
 One small real history (module scope) on the adopted reference world: SB-12 rehearsed, approved by a
-sovereign (one approval revoked first), committed by a named operator; SB-13 rehearsed and approved."""
+sovereign (one approval revoked first), committed by a named operator; SB-13 rehearsed and approved. The
+other steps of the project were never rehearsed: the ledger registers no spec of theirs."""
 
 from __future__ import annotations
 
@@ -162,21 +163,6 @@ def _reorder(pack: Path) -> None:
     _edit_json(pack / "ledger.json", change)
 
 
-def _count_revoked(pack: Path) -> None:
-    """Claim gate 5 counted the revoked approval of SB-12 for SB-13 (a carried input of the builder)."""
-
-    revoked = next(
-        json.loads(r["canonical"])["payload"]["approval_id"]
-        for r in _rows(pack)
-        if json.loads(r["canonical"])["kind"] == "approval_revocation"
-    )
-
-    def change(doc: Any) -> None:
-        doc["derivation"]["approved"]["SB-13"].append(revoked)
-
-    _edit_json(pack / "manifest.json", change)
-
-
 TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "payload": (_edit_payload, r"ledger\.json fails at seq \d+: the record's content does not match its hash"),
     "derived_json": (
@@ -187,7 +173,6 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "removed": (lambda p: (p / "steps" / "SB-13.json").unlink(), "steps/SB-13.json is missing: the builder writes it"),
     "added": (lambda p: (p / "notes.md").write_text("all fine\n"), "notes.md is not a file the builder writes"),
     "reordered": (_reorder, "ledger.json fails at seq 3"),
-    "carried_input": (_count_revoked, r"derivation counts approval \d+ for SB-13"),
 }
 
 
@@ -196,8 +181,7 @@ def test_every_tamper_is_named_even_with_the_manifest_recomputed(signed: Signed,
     pack = _copy(signed, tmp_path)
     edit, named = TAMPERS[tamper]
     edit(pack)
-    if tamper != "carried_input":
-        _rehash_manifest(pack)
+    _rehash_manifest(pack)
     with pytest.raises(LedgerBroken, match=named) as broken:
         evidence.verify_pack(pack)
     assert broken.value.exit_code == 7
@@ -211,10 +195,106 @@ def test_the_untouched_pack_is_what_the_chain_rebuilds_and_its_signatures_verify
     manifest = json.loads((signed.pack / "manifest.json").read_text())
     pack = json.loads((signed.pack / "anchor.json").read_text())
     rows = [ledger.Row(r["seq"], r["prev_hash"], r["hash"], r["canonical"]) for r in _rows(signed.pack)]
-    rebuild(manifest, rows, ledger.Anchor.from_dict(pack), tmp_path / "rebuilt")
+    rebuild(manifest, rows, ledger.Anchor.from_dict(pack), tmp_path / "rebuilt", signed.pack)
     for path in signed.pack.rglob("*"):
         if path.is_file() and path.name != "manifest.json.sig":
             assert (tmp_path / "rebuilt" / path.relative_to(signed.pack)).read_bytes() == path.read_bytes()
+
+
+def _unsigned(signed: Signed, tmp_path: Path) -> Path:
+    pack = _copy(signed, tmp_path)
+    (pack / "manifest.json.sig").unlink()
+    return pack
+
+
+def test_the_builder_reads_nothing_but_the_chain(signed: Signed, tmp_path: Path) -> None:
+    """The pack's project, gate 5's evidence and its clock come from the chain: what a forger changes in the
+    manifest and regenerates with the builder changes nothing."""
+    manifest = json.loads((signed.pack / "manifest.json").read_text())
+    rows = _rows(signed.pack)
+    assert "derivation" not in manifest
+    assert manifest["created_at"] == json.loads(rows[-1]["canonical"])["recorded_at"]
+    assert manifest["steps"] == ["SB-12", "SB-13"]  # registered; the project's never-rehearsed steps are not
+    sb13 = json.loads((signed.pack / "steps" / "SB-13.json").read_text())
+    assert sb13["state"]["state"] == "approved"
+    assert [(a["counts_now"], a["expired"]) for a in sb13["approvals"]] == [(True, False)]
+    spec_file = signed.pack / sb13["spec"]["path"]  # registry/specs/<hash>.json: sha256sum checks it
+    assert spec_file.parent.as_posix().endswith("registry/specs")
+    assert hashlib.sha256(spec_file.read_bytes()).hexdigest() == sb13["spec"]["hash"] == spec_file.stem
+    forged = {
+        **manifest,
+        "created_at": "2999-01-01T00:00:00.000000Z",
+        "derivation": {"approved": {}, "steps": {}, "plans": {}, "project_file": None},
+    }
+    anchor = ledger.Anchor.from_dict(json.loads((signed.pack / "anchor.json").read_text()))
+    rebuilt = tmp_path / "rebuilt"
+    rebuild(
+        forged,
+        [ledger.Row(r["seq"], r["prev_hash"], r["hash"], r["canonical"]) for r in rows],
+        anchor,
+        rebuilt,
+        signed.pack,
+    )
+    for path in signed.pack.rglob("*"):
+        if path.is_file() and path.name != "manifest.json.sig":
+            assert (rebuilt / path.relative_to(signed.pack)).read_bytes() == path.read_bytes()
+
+
+def _unregistered_spec(pack: Path) -> None:
+    """SB-13 shown at a spec no record names: a new document, carried and hashed as the pack carries one."""
+    step = json.loads((pack / "steps" / "SB-13.json").read_text())
+    old = pack / step["spec"]["path"]
+    document = json.loads(old.read_text())
+    document["title"] = "Harmless cosmetic change"
+    text = canonical_bytes(document)
+    digest = hashlib.sha256(text).hexdigest()
+    (old.parent / f"{digest}.json").write_bytes(text)
+    old.unlink()
+    step["spec"] = {"hash": digest, "path": f"registry/specs/{digest}.json", "document": document}
+    step["title"] = document["title"]
+    _edit_json(pack / "steps" / "SB-13.json", lambda doc: doc.update(step))
+
+
+def _approval_dropped(pack: Path) -> None:
+    """SB-13's approval no longer counted, so "approved" reads "rehearsed"."""
+
+    def change(doc: Any) -> None:
+        doc["state"].update(state="rehearsed", approval_ids=[])
+        doc["approvals"][0]["counts_now"] = False
+
+    _edit_json(pack / "steps" / "SB-13.json", change)
+
+
+def _clock_shifted(pack: Path) -> None:
+    """created_at moved past SB-13's approval expiry, its expiry flag flipped to match."""
+    _edit_json(pack / "manifest.json", lambda doc: doc.update(created_at="2999-01-01T00:00:00.000000Z"))
+    _edit_json(pack / "steps" / "SB-13.json", lambda doc: doc["approvals"][0].update(expired=True))
+
+
+FORGERIES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "unregistered_spec": (
+        _unregistered_spec,
+        r"registry/specs/[0-9a-f]{64}\.json is missing: the ledger names it as the spec of SB-13",
+    ),
+    "approval_dropped": (_approval_dropped, r"steps/SB-13\.json is not what the ledger gives: field approvals\[0\]"),
+    "clock_shifted": (
+        _clock_shifted,
+        r"steps/SB-13\.json is not what the ledger gives: field approvals\[0\]\.expired reads 'true', "
+        "the ledger gives 'false'",
+    ),
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_an_unsigned_pack_forged_consistently_is_named(signed: Signed, tmp_path: Path, forgery: str) -> None:
+    pack = _unsigned(signed, tmp_path)
+    assert evidence.verify_pack(pack).ok
+    edit, named = FORGERIES[forgery]
+    edit(pack)
+    _rehash_manifest(pack)
+    with pytest.raises(LedgerBroken, match=named) as broken:
+        evidence.verify_pack(pack)
+    assert broken.value.exit_code == 7
 
 
 @pytest.mark.parametrize(("signed_file", "namespace"), [("pack", "gcos-pack"), ("anchor", "gcos-anchor")])
@@ -274,7 +354,7 @@ def test_a_pack_rewritten_whole_fails_against_the_signed_anchor_kept_elsewhere(s
     )
     forged = tmp_path / "forged"
     manifest = json.loads((signed.pack / "manifest.json").read_text())
-    rebuild(manifest, forged_rows, forged_anchor, forged)  # the builder itself writes a consistent forgery
+    rebuild(manifest, forged_rows, forged_anchor, forged, signed.pack)  # the builder itself writes a consistent forgery
     assert "Mallory" in (forged / "report.md").read_text()
     assert evidence.verify_pack(forged).ok  # alone, a whole rewrite is consistent: only an anchor kept elsewhere tells
     with pytest.raises(LedgerBroken, match=rf"against the kept anchor: seq {original.seq} does not match") as broken:

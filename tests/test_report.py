@@ -18,7 +18,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -359,13 +358,17 @@ def test_the_pack_holds_the_ledger_the_anchor_and_every_step_and_verifies_offlin
     manifest = json.loads((pack / "manifest.json").read_text())
     assert manifest["format_version"] == 1
     assert manifest["ledger"] == {"head_seq": entries[-1].seq, "head_hash": entries[-1].hash, "records": len(entries)}
-    assert set(manifest["files"]) == {
+    registered = {e.record["step_id"]: e.payload["hash"] for e in entries if e.kind == "spec_registered"}
+    plans = {e.payload["hash"] for e in entries if e.kind == "plan_registered"}
+    assert set(manifest["files"]) == {  # the steps the ledger registered, each at its registered document
         "ledger.json",
         "anchor.json",
         "report.md",
-        *(f"steps/{s}.json" for s in history.project.steps),
+        *(f"steps/{s}.json" for s in registered),
+        *(f"registry/specs/{h}.json" for h in registered.values()),
+        *(f"registry/plans/{h}.json" for h in plans),
     }
-    datetime.fromisoformat(manifest["created_at"])
+    assert manifest["created_at"] == entries[-1].record["recorded_at"]  # as of the last record
 
     exported = json.loads((pack / "ledger.json").read_text())
     assert exported["format_version"] == 1

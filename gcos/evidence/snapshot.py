@@ -1,11 +1,12 @@
 """What the database says, read once: the ledger (every record and the head), the approvals tables, the
-principals, and the database's identity and time, in ONE ``REPEATABLE READ, READ ONLY`` transaction. The
-chain is verified before anything else happens (a report is never built from a broken ledger), and the
-approvals tables must say what the ledger's approval records say."""
+registered spec and plan documents, the principals, and the database's identity and time, in ONE
+``REPEATABLE READ, READ ONLY`` transaction. The chain is verified before anything else happens (a report is
+never built from a broken ledger), and the approvals tables must say what the ledger's approval records say."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ class Snapshot:
     db_now: datetime
     approval_rows: list[tuple[Any, ...]]
     principals: dict[int, state.PrincipalNow]
+    documents: Mapping[str, str] = field(default_factory=dict)  # registered spec/plan hash -> canonical text
 
 
 def read_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
@@ -57,6 +59,12 @@ def read_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
             "SELECT p.role_oid::bigint, p.display_name, p.kind, p.roles, COALESCE(r.rolsuper, false), "
             "r.oid IS NOT NULL FROM gcos.principals AS p LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = p.role_oid"
         ).fetchall()
+        documents = {
+            str(h): str(text)
+            for h, text in conn.execute(
+                "SELECT spec_hash, canonical FROM gcos.specs UNION ALL SELECT plan_hash, canonical FROM gcos.plans"
+            )
+        }
     head = (int(heads[0][0]), str(heads[0][1])) if len(heads) == 1 else None
     check = ledger.check_rows(rows, head=head)
     if not check.ok:
@@ -74,7 +82,7 @@ def read_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
     entries = [
         ledger.LedgerEntry(r.seq, r.prev_hash, r.hash, r.canonical, ledger.parse_canonical(r.canonical)) for r in rows
     ]
-    return Snapshot(rows, entries, head, str(ident[0]), str(ident[1]), ident[2], approval_rows, principals)
+    return Snapshot(rows, entries, head, str(ident[0]), str(ident[1]), ident[2], approval_rows, principals, documents)
 
 
 def time_or_none(text: Any) -> datetime | None:

@@ -197,7 +197,7 @@ def _check_rebuilt(pack_dir: Path, manifest: Mapping[str, Any], rows: list[ledge
     """Every file of the pack is what the builder writes from the chain: same file set, same bytes."""
     with tempfile.TemporaryDirectory(prefix="gcos-verify-") as tmp:
         out = Path(tmp) / "pack"
-        rebuild(manifest, rows, anchor, out)
+        rebuild(manifest, rows, anchor, out, pack_dir)
         expected = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
         present = _pack_files(pack_dir) - {SIGNATURE}
         for rel in sorted(present - expected):
