@@ -206,7 +206,7 @@ def side_by_side(label: str, ours: Side | list[Side], theirs: Side, runs: int, g
             taken.append(run())
     medians = [statistics.median(taken) for taken in times]
     shown = "   ".join(f"{name} {m:.3f} s" for (name, _), m in zip(sides, medians, strict=True))
-    ratios = ", ".join(f"{name} {m / medians[-1]:.2f}" for (name, _), m in zip(sides[:-1], medians, strict=True))
+    ratios = ", ".join(f"{name} {m / medians[-1]:.2f}" for (name, _), m in zip(sides[:-1], medians[:-1], strict=True))
     if len(sides) == 2:
         print(f"{label}: {shown}   ratio {medians[0] / medians[-1]:.2f} ({goal})   median of {runs}")
     else:
