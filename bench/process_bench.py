@@ -146,7 +146,9 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
 
 def gcos(*args: str, cwd: Path | None = None, checkout: Path = REPO) -> None:
     argv = [sys.executable, "-m", "gcos", *args]
-    subprocess.run(argv, env=env_for(checkout), cwd=cwd, check=True, capture_output=True)
+    done = subprocess.run(argv, env=env_for(checkout), cwd=cwd or checkout, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} ({checkout}) exited {done.returncode}: {done.stderr or done.stdout}")
 
 
 def timed(action: Callable[[], object]) -> float:
