@@ -16,10 +16,18 @@ procedure is `pg_dump -s`, `psql` running BEGIN / the step's mutation / ROLLBACK
 `diff`, each a process. `--demo` also times `gcos demo` (the full 1,043,000-row world, on a fresh database:
 goal <= 20 s).
 
+`--before DIR` (a checkout of earlier code, e.g. `git archive main | tar -x -C DIR`) adds a third side in the same
+interleaved runs: the same world built and installed in a second scratch database by that checkout's gcos, and
+`gcos rehearse` run from it, so an improvement is measured before/after side by side under the same load:
+
+    rehearsal of step 1 as processes: gcos rehearse (before) 4.070 s   gcos rehearse 0.650 s   pg_dump/... 0.930 s
+        ratios to pg_dump/...: gcos rehearse (before) 4.38, gcos rehearse 0.70 (goal <= 0.7)   median of 7
+
 Usage:
     python bench/process_bench.py
     python bench/process_bench.py --tables 1000 --runs 7 --demo
     python bench/process_bench.py --dsn "postgresql://postgres@/postgres?host=/tmp/pg15"
+    python bench/process_bench.py --before /tmp/gcos-main --runs 5
 """
 
 from __future__ import annotations
@@ -51,7 +59,14 @@ from gcos.spec import load_project
 REPO = Path(__file__).resolve().parent.parent
 STEP = "SB-12"  # step 1 of seed 002: a few CREATE TABLEs and reference rows
 BATCH = 200  # CREATE TABLEs per transaction: 20,000 in one would exhaust max_locks_per_transaction
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+
+
+def env_for(checkout: Path) -> dict[str, str]:
+    """The environment that runs `checkout`'s gcos (first on PYTHONPATH, ahead of any installed copy)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(checkout), os.environ.get("PYTHONPATH")) if p)}
+
+
+ENV = env_for(REPO)
 
 
 def pg_bin_dir() -> Path:
@@ -90,15 +105,35 @@ def build(dsn: str, rows: int, tables: int) -> None:
         conn.execute("CHECKPOINT")
 
 
+def build_with(checkout: Path, dsn: str, rows: int, tables: int) -> None:
+    """The same world built and installed by another checkout's gcos (its migrations, its adopt), in a process."""
+    sizes = ["--rows", str(rows), "--tables", str(tables)]
+    subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--build-only", dsn, *sizes],
+        env=env_for(checkout),
+        cwd=checkout,
+        check=True,
+    )
+
+
 @contextmanager
-def scratch_database(admin_dsn: str | None) -> Iterator[str]:
-    home: Path | None = None
-    server: EmbeddedServer | None = None
-    if admin_dsn is None:
-        home = Path(tempfile.mkdtemp(prefix="gcos-bench-"))
-        server = EmbeddedServer(home)
-        server.up()
-        admin_dsn = server.url("postgres")
+def scratch_server(admin_dsn: str | None) -> Iterator[str]:
+    """A superuser DSN: the one given, or an embedded server under a temp dir for the bench's duration."""
+    if admin_dsn is not None:
+        yield admin_dsn
+        return
+    home = Path(tempfile.mkdtemp(prefix="gcos-bench-"))
+    server = EmbeddedServer(home)
+    server.up()
+    try:
+        yield server.url("postgres")
+    finally:
+        server.down()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(admin_dsn: str) -> Iterator[str]:
     name = f"gcos_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -107,13 +142,13 @@ def scratch_database(admin_dsn: str | None) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if server is not None:
-            server.down()
-            shutil.rmtree(home or "", ignore_errors=True)
 
 
-def gcos(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "gcos", *args], env=ENV, cwd=cwd, check=True, capture_output=True)
+def gcos(*args: str, cwd: Path | None = None, checkout: Path = REPO) -> None:
+    argv = [sys.executable, "-m", "gcos", *args]
+    done = subprocess.run(argv, env=env_for(checkout), cwd=cwd or checkout, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} ({checkout}) exited {done.returncode}: {done.stderr or done.stdout}")
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -136,8 +171,8 @@ def eager_cli() -> float:
     return timed(lambda: subprocess.run([sys.executable, "-c", code], env=ENV, check=True, capture_output=True))
 
 
-def gcos_rehearse(dsn: str, project: Path) -> float:
-    return timed(lambda: gcos("rehearse", STEP, "--dsn", dsn, "-C", str(project)))
+def gcos_rehearse(dsn: str, project: Path, checkout: Path = REPO) -> float:
+    return timed(lambda: gcos("rehearse", STEP, "--dsn", dsn, "-C", str(project), checkout=checkout))
 
 
 def manual_procedure(dsn: str, pg_bin: Path, scratch: Path) -> float:
@@ -159,15 +194,25 @@ def manual_procedure(dsn: str, pg_bin: Path, scratch: Path) -> float:
     return elapsed
 
 
-def side_by_side(label: str, ours: tuple[str, Callable[[], float]], theirs: tuple[str, Callable[[], float]],
-                 runs: int, goal: str) -> None:  # fmt: skip
-    ours[1](), theirs[1]()  # warm-up, untimed
-    mine, peer = [], []
+Side = tuple[str, Callable[[], float]]
+
+
+def side_by_side(label: str, ours: Side | list[Side], theirs: Side, runs: int, goal: str) -> None:
+    """Medians of interleaved runs (each of ours, then theirs) after one untimed warm-up each; ratios to theirs."""
+    sides = [*(ours if isinstance(ours, list) else [ours]), theirs]
+    for _, run in sides:  # warm-up, untimed
+        run()
+    times: list[list[float]] = [[] for _ in sides]
     for _ in range(runs):
-        mine.append(ours[1]())
-        peer.append(theirs[1]())
-    a, b = statistics.median(mine), statistics.median(peer)
-    print(f"{label}: {ours[0]} {a:.3f} s   {theirs[0]} {b:.3f} s   ratio {a / b:.2f} ({goal})   median of {runs}")
+        for taken, (_, run) in zip(times, sides, strict=True):
+            taken.append(run())
+    medians = [statistics.median(taken) for taken in times]
+    shown = "   ".join(f"{name} {m:.3f} s" for (name, _), m in zip(sides, medians, strict=True))
+    ratios = ", ".join(f"{name} {m / medians[-1]:.2f}" for (name, _), m in zip(sides[:-1], medians[:-1], strict=True))
+    if len(sides) == 2:
+        print(f"{label}: {shown}   ratio {medians[0] / medians[-1]:.2f} ({goal})   median of {runs}")
+    else:
+        print(f"{label}: {shown}\n    ratios to {sides[-1][0]}: {ratios} ({goal})   median of {runs}")
 
 
 def demo(admin_dsn: str) -> None:
@@ -184,6 +229,38 @@ def demo(admin_dsn: str) -> None:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def world(dsn: str, rows: int, tables: int, before: Path | None) -> str | None:
+    """Build the world in `dsn` (and, with `before`, in a second database by that checkout): the second DSN."""
+    start = time.perf_counter()
+    build(dsn, rows, tables)
+    with psycopg.connect(dsn) as conn:
+        version = conn.info.server_version
+    print(f"world: reference world ({rows:,} rows) + {tables:,} tables, PostgreSQL "
+          f"{version // 10000}.{version % 10000}, built in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    if before is None:
+        return None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        name = f"{conn.info.dbname}_before"
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    other = make_conninfo(dsn, dbname=name)
+    build_with(before, other, rows, tables)
+    print(f"world (before): the same, built and installed by {before}")
+    return other
+
+
+def rehearsals(dsn: str, other: str | None, before: Path | None, scratch: Path, runs: int) -> None:
+    project = scratch / "project"
+    for name in ("steps", "plans", "rollback"):
+        shutil.copytree(REPO / name, project / name)
+    ours: list[Side] = [("gcos rehearse", lambda: gcos_rehearse(dsn, project))]
+    if other is not None and before is not None:
+        earlier = scratch / "project-before"
+        shutil.copytree(project, earlier)
+        ours.insert(0, ("gcos rehearse (before)", lambda: gcos_rehearse(other, earlier, before)))
+    manual = ("pg_dump/psql/pg_dump/diff", lambda: manual_procedure(dsn, pg_bin_dir(), scratch))
+    side_by_side("rehearsal of step 1 as processes", ours, manual, runs, "goal <= 0.7")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dsn", help="superuser DSN of a server to create the scratch database on")
@@ -191,30 +268,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", type=int, default=1000, help="simple tables beside the reference world")
     parser.add_argument("--runs", type=int, default=7, help="runs per side (the median is printed)")
     parser.add_argument("--demo", action="store_true", help="also time `gcos demo` on a fresh database")
+    parser.add_argument("--before", type=Path, help="a checkout of earlier code, timed side by side (see above)")
+    parser.add_argument("--build-only", metavar="DSN", help=argparse.SUPPRESS)  # --before's second world
     args = parser.parse_args(argv)
+    if args.build_only:
+        build(args.build_only, args.rows, args.tables)
+        return 0
     side_by_side("start-up", ("gcos --version", gcos_version), ("python -c pass", bare_python), args.runs,
                  "goal: gcos <= 0.1 s")  # fmt: skip
     side_by_side("start-up", ("gcos --version", gcos_version), ("the typer app loaded", eager_cli), args.runs,
                  "what --version cost before")  # fmt: skip
-    with scratch_database(args.dsn) as dsn, tempfile.TemporaryDirectory(prefix="gcos-bench-") as scratch:
-        start = time.perf_counter()
-        build(dsn, args.rows, args.tables)
-        with psycopg.connect(dsn) as conn:
-            version = conn.info.server_version
-        print(f"world: reference world ({args.rows:,} rows) + {args.tables:,} tables, PostgreSQL "
-              f"{version // 10000}.{version % 10000}, built in {time.perf_counter() - start:.1f} s")  # fmt: skip
-        project = Path(scratch) / "project"
-        for name in ("steps", "plans", "rollback"):
-            shutil.copytree(REPO / name, project / name)
-        side_by_side(
-            "rehearsal of step 1 as processes",
-            ("gcos rehearse", lambda: gcos_rehearse(dsn, project)),
-            ("pg_dump/psql/pg_dump/diff", lambda: manual_procedure(dsn, pg_bin_dir(), Path(scratch))),
-            args.runs,
-            "goal <= 0.7",
-        )
-        if args.demo:
-            demo(make_conninfo(dsn, dbname="postgres"))
+    with (
+        scratch_server(args.dsn) as admin,
+        scratch_database(admin) as dsn,
+        tempfile.TemporaryDirectory(prefix="gcos-bench-") as scratch,
+    ):
+        other = world(dsn, args.rows, args.tables, args.before)
+        try:
+            rehearsals(dsn, other, args.before, Path(scratch), args.runs)
+            if args.demo:
+                demo(admin)
+        finally:
+            if other is not None:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                    conn.execute(drop.format(sql.Identifier(str(psycopg.conninfo.conninfo_to_dict(other)["dbname"]))))
     return 0
 
 

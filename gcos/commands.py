@@ -5,44 +5,79 @@ Tests call these directly; gcos/cli/ is a thin layer that renders their results 
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from gcos import adopt as adopt_mod
-from gcos import (
-    apply_plan,
-    approval_list,
-    approvals,
-    evidence,
-    gates,
-    kernel,
-    kernel_batched,
-    ledger,
-    ledger_log,
-    online,
-    planning,
-    record_evidence,
-    reference_world,
-    state,
-    step_rows,
-)
-from gcos import demo as demo_mod
-from gcos import drift as drift_mod
-from gcos import install as install_mod
-from gcos import principals as principals_mod
-from gcos.checks import CheckResult, evaluate_all, mismatch_sentence
-from gcos.embedded import EmbeddedServer, ServerStatus
 from gcos.errors import ReverifyMismatch, SpecError
-from gcos.reference_project import ensure as ensure_reference_project
 from gcos.results import BatchedResult, BatchProgress, CommitResult, RehearsalResult
 from gcos.spec import Project, StepSpec, load_project
 from gcos.target import SessionSettings, Target, connect
+
+
+def _lazy(name: str) -> types.ModuleType:
+    """Module `name`, executed on first attribute use: a command imports only what it touches (`gcos rehearse`
+    never loads jinja2, the demo or the evidence builder; issue 13 item 2)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+    return module
+
+
+if TYPE_CHECKING:
+    from gcos import adopt as adopt_mod
+    from gcos import (
+        apply_plan,
+        approval_list,
+        approvals,
+        checks,
+        evidence,
+        gates,
+        kernel,
+        kernel_batched,
+        ledger,
+        ledger_log,
+        online,
+        planning,
+        record_evidence,
+        reference_project,
+        reference_world,
+        state,
+        step_rows,
+    )
+    from gcos import demo as demo_mod
+    from gcos import drift as drift_mod
+    from gcos import embedded as embedded_mod
+    from gcos import install as install_mod
+    from gcos import principals as principals_mod
+    from gcos.checks import CheckResult
+    from gcos.embedded import ServerStatus
+else:
+    adopt_mod, apply_plan, approval_list, approvals, checks, evidence, gates = map(
+        _lazy, ("gcos.adopt", "gcos.apply_plan", "gcos.approval_list", "gcos.approvals", "gcos.checks", "gcos.evidence",
+                "gcos.gates"))  # fmt: skip
+    kernel, kernel_batched, ledger, ledger_log, online, planning, record_evidence = map(
+        _lazy, ("gcos.kernel", "gcos.kernel_batched", "gcos.ledger", "gcos.ledger_log", "gcos.online", "gcos.planning",
+                "gcos.record_evidence"))  # fmt: skip
+    reference_project, reference_world, state, step_rows, demo_mod, drift_mod, embedded_mod = map(
+        _lazy, ("gcos.reference_project", "gcos.reference_world", "gcos.state", "gcos.step_rows", "gcos.demo",
+                "gcos.drift", "gcos.embedded"))  # fmt: skip
+    install_mod, principals_mod = _lazy("gcos.install"), _lazy("gcos.principals")
 
 Progress = Callable[[str, int, int], None]
 
@@ -51,15 +86,15 @@ Progress = Callable[[str, int, int], None]
 
 
 def db_up(home: Path | None = None) -> ServerStatus:
-    return EmbeddedServer(home).up()
+    return embedded_mod.EmbeddedServer(home).up()
 
 
 def db_down(home: Path | None = None) -> ServerStatus:
-    return EmbeddedServer(home).down()
+    return embedded_mod.EmbeddedServer(home).down()
 
 
 def db_status(home: Path | None = None) -> ServerStatus:
-    return EmbeddedServer(home).status()
+    return embedded_mod.EmbeddedServer(home).status()
 
 
 # --------------------------------------------------------------------------- plan (gcos/planning.py)
@@ -90,7 +125,7 @@ def reverify(conn: psycopg.Connection[Any], step: StepSpec) -> list[CheckResult]
     """Run a step's re-verify checks in one READ ONLY, REPEATABLE READ transaction (one snapshot)."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return evaluate_all(conn, step.reverify, section="re-verify check")
+        return checks.evaluate_all(conn, step.reverify, section="re-verify check")
 
 
 def verify(target: Target, project_dir: Path, step_ref: str, settings: SessionSettings | None = None) -> VerifyResult:
@@ -100,7 +135,7 @@ def verify(target: Target, project_dir: Path, step_ref: str, settings: SessionSe
         results = reverify(conn, step)
     result = VerifyResult(step.id, step.ref, step.hash, target.display, tuple(results))
     if not result.ok:
-        raise ReverifyMismatch(mismatch_sentence(step, results), details=result)
+        raise ReverifyMismatch(checks.mismatch_sentence(step, results), details=result)
     return result
 
 
@@ -161,7 +196,7 @@ def demo(
 ) -> DemoResult:
     """Build the reference world, then tell seed 002's whole gated story on it (see gcos/demo.py); a directory
     without a project gets the reference project copied in first (gcos/reference_project.py)."""
-    ensure_reference_project(project_dir)
+    reference_project.ensure(project_dir)
     settings = settings or SessionSettings.from_env()
     world = build_world(target, rows, progress, settings)
     checked = verify(target, project_dir, "step-1", settings) if world.built else None

@@ -30,7 +30,8 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -326,24 +327,42 @@ def _identity(conn: psycopg.Connection[Any]) -> tuple[str, str]:
     return str(row[0]), str(row[1])
 
 
-def _snapshot(conn: psycopg.Connection[Any]) -> tuple[list[Row], tuple[int, str] | None, tuple[str, str]]:
-    """All rows (seq order, duplicates kept), the head row and the database identity, in one snapshot."""
+Snapshot = tuple[Iterator[Row], tuple[int, str] | None, tuple[str, str]]
+STREAM_ROWS = 50  # rows per fetch while verifying: a commit record may hold a whole object map (MBs at scale)
 
-    def read() -> tuple[list[Row], tuple[int, str] | None, tuple[str, str]]:
+
+@contextmanager
+def _snapshot(conn: psycopg.Connection[Any]) -> Iterator[Snapshot]:
+    """The rows (seq order, duplicates kept), the head row and the database identity, in one snapshot. The rows
+    are streamed from a server-side cursor, a few at a time, and must be consumed inside the block: the client
+    holds one record at a time, however long the ledger (issue 13 item 2)."""
+
+    def rows() -> Generator[Row, None, None]:
         with conn.cursor(name="gcos_ledger_verify") as cursor:
-            cursor.itersize = 2000
+            cursor.itersize = STREAM_ROWS
             cursor.execute("SELECT seq, prev_hash, hash, canonical FROM gcos.ledger ORDER BY seq, hash")
-            rows = [Row(*row) for row in cursor]
+            for row in cursor:
+                yield Row(*row)
+
+    @contextmanager
+    def read() -> Iterator[Snapshot]:
         head_rows = conn.execute("SELECT seq, hash FROM gcos.ledger_head").fetchall()
         head = (int(head_rows[0][0]), str(head_rows[0][1])) if len(head_rows) == 1 else None
-        return rows, head, _identity(conn)
+        stream = rows()
+        try:
+            yield stream, head, _identity(conn)
+        finally:
+            stream.close()  # a check that stopped early closes the cursor while its transaction is open
 
     with translated():
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                return read()
-        return read()
+                with read() as snapshot:
+                    yield snapshot
+        else:
+            with read() as snapshot:
+                yield snapshot
 
 
 def check_rows(
@@ -440,13 +459,13 @@ def verify(conn: psycopg.Connection[Any], anchor: Anchor | None = None) -> Verif
     """Recompute the chain from genesis (and check it against `anchor`). Raises LedgerBroken (exit 7),
     naming the first bad seq and why, with the VerifyReport in ``details``; returns the report if intact.
     An anchor from another database is refused (SpecError)."""
-    rows, head, identity = _snapshot(conn)
-    if anchor is not None and (anchor.system_identifier, anchor.database) != identity:
-        raise SpecError(
-            f"The anchor is for database {anchor.database!r} on system {anchor.system_identifier}, "
-            f"not {identity[1]!r} on system {identity[0]}; use the anchor exported from this database."
-        )
-    report = check_rows(rows, head=head, anchor=anchor)
+    with _snapshot(conn) as (rows, head, identity):
+        if anchor is not None and (anchor.system_identifier, anchor.database) != identity:
+            raise SpecError(
+                f"The anchor is for database {anchor.database!r} on system {anchor.system_identifier}, "
+                f"not {identity[1]!r} on system {identity[0]}; use the anchor exported from this database."
+            )
+        report = check_rows(rows, head=head, anchor=anchor)
     if not report.ok:
         raise LedgerBroken(
             _broken_message(report, "keep the database as evidence and restore the ledger from a trusted copy"),
@@ -457,12 +476,18 @@ def verify(conn: psycopg.Connection[Any], anchor: Anchor | None = None) -> Verif
 
 def export_anchor(conn: psycopg.Connection[Any]) -> Anchor:
     """Verify the ledger and return its head as an Anchor (SpecError if the ledger is empty)."""
-    rows, head, (system_identifier, database) = _snapshot(conn)
-    report = check_rows(rows, head=head)
+    last: list[Row] = []
+
+    def kept(rows: Iterator[Row]) -> Iterator[Row]:
+        for row in rows:
+            last[:] = [row]  # the anchored record, the only one held
+            yield row
+
+    with _snapshot(conn) as (rows, head, (system_identifier, database)):
+        report = check_rows(kept(rows), head=head)
     if not report.ok:
         raise LedgerBroken(_broken_message(report, "an anchor is exported only for an intact ledger"), details=report)
-    if not rows:
+    if not last:
         raise SpecError("The ledger is empty: there is nothing to anchor yet.")
-    last = rows[-1]
-    recorded_at = parse_canonical(last.canonical)["recorded_at"]
-    return Anchor(last.seq, last.hash, str(recorded_at), system_identifier, database)
+    recorded_at = parse_canonical(last[0].canonical)["recorded_at"]
+    return Anchor(last[0].seq, last[0].hash, str(recorded_at), system_identifier, database)

@@ -421,7 +421,7 @@ KERNEL_EXECUTORS = {
     # 013_kernel_batched.sql: the cursor row, keyset ranges and counts, one batch with its row count
     "_kernel_cursor", "_kernel_cursor_move", "_kernel_range", "_kernel_keys", "_kernel_batch_rows",
 }  # fmt: skip
-KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint"}
+KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint", "_kernel_digests"}  # 043: digests without the map
 # 021: what the adopted view public.os_proposal_approvals calls, owned by the kernel (an adopted view may not
 # depend on a routine another role could replace), an invoker function.
 SEED_APPROVALS_KERNEL = {"proposal_approvals"}

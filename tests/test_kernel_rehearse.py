@@ -212,3 +212,29 @@ def test_the_kernel_stops_what_the_static_check_cannot_see(kernel: Kernel, proje
     done = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", kernel.operator.dsn, "--project", str(project_dir)])
     assert done.exit_code == ExitCode.STOP_HELD, done.output
     assert "public.measurement_registry" in done.output
+
+
+def test_a_rollback_that_leaves_an_object_is_named_by_the_digest_path(kernel: Kernel) -> None:
+    """043: after_rollback is taken as digests; a differing hash takes the map again, so the object is named."""
+    doc = kernel.document()
+    doc["rollback"]["sql"] = "DELETE FROM evolution_snapshots WHERE scope LIKE 'governance.%';"  # keeps the table
+    result = kernel.rehearse(kernel.register(doc), kernel.plan_hash())
+    assert result["outcome"] == "rollback_unproven"
+    assert "relation public.governance_ruleset added" in result["message"]
+    prints = result["fingerprints"]
+    assert prints["after_rollback"]["hash"] != prints["entry"]["hash"] == prints["exit"]["hash"]
+    assert not kernel.exists("governance_ruleset")
+
+
+def test_the_kernel_takes_the_object_map_only_to_name_a_difference(kernel: Kernel) -> None:
+    """043: gcos._kernel_fingerprint_vs answers digests without the map when the hash agrees, the full fingerprint
+    (the same hash, digests and sequences as the map's) when it does not."""
+    full = kernel.admin.execute("SELECT gcos._kernel_fingerprint('{}')").fetchone()
+    assert full is not None and "schema" in full[0]
+    row = kernel.admin.execute("SELECT gcos._kernel_fingerprint_vs('{}', %s)", (Jsonb(full[0]),)).fetchone()
+    assert row is not None and "schema" not in row[0]
+    assert {k: row[0][k] for k in ("hash", "schema_hash", "digests", "sequences", "tables")} == {
+        k: full[0][k] for k in ("hash", "schema_hash", "digests", "sequences", "tables")
+    }
+    other = kernel.admin.execute("SELECT gcos._kernel_fingerprint_vs('{}', '{\"hash\": \"0\"}')").fetchone()
+    assert other is not None and other[0] == full[0]

@@ -498,3 +498,24 @@ def test_two_processes_appending_at_once_keep_one_linear_chain(db: psycopg.Conne
         assert [e.payload["i"] for e in entries if e.payload.get("worker") == tag] == list(range(count))
     tags = [e.payload["worker"] for e in entries]
     assert sum(a != b for a, b in pairwise(tags)) > 1  # they really ran at the same time
+
+
+def test_verify_streams_the_ledger_across_fetches_and_stops_cleanly(db: psycopg.Connection[Any]) -> None:
+    """Issue 13 item 2: verify and anchor read the chain a few records per fetch (ledger.STREAM_ROWS), never the
+    whole ledger at once; a break past the first fetch is still named, an early stop closes the cursor inside its
+    transaction (the connection stays usable), and the anchor is the last record's."""
+    fill(db, ledger.STREAM_ROWS * 2 + 3)
+    (count,) = db.execute("SELECT count(*) FROM gcos.ledger").fetchone() or (0,)
+    assert count > ledger.STREAM_ROWS * 2 and ledger.verify(db).records == count
+    anchor = ledger.export_anchor(db)
+    assert (anchor.seq, anchor.hash) == (count, db.execute("SELECT hash FROM gcos.ledger_head").fetchone()[0])  # type: ignore[index]
+    late = ledger.STREAM_ROWS + 7
+    record = record_at(db, late)
+    record["payload"]["i"] = -1
+    tamper(db, ("UPDATE gcos.ledger SET canonical = %s WHERE seq = %s", (forge(record)[0], late)))
+    assert broken(db).first_bad_seq == late
+    with pytest.raises(LedgerBroken):
+        ledger.export_anchor(db)
+    assert db.execute("SELECT count(*) FROM gcos.ledger").fetchone() == (count,)
+    with db.transaction():  # inside a caller's transaction the same snapshot rules hold
+        assert broken(db).first_bad_seq == late

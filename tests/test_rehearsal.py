@@ -368,3 +368,26 @@ def test_rehearse_needs_gcos_installed(world_dsn: str, project_dir: Path) -> Non
     done = CliRunner().invoke(app, ["rehearse", "SB-12", "--dsn", world_dsn, "-C", str(project_dir)])
     assert done.exit_code == ExitCode.BAD_INPUT
     assert "gcos install" in done.stderr
+
+
+def test_the_shipped_schemas_are_valid_so_no_command_rechecks_them() -> None:
+    """Issue 13 item 2: the loader no longer checks the schemas against their metaschema in every process."""
+    from gcos.spec.load import check_shipped_schemas, shipped_schemas
+
+    check_shipped_schemas()
+    assert {"step.schema.json", "plan.schema.json", "project.schema.json"} <= set(shipped_schemas())
+
+
+def test_the_api_imports_what_a_command_touches_only_when_it_touches_it() -> None:
+    """`import gcos.commands` (what every command loads) does not load the report builder or jinja2; touching
+    gcos.commands.evidence loads them, so the lazy names are the real modules."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gcos.commands as c; print('jinja2' in sys.modules, 'gcos.evidence.build' in sys.modules); "
+        "print(callable(c.evidence.build_report), 'gcos.evidence.build' in sys.modules)"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.split() == ["False", "False", "True", "True"]
