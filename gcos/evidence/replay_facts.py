@@ -168,6 +168,26 @@ def _dependencies(facts: Mapping[str, Any], before: Records) -> str | None:
     return None
 
 
+def _resume(facts: Mapping[str, Any], before: Records) -> str | None:
+    """The open run a resumed batched decision was adapted to is the chain's batch_started record (013's
+    gcos._batch_open over the chain)."""
+    said = (facts.get("resume") or {}).get("open")
+    if said is None:
+        return None
+    step = facts.get("step_id")
+    started = [r for r in before if r["kind"] == "batch_started" and r.get("step_id") == step]
+    rec = started[-1] if started else None
+    if rec is None or rec["seq"] != said.get("seq"):
+        return f"it resumed the run opened at seq {said.get('seq')}, but the chain's last batch_started of {step} is " + (
+            f"seq {rec['seq']}" if rec else "none"
+        )
+    pay = rec.get("payload") or {}
+    want = {"run_id": pay.get("run_id"), "spec_hash": rec.get("spec_hash"), "plan_hash": pay.get("plan_hash"),
+            "rehearsal_seq": pay.get("rehearsal_seq"),
+            "schema_hash": (pay.get("fingerprint_before") or {}).get("schema_hash")}  # fmt: skip
+    return _history_problem(f"the open run of seq {rec['seq']}", said, want)
+
+
 def facts_problem(record: Mapping[str, Any], facts: Mapping[str, Any], records: Records) -> str | None:
     """The first fact of the decision `record` that the chain before it contradicts, or None."""
     before = [r for r in records if r["seq"] < record["seq"]]
@@ -184,5 +204,6 @@ def facts_problem(record: Mapping[str, Any], facts: Mapping[str, Any], records: 
             lambda: _decisions(facts, before),
             lambda: _exceptions(facts, before),
             lambda: _dependencies(facts, before),
+            lambda: _resume(facts, before),
         )
     return next((p for p in (check() for check in checks) if p is not None), None)
