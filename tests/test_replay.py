@@ -24,7 +24,7 @@ from conftest import PROJECT_DIRS, REPO
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import commands, evidence
+from gcos import approvals, commands, evidence
 from gcos.canonical import canonical_bytes
 from gcos.errors import GateRefused, LedgerBroken
 from gcos.evidence import replay
@@ -228,3 +228,47 @@ def test_the_cli_replays_on_its_own_embedded_server(pack: Pack, tmp_path: Path) 
         pack.rollback_refused_seq,
         pack.rollback_seq,
     ]
+
+
+def test_a_batched_run_refused_between_batches_and_resumed_replays(
+    pg_admin_dsn: str, small_world: str, tmp_path: Path, dsn: str, gcos_installed: None
+) -> None:
+    """Step 9 in batches: started (seven gates), refused before batch 3 by a revocation (gcos._batch_authority:
+    gates 5 and 6 only), resumed under a new approval (gcos._batch_resume_gates over the facts 044 records) and
+    closed; every decision replays, and a forged open run in the resume's facts is named."""
+    from test_batched import STEP, at_batch, make_kit
+
+    kits = make_kit(pg_admin_dsn, small_world, tmp_path / "project")
+    kit = next(kits)
+    try:
+        kit.rehearse()
+        approval = kit.approve()
+
+        def revoke() -> None:
+            with kit.person("sovereign").connect() as conn:
+                approvals.revoke(conn, approval, "stop the sweep")
+
+        with pytest.raises(GateRefused):
+            kit.commit(progress=at_batch(2, revoke))
+        kit.approve()
+        assert kit.commit().ok
+        out = tmp_path / "pack"
+        evidence.build_report(kit.admin, load_project(kit.project_dir), step_id=None, fmt="json", out_dir=out)
+    finally:
+        next(kits, None)
+    report = replay.audit_replay(out, scratch_dsn=dsn)
+    assert [(d.step_id, d.allow, d.gates, d.problem) for d in report.decisions] == [
+        (STEP, True, 7, None),  # the run started
+        (STEP, False, 2, None),  # refused at batch 3: gates 5 and 6
+        (STEP, True, 7, None),  # resumed and closed
+    ]
+    resumed = report.decisions[2].seq
+
+    def forged_open(record: dict[str, Any]) -> None:
+        record["payload"]["facts"]["resume"]["open"]["schema_hash"] = "0" * 64
+
+    _rewrite(out, tmp_path / "forged", resumed, forged_open)
+    with pytest.raises(LedgerBroken) as broken:
+        replay.audit_replay(tmp_path / "forged", scratch_dsn=dsn)
+    assert f"Policy decision seq {resumed} " in broken.value.message
+    assert "the open run of seq" in broken.value.message and "has schema_hash '0000" in broken.value.message

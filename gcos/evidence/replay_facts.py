@@ -52,10 +52,11 @@ def step_history(step: str, before: Records) -> dict[str, Any]:
         pay = r.get("payload") or {}
         if r.get("step_id") != step or r["kind"] not in ("commit", "rollback") or pay.get("outcome") != "applied":
             continue
-        d = by_seq.get(pay.get("policy_decision_seq"))
-        if d is not None and d["seq"] < r["seq"] and d["kind"] == "policy_decision" and d.get("step_id") == step:
-            if (d.get("payload") or {}).get("allow") is True and d.get("trace_id") == r.get("trace_id"):
-                counted.append(r)
+        d = by_seq.get(pay.get("policy_decision_seq")) or {"seq": r["seq"]}
+        if d["seq"] < r["seq"] and d["kind"] == "policy_decision" and d.get("step_id") == step:
+            counted += (
+                [r] if (d.get("payload") or {}).get("allow") is True and d.get("trace_id") == r.get("trace_id") else []
+            )
     c = max((r for r in counted if r["kind"] == "commit"), key=lambda r: r["seq"], default=None)
     rb = max((r for r in counted if r["kind"] == "rollback"), key=lambda r: r["seq"], default=None)
     committed = c is not None and (rb is None or rb["seq"] < c["seq"])
@@ -78,7 +79,7 @@ def _history_problem(what: str, said: Mapping[str, Any] | None, chain: Mapping[s
 def _documents(facts: Mapping[str, Any], before: Records) -> str | None:
     spec_hash = facts.get("spec_hash")
     if "spec" in facts and _hash(facts["spec"]) != spec_hash:
-        return f"its spec document hashes to {_hash(facts['spec'])[:12]}, not the spec hash {str(spec_hash)[:12]} it names"
+        return f"its spec document hashes to {_hash(facts['spec'])[:12]}, not the spec hash {str(spec_hash)[:12]}"
     if "plan" in facts and _hash(facts["plan"]) != facts.get("plan_given"):
         return f"its plan document does not hash to the plan hash {str(facts.get('plan_given'))[:12]} it names"
     if "spec" in facts and not any(r.get("spec_hash") == spec_hash for r in before if r["kind"] == "rehearsal"):
@@ -115,18 +116,21 @@ def _decisions(facts: Mapping[str, Any], before: Records) -> str | None:
     for name, rows in (facts.get("decision_rows") or {}).items():
         chain = {(r.get("payload") or {}).get("decision_id"): r for r in before
                  if r["kind"] == "decision" and (r.get("payload") or {}).get("decision") == name}  # fmt: skip
-        if {row.get("id") for row in rows} != set(chain):
-            return f"its facts list decisions {sorted(row.get('id') for row in rows)} for {name}; the chain holds {sorted(chain)}"
+        ids = [row.get("id") for row in rows]
+        if set(ids) != set(chain):
+            return f"its facts list decisions {ids} for {name}; the chain holds {list(chain)}"
         for row in rows:
             rec = chain[row.get("id")]
             pay, actor = rec.get("payload") or {}, rec.get("actor") or {}
-            want = {"verdict": pay.get("verdict"), "text_hash": pay.get("text_hash"), "revoked": row.get("id") in revoked,
-                    "oid": actor.get("role_oid"), "as_sovereign": "sovereign" in (pay.get("decider_roles") or [])}  # fmt: skip
-            for key, value in want.items():
-                if row.get(key) != value:
-                    return f"its facts say decision {row.get('id')} has {key} {row.get(key)!r}; the chain says {value!r}"
-            if not same_instant(row.get("expires_at"), pay.get("expires_at")):
-                return f"its facts say decision {row.get('id')} expires at {row.get('expires_at')}; the chain says {pay.get('expires_at')}"
+            want = {"verdict": pay.get("verdict"), "text_hash": pay.get("text_hash"),
+                    "revoked": row.get("id") in revoked, "oid": actor.get("role_oid"),
+                    "as_sovereign": "sovereign" in (pay.get("decider_roles") or [])}  # fmt: skip
+            problem = _history_problem(f"decision {row.get('id')}", row, want)
+            if problem is None and not same_instant(row.get("expires_at"), pay.get("expires_at")):
+                said_at, chain_at = row.get("expires_at"), pay.get("expires_at")
+                problem = f"decision {row.get('id')} expires at {said_at}; the chain says {chain_at}"
+            if problem is not None:
+                return problem
     return None
 
 
@@ -138,10 +142,10 @@ def _exceptions(facts: Mapping[str, Any], before: Records) -> str | None:
     chain = {(r.get("payload") or {}).get("exception_id"): r for r in before
              if r["kind"] == "exception" and r.get("spec_hash") == facts.get("spec_hash")
              and (r.get("payload") or {}).get("exception_id") not in revoked}  # fmt: skip
-    in_force = {i for i, r in chain.items() if _later(r["payload"].get("expires_at"), now)}
+    in_force = [i for i, r in chain.items() if _later(r["payload"].get("expires_at"), now)]
     said = {e.get("exception_id"): e for e in facts.get("exceptions") or []}
-    if set(said) != in_force:
-        return f"its facts list exceptions {sorted(said)} in force; the chain holds {sorted(in_force)}"
+    if set(said) != set(in_force):
+        return f"its facts list exceptions {list(said)} in force; the chain holds {in_force}"
     for i, e in said.items():
         pay = chain[i]["payload"]
         want = {"check_kind": pay.get("check_kind"), "check": pay.get("check"), "ledger_seq": chain[i]["seq"]}
@@ -178,9 +182,8 @@ def _resume(facts: Mapping[str, Any], before: Records) -> str | None:
     started = [r for r in before if r["kind"] == "batch_started" and r.get("step_id") == step]
     rec = started[-1] if started else None
     if rec is None or rec["seq"] != said.get("seq"):
-        return f"it resumed the run opened at seq {said.get('seq')}, but the chain's last batch_started of {step} is " + (
-            f"seq {rec['seq']}" if rec else "none"
-        )
+        last = f"seq {rec['seq']}" if rec else "none"
+        return f"it resumed the run opened at seq {said.get('seq')}; the chain's last batch_started of {step} is {last}"
     pay = rec.get("payload") or {}
     want = {"run_id": pay.get("run_id"), "spec_hash": rec.get("spec_hash"), "plan_hash": pay.get("plan_hash"),
             "rehearsal_seq": pay.get("rehearsal_seq"),
