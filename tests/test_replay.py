@@ -272,3 +272,34 @@ def test_a_batched_run_refused_between_batches_and_resumed_replays(
         replay.audit_replay(tmp_path / "forged", scratch_dsn=dsn)
     assert f"Policy decision seq {resumed} " in broken.value.message
     assert "the open run of seq" in broken.value.message and "has schema_hash '0000" in broken.value.message
+
+
+def test_an_online_commit_replays(
+    world_dsn: str, gcos_adopted: None, project_dir: Path, dsn: str, gcos_installed: None, tmp_path: Path
+) -> None:
+    """An online step (035-040, PostgreSQL 16+): refused without approval, then opened by gcos.online_begin; both
+    decisions replay."""
+    from test_commit import adopted_world
+    from test_online import CIC, add_step, step_yaml
+
+    with psycopg.connect(world_dsn) as probe:
+        if probe.info.server_version < 160000:
+            pytest.skip("online steps need PostgreSQL 16+ (migration 038 refuses them before 16)")
+    add_step(project_dir, step_yaml(CIC))
+    worlds = adopted_world(world_dsn, project_dir)
+    w = next(worlds)
+    try:
+        w.rehearse("IDX-1")
+        with pytest.raises(GateRefused):
+            w.commit("IDX-1")
+        w.approve("IDX-1")
+        assert w.commit("IDX-1").outcome == "applied"
+        out = tmp_path / "pack"
+        evidence.build_report(w.admin, load_project(project_dir), step_id=None, fmt="json", out_dir=out)
+    finally:
+        next(worlds, None)
+    report = replay.audit_replay(out, scratch_dsn=dsn)
+    assert [(d.step_id, d.allow, d.gates, d.problem) for d in report.decisions] == [
+        ("IDX-1", False, 7, None),
+        ("IDX-1", True, 7, None),
+    ]
