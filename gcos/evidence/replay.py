@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 from gcos import install, ledger
 from gcos.errors import LedgerBroken, SpecError
 from gcos.evidence.common import LEDGER_FILE
+from gcos.evidence.replay_facts import facts_problem, same_instant
 
 GATE_FIELDS = ("number", "gate", "allow", "known", "decisive", "reason", "remedy", "command", "evidence")
 DECISION_FIELDS = ("allow", "action", "step_id", "spec_hash", "plan_hash", "evaluated_at", "failed", "refusal")
@@ -105,21 +106,10 @@ def _chain_problem(
         for key, value in recorded.items():
             if row.get(key) != value:
                 return f"its facts say approval {approval_id} has {key} {row.get(key)!r}; the chain says {value!r}"
-        if not _same_instant(row.get("expires_at"), rec["payload"].get("expires_at")):
+        if not same_instant(row.get("expires_at"), rec["payload"].get("expires_at")):
             return (f"its facts say approval {approval_id} expires at {row.get('expires_at')}; "
                     f"the chain says {rec['payload'].get('expires_at')}")  # fmt: skip
     return None
-
-
-def _same_instant(a: Any, b: Any) -> bool:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(a).replace("Z", "+00:00")) == datetime.fromisoformat(
-            str(b).replace("Z", "+00:00")
-        )
-    except ValueError:
-        return False
 
 
 def _version_at(records: Sequence[Mapping[str, Any]], seq: int) -> int | None:
@@ -158,6 +148,38 @@ def decision_of(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return embedded if isinstance(embedded, dict) and "gates" in embedded else None
 
 
+# gcos._batch_authority (013): a batched run re-checks gates 5 and 6 before each batch and at close; the kernel
+# keeps those two of evaluate_gates' seven and words allow/failed/refusal from them with gcos._batch_decided.
+BATCH_AUTHORITY = """
+    SELECT gcos._batch_decided(d, (SELECT pg_catalog.jsonb_agg(e ORDER BY o)
+                                     FROM pg_catalog.jsonb_array_elements(d -> 'gates') WITH ORDINALITY AS x(e, o)
+                                    WHERE e ->> 'gate' IN ('approvals', 'decisions')))
+      FROM gcos.judge_gates(%(f)s) AS d
+"""
+# gcos._batch_start_kernel (029): resuming an open run adapts the gates with gcos._batch_resume_gates (013) to the
+# open run, the schema now and the stops held, which the kernel records in the facts from 044 on.
+BATCH_RESUME = """
+    SELECT gcos._batch_resume_gates(gcos.judge_gates(%(f)s), %(f)s #> '{resume,open}', %(f)s ->> 'spec_hash',
+                                    %(f)s ->> 'plan_given', %(f)s #>> '{resume,schema_now}', %(f)s #> '{resume,stops}')
+"""
+
+
+def _judge(
+    conn: psycopg.Connection[Any], payload: Mapping[str, Any], facts: Mapping[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """The decision the kernel's own SQL makes of `facts`, composed as the recording kernel function composed it."""
+    if payload.get("mode") == "batched" and "at" in payload:
+        query = BATCH_AUTHORITY
+    elif "resume_of_seq" in payload:
+        if "resume" not in facts:
+            return {}, "it resumed a batched run and records no resume facts (written before gcos schema version 44)"
+        query = BATCH_RESUME
+    else:
+        query = "SELECT gcos.judge_gates(%(f)s)"
+    row = conn.execute(query, {"f": Jsonb(facts)}).fetchone()
+    return (row[0] if row else {}), None
+
+
 def _replay_one(
     conn: psycopg.Connection[Any], record: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
 ) -> Replayed:
@@ -167,14 +189,17 @@ def _replay_one(
     facts = payload.get("facts")
     if not isinstance(facts, dict):
         return Replayed(**base, gates=0, problem=NO_FACTS)
-    problem = _chain_problem(record["seq"], record.get("step_id"), facts, records)
+    problem = _chain_problem(record["seq"], record.get("step_id"), facts, records) or facts_problem(
+        record, facts, records
+    )
     if problem is not None:
         return Replayed(**base, gates=0, problem=problem)
     wanted = max(_version_at(records, record["seq"]) or 0, FIRST_FACTS_VERSION)
     if (install.installed_version(conn) or 0) < wanted:
         install.install(conn, upto=min(wanted, len(install.migrations())))
-    row = conn.execute("SELECT gcos.judge_gates(%s)", (Jsonb(facts),)).fetchone()
-    judged = row[0] if row else {}
+    judged, problem = _judge(conn, payload, facts)
+    if problem is not None:
+        return Replayed(**base, gates=0, problem=problem)
     problem = _difference(payload, judged)
     matched = sum(1 for o, n in zip(payload.get("gates") or [], judged.get("gates") or [], strict=False) if o == n)
     return Replayed(**base, gates=matched, problem=problem)
