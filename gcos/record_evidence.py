@@ -17,6 +17,7 @@ error and exit code, with that sentence added."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields, replace
@@ -67,11 +68,24 @@ def write_evidence(evidence_dir: Path, entry: ledger.LedgerEntry) -> tuple[str, 
     """rehearsals/<STEP>/<time>-seq<N>-<kind>.json and .md for one record of KINDS."""
     folder = evidence_dir / str(entry.record.get("step_id") or NO_STEP)
     folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / f"{file_stem(entry)}.json"
-    json_path.write_text(json.dumps(document(entry), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md_path = folder / f"{file_stem(entry)}.md"
-    md_path.write_text(markdown(entry), encoding="utf-8")
+    json_path = _write_atomic(
+        folder / f"{file_stem(entry)}.json", json.dumps(document(entry), indent=2, sort_keys=True) + "\n"
+    )
+    md_path = _write_atomic(folder / f"{file_stem(entry)}.md", markdown(entry))
     return (str(json_path), str(md_path))
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Written to a temporary name and renamed into place: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink()
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file, not its temporary name
+    return path
 
 
 @cache
