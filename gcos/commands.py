@@ -518,12 +518,14 @@ def drift(
 ) -> drift_mod.DriftResult:
     """Live world vs the fingerprint after the last commit; drift becomes a ledger record (exit 6), and its
     evidence files go beside the rehearsals' when `project_dir` is a project (it has a steps/ directory)."""
-    with connect(target, settings) as conn:
-        install_mod.require_installed(conn)
-        if project_dir is None or not (project_dir / "steps").is_dir():
+    if project_dir is None or not (project_dir / "steps").is_dir():
+        with connect(target, settings) as conn:
+            install_mod.require_installed(conn)
             return drift_mod.detect(conn)
-    with _record_files(target, settings, project_dir, None), connect(target, settings) as conn:
-        return drift_mod.detect(conn)
+    with _record_files(target, settings, project_dir, None) as files:  # one connection: head, drift, files
+        assert files.conn is not None
+        install_mod.require_installed(files.conn)
+        return drift_mod.detect(files.conn)
 
 
 # --------------------------------------------------------------------------- reports

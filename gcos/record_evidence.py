@@ -114,8 +114,10 @@ def markdown(entry: ledger.LedgerEntry) -> str:
     )
 
 
-def head_seq(conn: psycopg.Connection[Any]) -> int:
-    """The last seq of the ledger (0 when empty)."""
+def head_seq(conn: psycopg.Connection[Any]) -> int | None:
+    """The last seq of the ledger (0 when empty; None where gcos is not installed: the action says so itself)."""
+    if conn.execute("SELECT to_regclass('gcos.ledger') IS NULL").fetchone() == (True,):
+        return None
     row = conn.execute("SELECT COALESCE(max(seq), 0) FROM gcos.ledger").fetchone()
     return int(row[0]) if row else 0
 
@@ -149,6 +151,7 @@ class Recorded:
 
     files: list[str] = field(default_factory=list)
     missing: str | None = None
+    conn: psycopg.Connection[Any] | None = None  # the held connection, idle: an action may use it (drift does)
 
     def said(self) -> str:
         """ "" when every file was written, else "; " and the sentence (for a line that already says the outcome)."""
@@ -188,12 +191,15 @@ def recorded(
     conn = connect()
     try:
         before = head_seq(conn)
-        done = Recorded()
+        done = Recorded(conn=conn)
         try:
             yield done
         except BaseException as exc:
-            _write_after_refusal(conn, connect, evidence_dir, before, step_id, exc)
+            if before is not None:
+                _write_after_refusal(conn, connect, evidence_dir, before, step_id, exc)
             raise
+        if before is None:
+            return
         try:
             done.files += _write(conn, connect, evidence_dir, before, step_id)
         except (OSError, psycopg.Error) as late:
@@ -210,11 +216,15 @@ def _write(
     before: int,
     step_id: str | None,
 ) -> list[str]:
-    """written_since on the held connection, or on a fresh one if the server dropped it during the action."""
-    if conn.closed or conn.broken:
-        with connect() as fresh:
-            return written_since(fresh, evidence_dir, before, step_id)
-    return written_since(conn, evidence_dir, before, step_id)
+    """written_since on the held connection, or on a fresh one if the server dropped it during the action (an
+    idle_session_timeout during a long batched run, say)."""
+    try:
+        return written_since(conn, evidence_dir, before, step_id)
+    except psycopg.OperationalError:
+        if not (conn.closed or conn.broken):
+            raise
+    with connect() as fresh:
+        return written_since(fresh, evidence_dir, before, step_id)
 
 
 def _write_after_refusal(

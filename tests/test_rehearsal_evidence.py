@@ -291,3 +291,15 @@ def test_evidence_that_cannot_be_written_never_fails_an_applied_commit_and_repor
     same_as_ledger(doc, commit)
     (refused,) = record_files(world, "SB-12", Kind.COMMIT_REFUSED).values()
     same_as_ledger(refused, world.records(Kind.COMMIT_REFUSED)[0])
+
+
+def test_without_gcos_commit_and_drift_still_say_install_first(dsn: str, project_dir: Path) -> None:
+    """The evidence hook reads the ledger's head before the action; where there is no ledger it steps aside and
+    the action's own refusal (exit 2, run `gcos install`) is what the user sees, no files, no extra sentence."""
+    runner = CliRunner()
+    for args in (["commit", "SB-12", "--project", str(project_dir)], ["drift", "--project", str(project_dir)]):
+        done = runner.invoke(app, [*args, "--dsn", dsn, "--json"])
+        out = json.loads(done.stdout)
+        assert done.exit_code == ExitCode.BAD_INPUT, out
+        assert out["error"] == "gcos is not installed in this database; run `gcos install` first.", out
+    assert not list((project_dir / "rehearsals").glob("*/*-seq*"))
