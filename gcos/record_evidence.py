@@ -125,12 +125,14 @@ def head_seq(conn: psycopg.Connection[Any]) -> int | None:
 def written_since(conn: psycopg.Connection[Any], evidence_dir: Path, after: int, step_id: str | None) -> list[str]:
     """Write the evidence files of every record of KINDS after seq `after` (of `step_id`, or any step when
     None); return their paths."""
-    rows = conn.execute("SELECT seq FROM gcos.ledger WHERE seq > %s ORDER BY seq", (after,)).fetchall()
+    rows = conn.execute(
+        "SELECT seq FROM gcos.ledger WHERE seq > %s AND kind = ANY(%s) AND (%s::text IS NULL OR step_id = %s)"
+        " ORDER BY seq",  # only the records that get files are read whole (a batched run appends many others)
+        (after, [str(k) for k in KINDS], step_id, step_id),
+    ).fetchall()
     files: list[str] = []
     for row in rows:
-        entry = ledger.read_one(conn, int(row[0]))
-        if entry.kind in KINDS and (step_id is None or entry.record.get("step_id") == step_id):
-            files += write_evidence(evidence_dir, entry)
+        files += write_evidence(evidence_dir, ledger.read_one(conn, int(row[0])))
     return files
 
 
