@@ -466,14 +466,17 @@ def commit(
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    with _record_files(target, settings, project.root, step.id):  # beside the rehearsals' (record_evidence.py)
+    result: CommitResult | BatchedResult
+    with _record_files(target, settings, project.root, step.id) as files:  # beside the rehearsals'
         if step.mode == "batched":
-            return kernel_batched.commit_batched(
+            result = kernel_batched.commit_batched(
                 target, project, step, settings=settings, progress=progress, break_glass=break_glass
             )
-        if step.mode == "online":
-            return online.commit(target, project, step, settings=settings, break_glass=break_glass)
-        return kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
+        elif step.mode == "online":
+            result = online.commit(target, project, step, settings=settings, break_glass=break_glass)
+        else:
+            result = kernel.commit(target, project, step, action="commit", settings=settings, break_glass=break_glass)
+    return files.attach(result)
 
 
 def rollback(
@@ -487,13 +490,14 @@ def rollback(
     project = load_project(project_dir)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
-    with _record_files(target, settings, project.root, step.id):
-        return kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
+    with _record_files(target, settings, project.root, step.id) as files:
+        result = kernel.commit(target, project, step, action="rollback", settings=settings, break_glass=break_glass)
+    return files.attach(result)
 
 
 def _record_files(
     target: Target, settings: SessionSettings | None, root: Path, step_id: str | None
-) -> AbstractContextManager[list[str]]:
+) -> AbstractContextManager[record_evidence.Recorded]:
     """Evidence files of the commit, rollback, refusal, stop or drift records an action appends."""
     return record_evidence.recorded(lambda: connect(target, settings), root / "rehearsals", step_id)
 
@@ -549,12 +553,14 @@ def drift(
 ) -> drift_mod.DriftResult:
     """Live world vs the fingerprint after the last commit; drift becomes a ledger record (exit 6), and its
     evidence files go beside the rehearsals' when `project_dir` is a project (it has a steps/ directory)."""
-    with connect(target, settings) as conn:
-        install_mod.require_installed(conn)
-        if project_dir is None or not (project_dir / "steps").is_dir():
+    if project_dir is None or not (project_dir / "steps").is_dir():
+        with connect(target, settings) as conn:
+            install_mod.require_installed(conn)
             return drift_mod.detect(conn)
-    with _record_files(target, settings, project_dir, None), connect(target, settings) as conn:
-        return drift_mod.detect(conn)
+    with _record_files(target, settings, project_dir, None) as files:  # one connection: head, drift, files
+        assert files.conn is not None
+        install_mod.require_installed(files.conn)
+        return drift_mod.detect(files.conn)
 
 
 # --------------------------------------------------------------------------- reports

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from gcos import adopt, approvals, evidence, kernel, kernel_batched, ledger, principals, state
+from gcos import adopt, approvals, evidence, kernel, kernel_batched, ledger, principals, record_evidence, state
 from gcos.errors import GateRefused, GcosError
 from gcos.install import install
 from gcos.results import BatchProgress
@@ -143,7 +144,8 @@ class _Story:
         """Once: a commit before any approval is refused, and the agent cannot approve."""
         self.shown_refusals = True
         try:
-            kernel.commit(self.role("operator"), self.project, step, action="commit", settings=self.settings)
+            with self.recorded(step):
+                kernel.commit(self.role("operator"), self.project, step, action="commit", settings=self.settings)
         except GateRefused as exc:
             self.note(step.id, "refused", "refused", f"commit before any approval: {exc.message}")
         with connect(self.role("agent"), self.settings) as conn:
@@ -202,19 +204,26 @@ class _Story:
         """The operator commits in the kernel; a batched step batch by batch."""
         operator = self.role("operator")
         if step.mode != "batched":
-            applied = kernel.commit(operator, self.project, step, action="commit", settings=self.settings)
-            self.note(step.id, "commit", "ok", f"{applied.message.rstrip('.')} (by the operator)")
+            with self.recorded(step) as files:
+                applied = kernel.commit(operator, self.project, step, action="commit", settings=self.settings)
+            self.note(step.id, "commit", "ok", f"{applied.message.rstrip('.')} (by the operator){files.said()}")
             return
 
         def batch_progress(p: BatchProgress, label: str = f"{step.id} backfill") -> None:
             if self.progress:
                 self.progress(label, p.done_rows, p.total_rows)
 
-        done = kernel_batched.commit_batched(
-            operator, self.project, step, settings=self.settings, progress=batch_progress
-        )
-        self.note(
-            step.id, "commit", "ok", f"{done.message.rstrip('.')} (by the operator, batch by batch in the kernel)"
+        with self.recorded(step) as files:
+            done = kernel_batched.commit_batched(
+                operator, self.project, step, settings=self.settings, progress=batch_progress
+            )
+        said = f"{done.message.rstrip('.')} (by the operator, batch by batch in the kernel){files.said()}"
+        self.note(step.id, "commit", "ok", said)
+
+    def recorded(self, step: StepSpec) -> AbstractContextManager[record_evidence.Recorded]:
+        """The commit's (or refusal's) evidence files beside the rehearsals', as `gcos commit` writes them."""
+        return record_evidence.recorded(
+            lambda: connect(self.role("operator"), self.settings), self.project.root / "rehearsals", step.id
         )
 
     def finish(self, target: Target, report_dir: Path | None) -> StoryResult:

@@ -95,6 +95,8 @@ class CommitResult:
     fingerprint_after: dict[str, Any] = field(default_factory=dict)
     ledger_seq: int | None = None
     duration_us: int = 0
+    evidence: tuple[str, ...] = ()  # the record's evidence files (gcos/record_evidence.py)
+    evidence_missing: str | None = None  # the sentence naming a file that could not be written
 
     @property
     def ok(self) -> bool:
@@ -131,6 +133,8 @@ class BatchedResult:
     success: tuple[CheckResult, ...] = ()
     decision: PolicyDecisionRecord | None = None
     row_deltas: dict[str, dict[str, int]] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()  # the records' evidence files (gcos/record_evidence.py)
+    evidence_missing: str | None = None  # the sentence naming a file that could not be written
 
     @property
     def ok(self) -> bool:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from gcos import ledger
+from gcos import ledger, record_evidence
 from gcos.cli import app
 
 
@@ -50,6 +50,12 @@ def test_demo_tells_the_whole_story_then_says_what_is_already_done(world_dsn: st
     assert backfill.payload["mode"] == "batched" and backfill.payload["batch"]["batches"] > 1
     started = [e for e in entries if e.kind == "batch_started"]
     assert [(e.record["actor"]["role"], e.payload["kernel"]) for e in started] == [("gcos_demo_operator", True)]
+    # Each commit and the refusal have their evidence files beside the rehearsals', as `gcos commit` writes them.
+    assert [e.record["step_id"] for e in entries if e.kind == "commit_refused"] == ["SB-12"]
+    for record in (e for e in entries if e.kind in ("commit", "commit_refused")):
+        stem = f"{record_evidence.file_stem(record)}.json"
+        doc = json.loads((project_dir / "rehearsals" / record.record["step_id"] / stem).read_text(encoding="utf-8"))
+        assert doc["canonical"] == record.canonical and doc["ledger"]["hash"] == record.hash
     assert (project_dir / "gcos-report" / "html" / "report.html").is_file()
     assert (project_dir / "gcos-report" / "json" / "manifest.json").is_file()
     assert_issue_10_rules(world_dsn, entries, project_dir)

@@ -69,8 +69,9 @@ def report_cmd(
         str,
         typer.Option(
             "--format",
-            help="md, html (one self-contained file), json (an evidence pack with a manifest) or junit "
-            "(junit.xml for CI: one testcase per gate per step, refusals as failures).",
+            help="md, html (one self-contained file), json (an evidence pack with a manifest), junit "
+            "(junit.xml for CI: one testcase per gate per step, refusals as failures) or records (the commit, "
+            "rollback, refusal, stop and drift evidence files again from the ledger; --out rehearsals).",
         ),
     ] = "html",
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write into.", file_okay=False)] = Path(

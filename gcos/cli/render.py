@@ -282,6 +282,8 @@ def applied(out: Console, result: CommitResult | BatchedResult) -> None:
             f"[dim]fingerprint before {result.fingerprint_before.get('hash', '-')[:16]}… after "
             f"{result.fingerprint_after.get('hash', '-')[:16]}…[/]"
         )
+    if result.evidence_missing:
+        out.print(f"[yellow]{result.evidence_missing}[/]", soft_wrap=True)
 
 
 def applied_details(err: Console, details: Any) -> None:

@@ -1,5 +1,5 @@
 """Evidence reports and packs: what an auditor reads, and checks offline (issue 6 item 5; CONTRACT.md
-"Commands": ``gcos report [STEP] --format md|html|json --out DIR``; seed 000 "evidence pack + manifest").
+"Commands": ``gcos report [STEP] --format md|html|json|junit|records --out DIR``; seed 000 "evidence pack + manifest").
 
 Everything is read in ONE ``REPEATABLE READ, READ ONLY`` transaction: the ledger (every record and the head),
 the approvals tables (cross-checked against the ledger's approval records), the principals and the
@@ -16,7 +16,10 @@ Formats (one view model, so they cannot disagree):
   order drawn as inline SVG (laid out by dependency depth, nodes coloured by state) then the steps;
 * ``json``: an evidence pack - ``ledger.json`` (every record's seq, prev_hash, hash and canonical text),
   ``anchor.json`` (the head, as ``gcos ledger anchor`` writes it), ``steps/<STEP>.json``, ``report.md`` and
-  ``manifest.json`` (the sha256 of every other file). ``verify_pack`` checks a pack with no database.
+  ``manifest.json`` (the sha256 of every other file). ``verify_pack`` checks a pack with no database;
+* ``junit``: ``junit.xml`` for CI, one testcase per gate per step (refusals are failures);
+* ``records``: the commit, rollback, refusal, stop and drift evidence files (gcos/record_evidence.py) written
+  again from the ledger, as the commands write them beside the rehearsals'.
 
 Every file carries ``format_version``; nothing from a DSN is written (the database is named by its system
 identifier and name); every file is written to a temporary name and renamed into place, the manifest last.
@@ -26,9 +29,11 @@ The package, one concept a module (data flows down the list):
 * ``common``: format version, file names, how a value is shown, atomic writes and file hashes;
 * ``snapshot``: what the database says, read once and checked (chain, approvals tables);
 * ``view``: the view model (one dict per step, the report's context) built from a snapshot;
+* ``rehearsals``: which rehearsals a step shows and in what order (the one its commit rested on first);
 * ``graph``: the layout of the build-order graph (pure: a project and states in, coordinates out);
 * ``render``: the Jinja2 environment, its Markdown filters and the templates in ``templates/``;
 * ``pack``: the JSON evidence pack and its manifest; ``verify``: checking a pack offline;
+* ``junit``: the junit.xml of ``--format junit``;
 * ``build``: ``build_report``, which ties them together.
 """
 

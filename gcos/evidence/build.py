@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from gcos import state
+from gcos import record_evidence, state
 from gcos.errors import SpecError
 from gcos.evidence.common import HTML_FILE, INDEX_MD, write_atomic
 from gcos.evidence.graph import STATE_COLOURS, graph_layout
@@ -20,7 +20,7 @@ from gcos.evidence.snapshot import cross_check_approvals, read_snapshot
 from gcos.evidence.view import report_context
 from gcos.spec import Project
 
-FORMATS = ("md", "html", "json", "junit")
+FORMATS = ("md", "html", "json", "junit", "records")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ def build_report(
     conn: psycopg.Connection[Any], project: Project, *, step_id: str | None, fmt: str, out_dir: Path
 ) -> ReportResult:
     """Write the report of one step (`step_id`, any form ``Project.step`` accepts) or of every step to
-    `out_dir`, as ``md``, ``html``, ``json`` (an evidence pack) or ``junit`` (junit.xml, for CI). `conn` must be
+    `out_dir`, as ``md``, ``html``, ``json`` (an evidence pack), ``junit`` (junit.xml, for CI) or ``records``
+    (the commit, rollback, refusal, stop and drift evidence files, as the commands write them beside the
+    rehearsals': ``--out rehearsals`` writes again one a command could not write). `conn` must be
     idle; it is read in one REPEATABLE READ, READ ONLY transaction. LedgerBroken (exit 7) if the ledger or the
     approvals disagree."""
     if fmt not in FORMATS:
@@ -58,6 +60,8 @@ def build_report(
             files = (write_atomic(out_dir / HTML_FILE, render("html", "report.html.j2", **context)),)
         elif fmt == "junit":
             files = (write_atomic(out_dir / JUNIT_FILE, junit_xml(context)),)
+        elif fmt == "records":
+            files = record_evidence.regenerate(snapshot.entries, out_dir, {s.id for s in chosen} if step_id else None)
         else:
             files = write_pack(out_dir, context, snapshot, project, states)
     except OSError as exc:
