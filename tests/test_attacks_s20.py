@@ -47,11 +47,8 @@ def given_up(win: Window) -> None:
 # --------------------------------------------------------------------------- 040: the window shield
 
 
-# fix: the shield judges the session, not only current_user: refuse when pg_has_role(session_user, 'gcos_kernel',
-# 'USAGE') and session_user is neither gcos_kernel nor a superuser (the kernel's SECURITY DEFINER executors run as
-# gcos_kernel, and a lent member inherits EXECUTE on them as their owner's); or REVOKE EXECUTE on the eleven
-# executors (gcos._kernel_exec, _kernel_batch, ...) from gcos_kernel itself and GRANT it to gcos_owner alone.
-@pytest.mark.xfail(strict=True, reason="040 hole: a window lends EXECUTE on gcos._kernel_exec, which passes the shield")
+# mended by 045: the shield judges the session too (session_user and the role it SET), not only current_user (the
+# kernel's SECURITY DEFINER executors run as gcos_kernel, and a lent member inherits EXECUTE on them as their owner's)
 def test_a_window_lends_no_dml_through_the_kernel_executors(ow: World) -> None:
     approved(ow)
     other = psycopg.connect(ow.person("operator").dsn, autocommit=True)
