@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -88,7 +89,12 @@ def signed(
         anchor = base / "kept" / "anchor.json"
         anchor.parent.mkdir()
         commands.ledger_anchor(admin, anchor, sign=key)
-        result = commands.report(admin, project, None, "json", base / "pack", sign=key)
+        here = Path.cwd()
+        os.chdir(base)  # a relative --out, as users type it (`gcos report --format json --out evidence`)
+        try:
+            result = commands.report(admin, project, None, "json", Path("pack"), sign=key)
+        finally:
+            os.chdir(here)
         assert result.files[-1].name == "manifest.json.sig"
         yield Signed(base / "pack", anchor, allowed, key)
     finally:

@@ -88,6 +88,7 @@ def write_pack(
 
 def _write(out_dir: Path, snapshot: Snapshot, scope: str | None) -> tuple[Path, ...]:
     """The pack of `snapshot`'s chain and registered documents, as of its last record's clock."""
+    out_dir = out_dir.resolve()  # files are named relative to it, and `--out evidence` is how users type it
     clear_old_pack(out_dir)
     last = snapshot.rows[-1]
     now = chain.clock(snapshot.entries)
