@@ -11,6 +11,9 @@ and compares bytes; the manifest carries nothing the builder reads but the scope
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -83,7 +86,21 @@ def write_pack(
             f"The ledger holds no registered spec of {scope}: rehearse it before writing its evidence pack."
         )
     del project, states
-    return _write(out_dir, snapshot, scope if isinstance(scope, str) else None)
+    out_dir = out_dir.resolve()
+    clear_old_pack(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.gcos-", dir=out_dir.parent))
+    try:  # written whole beside it, then moved in (the manifest last): a failure leaves no half pack behind
+        files = _write(staging, snapshot, scope if isinstance(scope, str) else None)
+        moved = []
+        for path in files:
+            target = out_dir / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved.append(target)
+        return tuple(moved)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write(out_dir: Path, snapshot: Snapshot, scope: str | None) -> tuple[Path, ...]:
