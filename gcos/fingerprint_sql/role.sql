@@ -41,7 +41,7 @@ WITH RECURSIVE nsp AS (
                WHEN 'pg_default_acl'::regclass THEN EXISTS (SELECT FROM pg_default_acl AS a
                                                             WHERE a.oid = dep.objid AND (a.defaclnamespace = 0
                                                                OR a.defaclnamespace IN (SELECT nsp.oid FROM nsp)))
-               WHEN 'pg_database'::regclass THEN false  -- who may connect: gcos principals' business
+               WHEN 'pg_database'::regclass THEN false  -- the database's grants are category database's
                ELSE true END
 ), roles AS (
     SELECT owners.roleid FROM owners
