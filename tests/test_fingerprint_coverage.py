@@ -83,7 +83,7 @@ def test_database_settings_are_seen(conn: Conn, gcos_installed: None) -> None:
     assert name is not None
     set_work_mem = sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(sql.Identifier(name[0]))
     _, after, lines = changed(conn, set_work_mem.as_string(conn))
-    assert lines == {"database database added"}
+    assert lines == {"database database changed"}
     conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '16MB'").format(sql.Identifier(name[0])))
     assert named(conn, after, fingerprint(conn)) == {"database database changed"}
 
@@ -115,13 +115,96 @@ def test_role_attributes_memberships_and_settings_of_an_owner_are_seen(
     assert f"role {other.name} added" in lines
 
 
-def test_membership_in_gcos_roles_is_left_to_the_ledger(conn: Conn, gcos_installed: None, make_role: MakeRole) -> None:
-    """The kernel lends gcos_kernel during an online window and principals take gcos roles: not drift."""
+def test_membership_in_principal_groups_is_left_to_the_ledger(
+    conn: Conn, gcos_installed: None, make_role: MakeRole
+) -> None:
+    """Principals take gcos_operator, gcos_sovereign, gcos_council, gcos_auditor (rights on gcos's functions
+    only, which act for recorded principals): not drift. gcos_admin, gcos_owner, gcos_kernel are measured."""
     owner = make_role("owner")
     conn.execute(sql.SQL("CREATE TABLE public.owned (id int)"))
     conn.execute(sql.SQL("ALTER TABLE public.owned OWNER TO {}").format(sql.Identifier(owner.name)))
-    _, _, lines = changed(conn, sql.SQL("GRANT gcos_operator TO {}").format(sql.Identifier(owner.name)).as_string(conn))
-    assert lines == set()
+    ident = sql.Identifier(owner.name)
+    for group in ("gcos_operator", "gcos_sovereign", "gcos_council", "gcos_auditor"):
+        _, _, lines = changed(conn, sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident).as_string(conn))
+        assert lines == set(), group
+    for group in ("gcos_admin", "gcos_owner"):
+        _, _, lines = changed(conn, sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident).as_string(conn))
+        assert f"role {owner.name} changed" in lines, group  # (gcos_owner, watched here too, lists it as a member)
+        conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), ident))
+
+
+def test_members_of_a_watched_role_are_seen_through_every_level(
+    conn: Conn, gcos_installed: None, make_role: MakeRole
+) -> None:
+    """A member acts with its role's rights: a new member, a member of that member, the member's options and
+    its own flags all change the fingerprint; taking the membership back restores it."""
+    owner, group, login = make_role("owner"), make_role("group"), make_role("login")
+    conn.execute(sql.SQL("CREATE TABLE public.owned (id int)"))
+    conn.execute(sql.SQL("ALTER TABLE public.owned OWNER TO {}").format(sql.Identifier(owner.name)))
+    start = fingerprint(conn)
+    o, g, lg = (sql.Identifier(r.name) for r in (owner, group, login))
+    _, _, lines = changed(conn, sql.SQL("GRANT {} TO {}").format(o, g).as_string(conn))
+    assert lines == {f"role {owner.name} changed", f"role {group.name} added"}
+    _, _, lines = changed(conn, sql.SQL("GRANT {} TO {}").format(g, lg).as_string(conn))
+    assert lines == {f"role {group.name} changed", f"role {login.name} added"}
+    _, _, lines = changed(conn, sql.SQL("ALTER ROLE {} SUPERUSER").format(lg).as_string(conn))
+    assert lines == {f"role {login.name} changed"}
+    if conn.info.server_version >= 160000:
+        _, _, lines = changed(conn, sql.SQL("GRANT {} TO {} WITH INHERIT FALSE").format(g, lg).as_string(conn))
+        assert lines == {f"role {group.name} changed", f"role {login.name} changed"}
+    conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER; REVOKE {} FROM {}; REVOKE {} FROM {}").format(lg, g, lg, o, g))
+    assert fingerprint(conn)["hash"] == start["hash"]
+
+
+@pytest.mark.parametrize("data_role", ["pg_write_all_data", "pg_read_all_data", "pg_maintain"])
+def test_members_of_the_predefined_data_roles_are_seen(
+    conn: Conn, gcos_installed: None, make_role: MakeRole, data_role: str
+) -> None:
+    """They write, read or lock every table around the grants, so who holds them is part of every world."""
+    if conn.execute("SELECT to_regrole(%s)", (data_role,)).fetchone() == (None,):
+        pytest.skip(f"{data_role} is PostgreSQL 17+")
+    login = make_role("login")
+    start = fingerprint(conn)
+    grant = sql.SQL("GRANT {} TO {}").format(sql.Identifier(data_role), sql.Identifier(login.name))
+    _, _, lines = changed(conn, grant.as_string(conn))
+    assert lines == {f"role {data_role} added", f"role {login.name} added"}
+    conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(data_role), sql.Identifier(login.name)))
+    assert fingerprint(conn)["hash"] == start["hash"]
+
+
+def test_database_owner_and_grants_are_seen_and_a_grant_taken_back_leaves_no_trace(
+    conn: Conn, gcos_installed: None, make_role: MakeRole
+) -> None:
+    """adopt (as a non-superuser) grants CREATE on the database to the kernel for its transaction and takes it
+    back: the explicit ACL that leaves behind equals the default one and must not read as drift."""
+    login = make_role("login")
+    db, who = sql.Identifier(conn.info.dbname), sql.Identifier(login.name)
+    row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchone()
+    assert row is not None
+    start = fingerprint(conn)
+    for change in (sql.SQL("GRANT CREATE ON DATABASE {} TO {}"), sql.SQL("GRANT CONNECT ON DATABASE {} TO {}")):
+        _, _, lines = changed(conn, change.format(db, who).as_string(conn))
+        assert lines == {"database database changed"}, change
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, who))
+    explicit = conn.execute("SELECT datacl IS NOT NULL FROM pg_database WHERE datname = current_database()").fetchone()
+    assert explicit == (True,)  # the catalog keeps an explicit (default-equal) ACL ...
+    assert fingerprint(conn)["hash"] == start["hash"]  # ... which the fingerprint reads as the default
+    _, _, lines = changed(conn, sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, who).as_string(conn))
+    assert lines == {"database database changed"}
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, sql.Identifier(str(row[0]))))
+    assert fingerprint(conn)["hash"] == start["hash"]
+
+
+def test_adopt_leaves_the_database_as_it_found_it(world_dsn: str, gcos_adopted: None) -> None:
+    """What adopt leaves as the baseline: the database's owner, no grant, no setting (the reference world)."""
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        objects = dict(conn.execute("SELECT identity, sha256 FROM gcos.fingerprint_objects('database')").fetchall())
+        row = conn.execute(
+            "SELECT encode(sha256(convert_to(ROW(pg_get_userbyid(datdba), NULL::text[], NULL::text[])::text,"
+            " 'UTF8')), 'hex') FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+        assert row is not None
+        assert objects == {"database": row[0]}
 
 
 def test_analyze_and_vacuum_change_nothing_in_any_category(conn: Conn, gcos_installed: None) -> None:
