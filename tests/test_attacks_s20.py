@@ -137,12 +137,14 @@ def test_a_role_attribute_of_an_owner_changes_the_fingerprint(conn: Conn, owned:
     assert moved(conn, sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(owned)))
 
 
+# mended (s20c-fp2; gcos_kernel excludes only the lent window shape): was a hole, the fix taken:
 # fix: role.sql measures a watched role's MEMBERS too (pg_auth_members WHERE roleid = r.oid, with inherit/set and
 # the member's login/superuser), since a member acts with the owner's rights (DROP, ALTER, every DML).
 def test_a_login_made_member_of_a_watched_owner_changes_the_fingerprint(conn: Conn, owned: str, login: str) -> None:
     assert moved(conn, sql.SQL("GRANT {} TO {}").format(sql.Identifier(owned), sql.Identifier(login)))
 
 
+# mended (s20c-fp2; gcos_kernel excludes only the lent window shape): was a hole, the fix taken:
 # fix: role.sql leaves out the memberships gcos records (a principal's gcos_operator ..., a ticket's lent
 # gcos_kernel), not every membership in gcos's roles: keep gcos_kernel, gcos_owner and gcos_admin in member_of
 # (adopt refuses lasting members of gcos_kernel; a lasting one granted later owns every adopted table).
@@ -153,6 +155,7 @@ def test_gcos_kernel_granted_to_a_watched_role_changes_the_fingerprint(conn: Con
         conn.execute(sql.SQL("REVOKE gcos_kernel FROM {}").format(sql.Identifier(owned)))
 
 
+# mended (s20c-fp2; gcos_kernel excludes only the lent window shape): was a hole, the fix taken:
 # fix: database.sql measures the database's owner and ACL (datdba by name, datacl exploded), not only its settings:
 # the owner is pg_database_owner, which owns schema public in PostgreSQL 15+, and CREATE lets a role add schemas.
 def test_a_new_database_owner_changes_the_fingerprint(conn: Conn, gcos_installed: None, login: str) -> None:
@@ -171,6 +174,7 @@ def test_create_on_the_database_granted_changes_the_fingerprint(conn: Conn, gcos
         sql.Identifier(conn.info.dbname), sql.Identifier(login)))  # fmt: skip
 
 
+# mended (s20c-fp2; gcos_kernel excludes only the lent window shape): was a hole, the fix taken:
 # fix: role.sql (or a category of its own) measures the members of PostgreSQL's predefined data roles
 # (pg_write_all_data, pg_read_all_data, pg_maintain, pg_database_owner's holder): a member writes every adopted
 # table without being a member of gcos_kernel, so neither the window shield nor drift sees it.
@@ -189,10 +193,8 @@ def _judged(dsn: str, facts: dict[str, Any]) -> dict[str, Any]:
     return dict(row[0])
 
 
-# fix: replay checks every fact against the chain, not only approval_rows: the history against the step's
-# earlier commit/rollback records, the rehearsal relied on against its record (seq, hash, fingerprints), decisions
-# against sovereign decision records, exceptions, dependencies, the spec/plan against their registered hashes.
-@pytest.mark.xfail(strict=True, reason="041 hole: replay trusts a decision's history fact; the chain is not asked")
+# mended (s20b-replay2): replay checks every fact against the chain before it re-judges (the history against the
+# step's earlier commit/rollback records, the rehearsal relied on, decisions, exceptions, documents).
 def test_replay_names_a_history_fact_the_chain_contradicts(
     pack: Pack, dsn: str, gcos_installed: None, tmp_path: Path
 ) -> None:

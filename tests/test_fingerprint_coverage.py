@@ -133,6 +133,30 @@ def test_membership_in_principal_groups_is_left_to_the_ledger(
         conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), ident))
 
 
+def test_the_membership_an_online_window_lends_is_left_to_the_ledger(
+    world_dsn: str, gcos_adopted: None, world_role: MakeRole
+) -> None:
+    """The shape gcos._online_member lends (gcos_kernel, INHERIT TRUE, SET FALSE, no ADMIN, a superuser's grant)
+    changes no fingerprint: roles are the cluster's, and a window in any database of the server would change
+    every other's mid-rehearsal. Any other membership in gcos_kernel is measured."""
+    with psycopg.connect(world_dsn, autocommit=True) as conn:
+        if conn.info.server_version < 160000:
+            pytest.skip("before 16 a membership has no INHERIT/SET options and online windows are refused")
+        login = sql.Identifier(world_role("window").name)
+        start = fingerprint(conn)
+        _, _, lines = changed(
+            conn, sql.SQL("GRANT gcos_kernel TO {} WITH INHERIT TRUE, SET FALSE").format(login).as_string(conn)
+        )
+        assert lines == set()
+        conn.execute(sql.SQL("REVOKE gcos_kernel FROM {}").format(login))
+        _, _, lines = changed(
+            conn, sql.SQL("GRANT gcos_kernel TO {} WITH INHERIT TRUE, SET TRUE").format(login).as_string(conn)
+        )
+        assert "role gcos_kernel changed" in lines
+        conn.execute(sql.SQL("REVOKE gcos_kernel FROM {}").format(login))
+        assert fingerprint(conn)["hash"] == start["hash"]
+
+
 def test_members_of_a_watched_role_are_seen_through_every_level(
     conn: Conn, gcos_installed: None, make_role: MakeRole
 ) -> None:

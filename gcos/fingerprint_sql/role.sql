@@ -10,8 +10,11 @@
 -- Memberships in gcos's four principal group roles (gcos_operator, gcos_sovereign, gcos_council,
 -- gcos_auditor) are left out: they carry no right on a watched object, only gcos's functions, which act for
 -- principals the ledger records. Memberships in gcos_kernel, gcos_owner and gcos_admin are measured: a
--- lasting member of gcos_kernel owns every adopted table (a window's lent membership is taken after
--- online_begin's fingerprint and back before online_finish's, so only a crashed, unswept window shows).
+-- lasting member of gcos_kernel owns every adopted table. Except the shape an online window lends (16+:
+-- gcos_kernel, INHERIT TRUE, SET FALSE, no ADMIN, granted by a superuser, as gcos._online_member does):
+-- roles are the cluster's, so a window open in any gcos database of the server would otherwise change every
+-- other one's fingerprint mid-rehearsal; such a member writes nothing and runs no DDL outside its ticket
+-- (the online guard and the window shield judge it), and the ledger records the window.
 -- fields: superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit,
 -- valid_until, member_of, settings (ALTER ROLE ... SET for every database), database_settings (... IN
 -- DATABASE this one), members
@@ -20,6 +23,12 @@ WITH RECURSIVE nsp AS (
       FROM pg_namespace AS n
      WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
        AND n.nspname <> ALL (%(exclude)s::text[])
+), lent AS (
+    SELECT m.roleid, m.member
+      FROM pg_auth_members AS m
+      JOIN pg_roles AS k ON k.oid = m.roleid AND k.rolname = 'gcos_kernel'
+      JOIN pg_roles AS b ON b.oid = m.grantor AND b.rolsuper
+     WHERE m.inherit_option IS TRUE AND m.set_option IS FALSE AND NOT m.admin_option
 ), db AS (
     SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database()
 ), dep AS (
@@ -51,6 +60,7 @@ WITH RECURSIVE nsp AS (
        AND EXISTS (SELECT FROM pg_auth_members AS w WHERE w.roleid = g.oid)
     UNION
     SELECT w.member FROM roles JOIN pg_auth_members AS w ON w.roleid = roles.roleid
+     WHERE NOT EXISTS (SELECT FROM lent WHERE lent.roleid = w.roleid AND lent.member = w.member)
 )
 SELECT quote_ident(r.rolname) AS identity,
        ROW(
@@ -69,7 +79,8 @@ SELECT quote_ident(r.rolname) AS identity,
               FROM pg_auth_members AS m
               JOIN pg_roles AS g ON g.oid = m.roleid
              WHERE m.member = r.oid
-               AND g.rolname NOT IN ('gcos_operator', 'gcos_sovereign', 'gcos_council', 'gcos_auditor')),
+               AND g.rolname NOT IN ('gcos_operator', 'gcos_sovereign', 'gcos_council', 'gcos_auditor')
+               AND NOT EXISTS (SELECT FROM lent WHERE lent.roleid = m.roleid AND lent.member = m.member)),
            (SELECT array_agg(x ORDER BY x COLLATE "C") FROM pg_db_role_setting AS s, unnest(s.setconfig) AS x
              WHERE s.setrole = r.oid AND s.setdatabase = 0),
            (SELECT array_agg(x ORDER BY x COLLATE "C") FROM pg_db_role_setting AS s, db, unnest(s.setconfig) AS x
@@ -79,7 +90,8 @@ SELECT quote_ident(r.rolname) AS identity,
                              ORDER BY u.rolname COLLATE "C", m.admin_option)
               FROM pg_auth_members AS m
               JOIN pg_roles AS u ON u.oid = m.member
-             WHERE m.roleid = r.oid)
+             WHERE m.roleid = r.oid
+               AND NOT EXISTS (SELECT FROM lent WHERE lent.roleid = m.roleid AND lent.member = m.member))
        )::text AS definition
   FROM roles
   JOIN pg_roles AS r ON r.oid = roles.roleid
