@@ -224,21 +224,22 @@ def test_approve_without_a_rehearsal_names_none_and_refuses_bad_input(world: Wor
         approve(alice, world.project, step, verdict="approve", expires_in=timedelta(days=400))
 
 
-@pytest.mark.parametrize(
-    ("who", "message"),
-    [
-        ("opal", "lacks the gcos group role"),  # an operator: no EXECUTE on the aperture
-        ("aggie", "is of kind agent and cannot approve"),
-        ("root", "is a superuser and cannot approve"),
-    ],
+REFUSED_SIGNERS = (
+    ("opal", "lacks the gcos group role"),  # an operator: no EXECUTE on the aperture
+    ("aggie", "is of kind agent and cannot approve"),
+    ("root", "is a superuser and cannot approve"),
 )
-def test_operators_agents_and_superusers_cannot_approve_or_decide(world: World, who: str, message: str) -> None:
-    conn = world.connect(who)
-    with pytest.raises(GateRefused, match=message):
-        approve(conn, world.project, world.step("SB-12"), verdict="approve", expires_in=DAY)
-    with pytest.raises(GateRefused):
-        decide(conn, world.project, "C-1", verdict="approve", expires_in=DAY, note=None)
-    assert world.admin.execute("SELECT count(*) FROM gcos.os_proposal_approvals").fetchone() == (0,)
+
+
+def test_operators_agents_and_superusers_cannot_approve_or_decide(world: World) -> None:
+    """One world for the three: each is refused for its own reason, and no approval row exists after any of them."""
+    for who, message in REFUSED_SIGNERS:
+        conn = world.connect(who)
+        with pytest.raises(GateRefused, match=message):
+            approve(conn, world.project, world.step("SB-12"), verdict="approve", expires_in=DAY)
+        with pytest.raises(GateRefused):
+            decide(conn, world.project, "C-1", verdict="approve", expires_in=DAY, note=None)
+        assert world.admin.execute("SELECT count(*) FROM gcos.os_proposal_approvals").fetchone() == (0,), who
 
 
 def test_revoke_appends_and_the_gate_sees_it(world: World) -> None:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import psycopg
-import pytest
 from typer.testing import CliRunner
 
 from gcos import ledger, record_evidence
@@ -67,16 +66,8 @@ def test_demo_tells_the_whole_story_then_says_what_is_already_done(world_dsn: st
         assert [e for e in ledger.read_all(conn) if e.kind == "commit"] == [e for e in entries if e.kind == "commit"]
 
 
-@pytest.mark.slow  # the demo, on a world it builds
-def test_demo_on_a_small_world_builds_it_and_stops_where_the_seed_needs_a_full_one(dsn: str, project_dir: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["demo", "--rows", "5000", "--dsn", dsn, "-C", str(project_dir)], terminal_width=250
-    )
-    assert result.exit_code == 6, result.output
-    assert "birth_registry" in " ".join(result.stderr.split())
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM birth_registry").fetchone()
-    assert row == (5000,)
+# A demo on a small world it builds, stopping where the seed needs the full one: test_anywhere.py's
+# test_demo_from_the_wheel_works_in_an_empty_directory_on_a_small_world_it_builds (the same run, from the wheel).
 
 
 def test_demo_rejects_a_nonsense_row_count(dsn: str) -> None:
