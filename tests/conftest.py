@@ -10,7 +10,6 @@ tests copy (`gcos_installed`, `make_role`, `world_role`) instead of running ever
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -34,11 +33,6 @@ from gcos.embedded import EmbeddedServer
 from gcos.install import install
 from gcos.principals import add_principal
 from gcos.target import LIBPQ_ENV, Target, libpq_variables
-
-try:
-    import fcntl
-except ImportError:  # Windows: each xdist worker starts a server of its own
-    fcntl = None  # type: ignore[assignment]
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIRS = ("steps", "plans", "rollback")
@@ -96,17 +90,10 @@ def _clear_libpq_env() -> None:
 _TEST_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 
 
-def _server_settings() -> dict[str, str]:
-    """_TEST_SERVER_SETTINGS, and with GCOS_TEST_SLOW_SQL_MS=N every statement of N ms or more logged with its
-    duration (to find where the suite's time goes on the server side; GCOS_TEST_SERVER_LOG=FILE keeps the log)."""
-    slow = os.environ.get("GCOS_TEST_SLOW_SQL_MS", "").strip()
-    return {**_TEST_SERVER_SETTINGS, **({"log_min_duration_statement": str(int(slow))} if slow else {})}
-
-
 def _tune_test_server(admin_dsn: str) -> None:
-    """Switch the session's own embedded server to _server_settings() (reloadable: no restart)."""
+    """Switch the session's own embedded server to _TEST_SERVER_SETTINGS (reloadable: no restart)."""
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        for name, value in _server_settings().items():
+        for name, value in _TEST_SERVER_SETTINGS.items():
             admin.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
         admin.execute("SELECT pg_catalog.pg_reload_conf()")
     for _ in range(100):  # the reload is asynchronous: wait until a new session sees it
@@ -118,85 +105,22 @@ def _tune_test_server(admin_dsn: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """The directory this run's xdist workers share (their basetemps' parent), where they meet to use ONE embedded
-    server and one copy of each session template; None outside xdist or without fcntl (each builds its own)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER") or fcntl is None:
-        return None
-    return tmp_path_factory.getbasetemp().parent
-
-
-@contextmanager
-def _run_lock(root: Path, name: str) -> Iterator[None]:
-    """An exclusive lock that this run's workers share: one builds, the others wait for it and reuse."""
-    assert fcntl is not None
-    with (root / f"{name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _start_server() -> EmbeddedServer:
-    # Not under pytest's basetemp: a second pytest run prunes old basetemps, even one still in use.
-    server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="gcos-test-pg-")))
-    server.up()
-    try:
-        _tune_test_server(server.url("postgres"))
-    except BaseException:
-        _stop_server(server.home)
-        raise
-    return server
-
-
-def _stop_server(home: Path) -> None:
-    """Stop the embedded server under `home` (whichever worker started it), keep its log if asked, remove it."""
-    server = EmbeddedServer(home)
-    server.down()
-    keep = os.environ.get("GCOS_TEST_SERVER_LOG", "").strip()
-    if keep:
-        shutil.copyfile(server.log_file, keep)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def _shared_server(root: Path) -> Iterator[str]:
-    """One embedded server for the run's workers, counted by its users: the last to leave stops it."""
-    state = root / "server.json"
-    with _run_lock(root, "server"):
-        if state.exists():
-            info = json.loads(state.read_text())
-        else:
-            server = _start_server()
-            info = {"home": str(server.home), "url": server.url(), "users": 0}
-        info["users"] += 1
-        state.write_text(json.dumps(info))
-    try:
-        yield str(info["url"])
-    finally:
-        with _run_lock(root, "server"):
-            info = json.loads(state.read_text())
-            info["users"] -= 1
-            state.write_text(json.dumps(info))
-            if not info["users"]:
-                state.unlink()
-                _stop_server(Path(info["home"]))
-
-
-@pytest.fixture(scope="session")
-def pg_admin_dsn(run_dir: Path | None) -> Iterator[str]:
-    """A superuser DSN: GCOS_TEST_DSN, else one embedded server for the whole run (shared by xdist workers)."""
+def pg_admin_dsn() -> Iterator[str]:
+    """A superuser DSN: GCOS_TEST_DSN, else one embedded server for the whole session."""
     given = os.environ.get("GCOS_TEST_DSN", "").strip()
     if given:
         yield given
-    elif run_dir is not None:
-        yield from _shared_server(run_dir)
-    else:
-        server = _start_server()
-        try:
-            yield server.url()
-        finally:
-            _stop_server(server.home)
+        return
+    # Not under pytest's basetemp: a second pytest run prunes old basetemps, even one still in use.
+    home = Path(tempfile.mkdtemp(prefix="gcos-test-pg-"))
+    server = EmbeddedServer(home)
+    server.up()
+    try:
+        _tune_test_server(server.url("postgres"))
+        yield server.url()
+    finally:
+        server.down()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 FILE_COPY_FROM = 64 * 1024 * 1024
@@ -243,57 +167,20 @@ def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[
             _drop_database(admin, name)
 
 
-@pytest.fixture(scope="session")
-def shared_templates(run_dir: Path | None) -> Path | None:
-    """Where this run's workers record the session templates they share on the ONE embedded server (None: each
-    worker builds its own, e.g. on GCOS_TEST_DSN's server, where every worker drops what it made)."""
-    return None if os.environ.get("GCOS_TEST_DSN", "").strip() else run_dir
-
-
 @contextmanager
 def _session_template(
-    pg_admin_dsn: str,
-    prefix: str,
-    fill: Callable[[str], None],
-    source: str | None = None,
-    shared: Path | None = None,
+    pg_admin_dsn: str, prefix: str, fill: Callable[[str], None], source: str | None = None
 ) -> Iterator[str]:
-    """A template database for the session: a copy of `source` (else empty) that `fill(dsn)` completes. With
-    `shared`, the first worker builds it and the others wait for it and use the same one (never dropped: the
-    shared throw-away server goes with its last user)."""
-    if shared is not None:
-        yield _shared_template(
-            pg_admin_dsn, prefix, shared, lambda name: _new_template(pg_admin_dsn, name, fill, source)
-        )
-        return
+    """A template database for the session: a copy of `source` (else empty) that `fill(dsn)` completes."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        _create_database(admin, name, source)
     try:
-        _new_template(pg_admin_dsn, name, fill, source)
+        fill(make_conninfo(pg_admin_dsn, dbname=name))
         yield name
     finally:
         with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
             _drop_database(admin, name)
-
-
-def _new_template(pg_admin_dsn: str, name: str, fill: Callable[[str], None], source: str | None) -> None:
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        _create_database(admin, name, source)
-    fill(make_conninfo(pg_admin_dsn, dbname=name))
-
-
-def _shared_template(pg_admin_dsn: str, prefix: str, shared: Path, build: Callable[[str], None]) -> str:
-    """The name of the run's `prefix` template on the shared server: built by `build(name)` if no worker has."""
-    record = shared / f"{prefix}.template"
-    with _run_lock(shared, prefix):
-        if record.exists():
-            name = record.read_text()
-            with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-                if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                    return name
-        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        build(name)
-        record.write_text(name)
-        return name
 
 
 def _install_into(dsn: str) -> None:
@@ -320,9 +207,9 @@ WORLD_ADOPTED_BY = frozenset({"gcos_adopted"})
 
 
 @pytest.fixture(scope="session")
-def installed_template(pg_admin_dsn: str, shared_templates: Path | None) -> Iterator[str]:
+def installed_template(pg_admin_dsn: str) -> Iterator[str]:
     """An empty database with every shipped gcos migration installed, once per session (a template)."""
-    with _session_template(pg_admin_dsn, "gcos_installed", _install_into, shared=shared_templates) as name:
+    with _session_template(pg_admin_dsn, "gcos_installed", _install_into) as name:
         yield name
 
 
@@ -341,29 +228,23 @@ def dsn(request: pytest.FixtureRequest, pg_admin_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def world_template(pg_admin_dsn: str, shared_templates: Path | None) -> Iterator[str]:
+def world_template(pg_admin_dsn: str) -> Iterator[str]:
     """Seed 002's reference world at its default size, built once per session as a template database."""
-    with _session_template(pg_admin_dsn, "gcos_world", _build_world_into, shared=shared_templates) as name:
+    with _session_template(pg_admin_dsn, "gcos_world", _build_world_into) as name:
         yield name
 
 
 @pytest.fixture(scope="session")
-def installed_world_template(pg_admin_dsn: str, world_template: str, shared_templates: Path | None) -> Iterator[str]:
+def installed_world_template(pg_admin_dsn: str, world_template: str) -> Iterator[str]:
     """The reference world with gcos installed, once per session (a template)."""
-    with _session_template(
-        pg_admin_dsn, "gcos_world_installed", _install_into, world_template, shared=shared_templates
-    ) as name:
+    with _session_template(pg_admin_dsn, "gcos_world_installed", _install_into, world_template) as name:
         yield name
 
 
 @pytest.fixture(scope="session")
-def adopted_world_template(
-    pg_admin_dsn: str, installed_world_template: str, shared_templates: Path | None
-) -> Iterator[str]:
+def adopted_world_template(pg_admin_dsn: str, installed_world_template: str) -> Iterator[str]:
     """The reference world with gcos installed and schema public adopted by the kernel (a template)."""
-    with _session_template(
-        pg_admin_dsn, "gcos_world_adopted", _adopt_public, installed_world_template, shared=shared_templates
-    ) as name:
+    with _session_template(pg_admin_dsn, "gcos_world_adopted", _adopt_public, installed_world_template) as name:
         yield name
 
 
@@ -490,17 +371,10 @@ def world_role(world_dsn: str) -> Iterator[MakeRole]:
 
 
 @pytest.fixture(scope="session")
-def small_world(
-    pg_admin_dsn: str, shared_templates: Path | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """tests/test_batched.py's small world after steps 1-4, 6 and 8 (a template), built once per session (once per
-    run with shared_templates) and shared by every module whose `kit` clones it: no test writes the template."""
-    from test_batched import build_world_template, world_template  # a test module's helpers: imported when needed
+def small_world(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """tests/test_batched.py's small world after steps 1-4, 6 and 8 (a template), built once per session and
+    shared by every module whose `kit` clones it: no test writes the template itself."""
+    from test_batched import world_template  # a test module's helper: imported when first needed
 
-    root = tmp_path_factory.mktemp("small_world")
-    if shared_templates is not None:
-        build = lambda name: build_world_template(pg_admin_dsn, root, name)  # noqa: E731
-        yield _shared_template(pg_admin_dsn, "gcos_bworld", shared_templates, build)
-        return
-    with world_template(pg_admin_dsn, root) as name:
+    with world_template(pg_admin_dsn, tmp_path_factory.mktemp("small_world")) as name:
         yield name

@@ -67,29 +67,24 @@ def scratch_project(root: Path) -> Path:
 @contextmanager
 def world_template(admin_dsn: str, root: Path) -> Iterator[str]:
     """A template database: the small world after steps 1-4, 6 and 8, gcos installed, public adopted."""
+    project = load_project(scratch_project(root))
     name = f"gcos_bworld_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        build_world_template(admin_dsn, root, name)
+        with psycopg.connect(make_conninfo(admin_dsn, dbname=name), autocommit=True) as conn:
+            reference_world.build_world(conn, rows=ROWS)
+            install(conn)
+            for step_id in DEPENDENCIES:
+                mutation = project.steps[step_id].mutation
+                assert mutation is not None
+                with conn.transaction():
+                    conn.execute(mutation.sql)
+            adopt(conn, ["public"])
         yield name
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def build_world_template(admin_dsn: str, root: Path, name: str) -> None:
-    """Create database `name`: the small world after steps 1-4, 6 and 8, gcos installed, public adopted."""
-    project = load_project(scratch_project(root))
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(make_conninfo(admin_dsn, dbname=name), autocommit=True) as conn:
-        reference_world.build_world(conn, rows=ROWS)
-        install(conn)
-        for step_id in DEPENDENCIES:
-            mutation = project.steps[step_id].mutation
-            assert mutation is not None
-            with conn.transaction():
-                conn.execute(mutation.sql)
-        adopt(conn, ["public"])
 
 
 PEOPLE = {  # who: (role name hint, principal kind, gcos group and principal role)
