@@ -34,6 +34,11 @@ from gcos.install import install
 from gcos.principals import add_principal
 from gcos.target import LIBPQ_ENV, Target, libpq_variables
 
+try:
+    import fcntl
+except ImportError:  # Windows: each xdist worker builds what it needs on its own
+    fcntl = None  # type: ignore[assignment]
+
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIRS = ("steps", "plans", "rollback")
 
@@ -102,6 +107,28 @@ def _tune_test_server(admin_dsn: str) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError("the embedded test server did not take its test settings")
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The directory this run's xdist workers share (their basetemps' parent), where they meet to build a thing
+    once (the wheel of test_anywhere); None outside xdist or without fcntl (each builds its own). Servers and
+    databases are never shared: roles are the cluster's, and the fingerprint measures role memberships."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or fcntl is None:
+        return None
+    return tmp_path_factory.getbasetemp().parent
+
+
+@contextmanager
+def _run_lock(root: Path, name: str) -> Iterator[None]:
+    """An exclusive lock that this run's workers share: one builds, the others wait for it and reuse."""
+    assert fcntl is not None
+    with (root / f"{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
