@@ -10,7 +10,7 @@ import sys
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -499,7 +499,8 @@ def _record_files(
     target: Target, settings: SessionSettings | None, root: Path, step_id: str | None
 ) -> AbstractContextManager[record_evidence.Recorded]:
     """Evidence files of the commit, rollback, refusal, stop or drift records an action appends."""
-    return record_evidence.recorded(lambda: connect(target, settings), root / "rehearsals", step_id)
+    named = record_evidence.evidence_settings(settings)
+    return record_evidence.recorded(lambda: connect(target, named), root / "rehearsals", step_id)
 
 
 def apply(
@@ -600,4 +601,5 @@ def verify_pack(
     from gcos.evidence import signing
 
     anchor = signing.load_anchor(anchor_file, allowed_signers) if anchor_file else None
-    return evidence.verify_pack(pack_dir, anchor=anchor, allowed_signers=allowed_signers)
+    report = evidence.verify_pack(pack_dir, anchor=anchor, allowed_signers=allowed_signers)
+    return replace(report, anchor_signed=anchor is not None and allowed_signers is not None)

@@ -223,7 +223,9 @@ class _Story:
     def recorded(self, step: StepSpec) -> AbstractContextManager[record_evidence.Recorded]:
         """The commit's (or refusal's) evidence files beside the rehearsals', as `gcos commit` writes them."""
         return record_evidence.recorded(
-            lambda: connect(self.role("operator"), self.settings), self.project.root / "rehearsals", step.id
+            lambda: connect(self.role("operator"), record_evidence.evidence_settings(self.settings)),
+            self.project.root / "rehearsals",
+            step.id,
         )
 
     def finish(self, target: Target, report_dir: Path | None) -> StoryResult:

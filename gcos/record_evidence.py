@@ -31,6 +31,7 @@ import psycopg
 from gcos import ledger
 from gcos.domain import Kind
 from gcos.errors import GcosError
+from gcos.target import SessionSettings
 
 FORMAT_VERSION = 1
 KINDS = (Kind.COMMIT, Kind.ROLLBACK, Kind.COMMIT_REFUSED, Kind.ROLLBACK_REFUSED, Kind.STOP, Kind.DRIFT)
@@ -178,6 +179,15 @@ def missing_sentence(exc: Exception, evidence_dir: Path, step_id: str | None) ->
         f"Its evidence files could not be read from the ledger for {evidence_dir} ({type(exc).__name__}: "
         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); {again} writes them again."
     )
+
+
+EVIDENCE_APPLICATION = "gcos evidence"
+"""The application_name of the connection the hook holds beside the action's (an admin sees which is which)."""
+
+
+def evidence_settings(settings: SessionSettings | None) -> SessionSettings:
+    """The action's session settings, named as the evidence hook's connection."""
+    return replace(settings or SessionSettings.from_env(), application_name=EVIDENCE_APPLICATION)
 
 
 @contextmanager

@@ -305,8 +305,12 @@ def test_a_run_starts_only_approved_and_for_a_named_human_operator_or_a_superuse
 
 
 def terminate(kit: Kit) -> None:
-    """End the operator's session in this database, as an admin would (pg_terminate_backend)."""
-    query = "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s AND datname = %s"
+    """End the operator's backfill session in this database, as an admin would (pg_terminate_backend): the
+    kernel's connection, named `gcos`, not the blocker watch's or the evidence hook's beside it."""
+    query = (
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+        " WHERE usename = %s AND datname = %s AND application_name = 'gcos'"
+    )
     assert kit.admin.execute(query, (kit.person("operator").name, kit.admin.info.dbname)).fetchall() == [(True,)]
 
 
