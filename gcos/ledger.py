@@ -154,6 +154,9 @@ class VerifyReport:
     first_bad_seq: int | None = None
     reason: str | None = None
     anchor_seq: int | None = None
+    pack_files: int | None = None  # an evidence pack's files, each rebuilt from the chain and found identical
+    pack_signed_by: str | None = None  # the allowed_signers identity whose key signed the pack's manifest
+    anchor_signed: bool = False  # the kept anchor's signature was checked against allowed_signers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

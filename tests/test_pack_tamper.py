@@ -198,6 +198,10 @@ def test_the_untouched_pack_is_what_the_chain_rebuilds_and_its_signatures_verify
 ) -> None:
     report = commands.verify_pack(signed.pack, signed.anchor, signed.allowed)
     assert report.ok and report.anchor_seq == report.head_seq
+    files = [p for p in signed.pack.rglob("*") if p.is_file() and p.name != "manifest.json.sig"]
+    assert (report.pack_files, report.pack_signed_by, report.anchor_signed) == (len(files), SIGNER, True)
+    unsigned = commands.verify_pack(signed.pack)  # what a verify without allowed_signers can say it checked
+    assert (unsigned.pack_files, unsigned.pack_signed_by, unsigned.anchor_signed) == (len(files), None, False)
     manifest = json.loads((signed.pack / "manifest.json").read_text())
     pack = json.loads((signed.pack / "anchor.json").read_text())
     rows = [ledger.Row(r["seq"], r["prev_hash"], r["hash"], r["canonical"]) for r in _rows(signed.pack)]

@@ -328,6 +328,12 @@ def ledger_report(out: Console, report: ledger.VerifyReport) -> None:
         anchored = f", consistent with the anchor at seq {report.anchor_seq}" if report.anchor_seq else ""
         head = f"head seq {report.head_seq} {report.head_hash[:16]}…" if report.head_hash else "empty"
         out.print(f"[green]ledger intact[/]: {report.records} record(s) re-hashed from genesis, {head}{anchored}")
+        if report.anchor_signed:
+            out.print("[green]kept anchor signed[/]: its signature verifies against the allowed signers")
+        if report.pack_files is not None:
+            out.print(f"[green]pack rebuilt[/]: {report.pack_files} file(s), each identical to what the chain gives")
+        if report.pack_signed_by:
+            out.print(f"[green]pack signed[/] by {report.pack_signed_by} (namespace gcos-pack)")
         if not report.anchor_seq:
             out.print(
                 "[dim]without an anchor a truncated tail or a full rewrite cannot be detected: "

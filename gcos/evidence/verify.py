@@ -6,6 +6,7 @@ kept anchor. The first bad thing is named in a LedgerBroken (exit 7)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -57,11 +58,12 @@ def verify_pack(
     _check_rebuilt(pack_dir, manifest, rows, pack_anchor)
     if anchor is not None:
         report = _check_kept_anchor(rows, anchor, (pack_anchor.system_identifier, pack_anchor.database))
+    signer = None
     if allowed_signers is not None:
         from gcos.evidence import signing
 
-        signing.verify_file(pack_dir / MANIFEST, pack_dir / SIGNATURE, allowed_signers, signing.PACK_NAMESPACE)
-    return report
+        signer = signing.verify_file(pack_dir / MANIFEST, pack_dir / SIGNATURE, allowed_signers, signing.PACK_NAMESPACE)
+    return dataclasses.replace(report, pack_files=len(listed) + 1, pack_signed_by=signer)
 
 
 def _broken(message: str, report: ledger.VerifyReport | None = None) -> LedgerBroken:
