@@ -54,8 +54,21 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["gcos_terminal_env"] = {name: os.environ.get(name) for name in TERMINAL_ENV}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """In an xdist worker (before any test module imports gcos.cli): the controller's terminal variables."""
+    """In an xdist worker (before any test module imports gcos.cli): the controller's terminal variables.
+
+    With GCOS_TEST_DSN the tests run in ONE process: roles are the server's, so on one shared server a test that
+    grants a cluster role (pg_write_all_data, an online window's gcos_kernel) changes what every other worker's
+    adopt and fingerprints see; the default runs each xdist worker on an embedded server of its own."""
+    shared = os.environ.get("GCOS_TEST_DSN", "").strip() and not hasattr(config, "workerinput")
+    if shared and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = None
+        config.option.dist = "no"
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning("GCOS_TEST_DSN: one process (roles are the server's; workers would race)"),
+            stacklevel=2,
+        )
     given: dict[str, str | None] = getattr(config, "workerinput", {}).get("gcos_terminal_env", {})
     for name, value in given.items():
         if value is None:
