@@ -63,7 +63,7 @@ def build_report(
         elif fmt == "records":
             files = record_evidence.regenerate(snapshot.entries, out_dir, {s.id for s in chosen} if step_id else None)
         else:
-            files = write_pack(out_dir, context, snapshot, project, states)
+            files = write_pack(out_dir, chosen[0].id if step_id else None, snapshot)
     except OSError as exc:
         raise SpecError(f"Cannot write the report to {out_dir} ({exc.strerror}); choose a writable directory.") from exc
     last = snapshot.rows[-1] if snapshot.rows else None

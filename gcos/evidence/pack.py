@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gcos import __version__ as gcos_version
-from gcos import ledger, state
+from gcos import ledger
 from gcos.errors import LedgerBroken, SpecError
 from gcos.evidence import chain
 from gcos.evidence.common import (
@@ -37,7 +37,6 @@ from gcos.evidence.common import (
 from gcos.evidence.render import render
 from gcos.evidence.snapshot import Snapshot
 from gcos.evidence.view import report_context
-from gcos.spec import Project
 
 SIGNATURE = "manifest.json.sig"  # ``gcos report --format json --sign KEY``: an SSH signature of the manifest
 
@@ -68,30 +67,21 @@ def clear_old_pack(out_dir: Path) -> None:
         )
 
 
-def write_pack(
-    out_dir: Path,
-    context: Mapping[str, Any],
-    snapshot: Snapshot,
-    project: Project,
-    states: Mapping[str, state.StepState],
-) -> tuple[Path, ...]:
-    """Write the pack of the steps `context` reports (every step the chain registered, or its one scoped step)
-    to `out_dir`; return its files, the manifest last. Only the chain feeds it (gcos.evidence.chain): the live
-    `project` and `states` (gate 5 judged now) feed md and html, never the pack."""
+def write_pack(out_dir: Path, scope: str | None, snapshot: Snapshot) -> tuple[Path, ...]:
+    """Write the pack of `scope` (one step, or None: every step the chain registered) to `out_dir`; return its
+    files, the manifest last. Only the chain feeds it (gcos.evidence.chain), never the live project or states."""
     if not snapshot.rows:
         raise SpecError("The ledger is empty: there is nothing to put in an evidence pack yet.")
-    scope = context.get("scope")
     if scope is not None and scope not in chain.current_steps(snapshot.entries):
         raise SpecError(
             f"The ledger holds no registered spec of {scope}: rehearse it before writing its evidence pack."
         )
-    del project, states
     out_dir = out_dir.resolve()
     clear_old_pack(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.gcos-", dir=out_dir.parent))
     try:  # written whole beside it, then moved in (the manifest last): a failure leaves no half pack behind
-        files = _write(staging, snapshot, scope if isinstance(scope, str) else None)
+        files = _write(staging, snapshot, scope)
         moved = []
         for path in files:
             target = out_dir / path.relative_to(staging)
