@@ -67,6 +67,10 @@ ALTER INDEX s2.ref_expr ALTER COLUMN 1 SET STATISTICS 100;
 CREATE INDEX ref_incl ON s2.ref (room DESC NULLS LAST) INCLUDE (during) WITH (fillfactor = 70);
 CREATE INDEX ref_coll ON s2.ref ((room::text) COLLATE "C" text_pattern_ops);
 CLUSTER s2.ref USING ref_incl;
+CREATE TABLE s2.docs (t tsvector, n int);
+CREATE INDEX docs_t ON s2.docs USING gist (t tsvector_ops (siglen = 100)) WITH (buffering = off);
+CREATE INDEX docs_e ON s2.docs USING gist (t tsvector_ops (siglen = 8), (to_tsvector('simple', n::text)));
+ALTER INDEX s2.docs_e ALTER COLUMN 2 SET STATISTICS 10;
 CREATE VIEW s2.v AS SELECT id, name FROM s2.parent WHERE id > 1 WITH CHECK OPTION;
 CREATE MATERIALIZED VIEW s2.mv AS SELECT count(*) AS n FROM s2.parent WITH NO DATA;
 CREATE FOREIGN DATA WRAPPER w;
@@ -183,6 +187,8 @@ def test_rich_world_fingerprints_as_the_reference_queries(conn: Conn, gcos_insta
     # the world holds what the escaping and the UTF-16 order are about
     objects = conn.execute("SELECT identity FROM gcos.fingerprint_objects('relation', '{gcos}')").fetchall()
     names = {str(r[0]) for r in objects}
+    index = " ".join(d for _, d in rows(conn, fingerprint_queries(conn.info.server_version)["index"], True))
+    assert "siglen=100" in index and "STATISTICS 10" in index and "(expression)" in index
     assert {'"we""ird\\sch"."t😀"', '"we""ird\\sch"."t\ue000"', '"we""ird\\sch"."tab""le"'} <= names
 
 

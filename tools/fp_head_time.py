@@ -1,11 +1,13 @@
 """Time each category's whole aggregating statement (gcos._fp_schema_head + the query) as gcos._fp_take
-runs it, for the loaded query and for the working tree's file, best of N warm runs, and once cold.
+runs it, for the loaded query and for the working tree's file, best of 15 warm runs and
+the median of 5 cold ones (a fresh connection's first run).
 
     python tools/fp_head_time.py DSN [CATEGORY ...]
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,18 +31,28 @@ def adapt(text: str, version: int) -> str:
     return text.replace("%(exclude)s", "$1").replace("%(no_extensions)s", "$2")
 
 
-def timed(dsn: str, stmt: str, runs: int = 9) -> tuple[float, float, str]:
+def timed(dsn: str, stmts: list[str], runs: int = 15) -> list[tuple[float, float, str]]:
+    """Per statement: median cold time (first run on each of 5 fresh connections) and best warm time,
+    the statements interleaved so that load from other processes falls on all of them alike."""
+    cold: list[list[float]] = [[] for _ in stmts]
+    warm: list[list[float]] = [[] for _ in stmts]
+    outs = [""] * len(stmts)
+    for _ in range(5):
+        for i, stmt in enumerate(stmts):
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(SETTINGS)
+                t = time.perf_counter()
+                row = c.execute(stmt, prepare=False).fetchone()
+                cold[i].append(time.perf_counter() - t)
+                outs[i] = str(row[0] if row else "")
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute(SETTINGS)
-        t = time.perf_counter()
-        out = c.execute(stmt, prepare=False).fetchone()[0]
-        cold = time.perf_counter() - t
-        warm = []
         for _ in range(runs):
-            t = time.perf_counter()
-            c.execute(stmt, prepare=False).fetchone()
-            warm.append(time.perf_counter() - t)
-    return cold, min(warm), out or ""
+            for i, stmt in enumerate(stmts):
+                t = time.perf_counter()
+                c.execute(stmt, prepare=False).fetchone()
+                warm[i].append(time.perf_counter() - t)
+    return [(statistics.median(cold[i]), min(warm[i]), outs[i]) for i in range(len(stmts))]
 
 
 def main() -> int:
@@ -51,14 +63,12 @@ def main() -> int:
     bad = 0
     tot = [0.0] * 4
     for name in sys.argv[2:] or fingerprint.CATEGORIES:
-        res = []
+        stmts = []
         for base in (REFERENCE, ROOT / "gcos" / "fingerprint_sql"):
-            q = (
-                adapt((base / f"{name}.sql").read_text(), version)
-                .replace("$1", "'{gcos}'::text[]")
-                .replace("$2", "true")
-            )
-            res.append(timed(dsn, head + q + "\n) AS q(identity, definition)"))
+            q = adapt((base / f"{name}.sql").read_text(), version)
+            q = q.replace("$1", "'{gcos}'::text[]").replace("$2", "true")
+            stmts.append(head + q + "\n) AS q(identity, definition)")
+        res = timed(dsn, stmts)
         same = res[0][2] == res[1][2]
         bad += not same
         for i, v in enumerate((res[0][0], res[0][1], res[1][0], res[1][1])):
