@@ -58,6 +58,14 @@ CREATE TABLE s2.child (extra int DEFAULT nextval('s2.seq')) INHERITS (s2.parent)
 CREATE TABLE s2.part (id int, k date, v text, CONSTRAINT part_pk PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
 CREATE TABLE s2.part_2024 PARTITION OF s2.part FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE s2.part_def PARTITION OF s2.part DEFAULT;
+CREATE TABLE s2.lp (a text COLLATE "C", b int) PARTITION BY LIST (a);
+CREATE TABLE s2.lp_ab PARTITION OF s2.lp FOR VALUES IN ('a', 'b', NULL);
+CREATE TABLE s2.hp (a int, b int) PARTITION BY HASH (a, (b + 1));
+CREATE TABLE s2.hp_0 PARTITION OF s2.hp FOR VALUES WITH (modulus 2, remainder 0);
+CREATE TABLE s2.rp (a int, b timestamptz) PARTITION BY RANGE (a, b);
+CREATE TABLE s2.rp_1 PARTITION OF s2.rp FOR VALUES FROM (MINVALUE, MINVALUE) TO (10, '2024-01-01 00:00+02');
+CREATE TABLE s2.base2 (z int);
+CREATE TABLE s2.child2 (more int) INHERITS (s2.child, s2.base2);
 CREATE TABLE s2.ref (id int PRIMARY KEY, pid bigint REFERENCES s2.parent (id) ON DELETE CASCADE
     DEFERRABLE INITIALLY DEFERRED, during tsrange, room int, UNIQUE NULLS NOT DISTINCT (room),
     EXCLUDE USING gist (during WITH &&));
