@@ -18,13 +18,10 @@ WITH nsp AS (
       JOIN nsp ON nsp.oid = ic.relnamespace
      WHERE (%(no_extensions)s OR NOT EXISTS (SELECT FROM pg_depend AS e
                                            WHERE e.classid = 'pg_class'::regclass AND e.objid = i.indrelid AND e.deptype = 'e'))
-), iattr AS (  -- index columns with opclass options or a statistics target: rare, so a small hash
-    SELECT a.attrelid, a.attnum, a.attoptions, a.attstattarget
-      FROM pg_attribute AS a
-     WHERE a.attoptions IS NOT NULL OR coalesce(a.attstattarget, -1) <> -1
 ), cols AS (
     SELECT ix.indexrelid,
-           array_agg(coalesce(quote_ident(a.attname), '(expression)')
+           array_agg(coalesce((SELECT quote_ident(a.attname) FROM pg_attribute AS a
+                                WHERE a.attrelid = ix.indrelid AND a.attnum = k.attnum), '(expression)')
                      || CASE WHEN k.n <= ix.indnkeyatts
                              THEN ' ' || quote_ident(opn.nspname) || '.' || quote_ident(opc.opcname)
                                   || CASE WHEN k.coll NOT IN (0, 100)
@@ -32,14 +29,15 @@ WITH nsp AS (
                                           ELSE '' END
                                   || ' ' || k.opt::text
                              ELSE ' INCLUDE' END
-                     || coalesce(' ' || ia.attoptions::text, '')
-                     || coalesce(' STATISTICS ' || ia.attstattarget::text, '')
+                     || coalesce((SELECT coalesce(' ' || ia.attoptions::text, '')
+                                         || coalesce(' STATISTICS ' || ia.attstattarget::text, '')
+                                    FROM pg_attribute AS ia
+                                   WHERE ia.attrelid = ix.indexrelid AND ia.attnum = k.n
+                                     AND (ia.attoptions IS NOT NULL OR coalesce(ia.attstattarget, -1) <> -1)), '')
                      ORDER BY k.n) AS columns
       FROM ix
      CROSS JOIN LATERAL unnest(ix.indkey::int2[], ix.indclass::oid[], ix.indcollation::oid[], ix.indoption::int2[])
                         WITH ORDINALITY AS k(attnum, opclass, coll, opt, n)
-      LEFT JOIN pg_attribute AS a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum
-      LEFT JOIN iattr AS ia ON ia.attrelid = ix.indexrelid AND ia.attnum = k.n
       LEFT JOIN pg_opclass AS opc ON opc.oid = k.opclass
       LEFT JOIN pg_namespace AS opn ON opn.oid = opc.opcnamespace
       LEFT JOIN pg_collation AS co ON co.oid = k.coll

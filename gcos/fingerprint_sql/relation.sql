@@ -2,6 +2,8 @@
 -- foreign tables: the view query, partitioning, inheritance, typed-table type, options, persistence,
 -- row-level security, replica identity, tablespace, access method, foreign server. Columns (with their
 -- position) are in column.sql.
+-- A partition bound holds only constants: deparsed without the table (pg_get_expr(relpartbound, 0): no relation
+-- to open per partition). Parents are looked up only for relations that pg_inherits names (one hash of it).
 -- fields: kind, owner, acl, options, persistence, row_security, force_row_security, replica_identity, tablespace, access_method, of_type, partition_key, partition_bound, inherits, query, populated, foreign_server, foreign_options, comment
 WITH nsp AS (
     SELECT n.oid, quote_ident(n.nspname) AS qname
@@ -25,8 +27,9 @@ SELECT nsp.qname || '.' || quote_ident(c.relname) AS identity,
            am.amname,
            CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END,
            CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-           CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
-           (SELECT array_agg(i.inhparent::regclass::text ORDER BY i.inhseqno) FROM pg_inherits AS i WHERE i.inhrelid = c.oid),
+           CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, 0) END,
+           CASE WHEN c.oid IN (SELECT h.inhrelid FROM pg_inherits AS h) THEN
+               (SELECT array_agg(i.inhparent::regclass::text ORDER BY i.inhseqno) FROM pg_inherits AS i WHERE i.inhrelid = c.oid) END,
            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
            CASE WHEN c.relkind = 'm' THEN c.relispopulated END,
            CASE WHEN c.relkind = 'f' THEN
