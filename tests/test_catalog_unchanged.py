@@ -141,6 +141,23 @@ def test_analyze_and_vacuum_change_nothing(conn: psycopg.Connection[Any], world:
     assert unchanged(world, taken)
 
 
+def test_a_long_open_transaction_leaves_no_proof_rather_than_a_slow_one(
+    conn: psycopg.Connection[Any], world: psycopg.Connection[Any]
+) -> None:
+    """Rows younger than the oldest running transaction are listed in the mark; past 5,000 of them the mark
+    says it cannot prove anything, and the check answers "changed"."""
+    with psycopg.connect(conn.info.dsn, autocommit=True) as old:
+        old.execute("BEGIN")
+        old.execute("SELECT pg_current_xact_id()")  # an xid that holds every snapshot's xmin back
+        columns = ", ".join(f"c{i} integer" for i in range(1000))
+        for n in range(6):
+            conn.execute(f"CREATE TABLE public.wide{n} ({columns})")
+        taken = mark(world)
+        old.execute("ROLLBACK")
+    assert "unprovable" in taken
+    assert not unchanged(world, taken)
+
+
 def wait_for(conn: psycopg.Connection[Any], query: str, what: str, timeout: float = 60) -> None:
     """Poll until `query` returns true (the state another session reaches), or fail saying what never came."""
     deadline = time.monotonic() + timeout
