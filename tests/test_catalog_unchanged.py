@@ -131,6 +131,20 @@ def test_ddl_in_flight_at_the_mark_with_equal_counts_is_a_change(
     assert not unchanged(world, taken)
 
 
+def test_ddl_in_a_savepoint_of_a_transaction_in_flight_at_the_mark_is_a_change(
+    conn: psycopg.Connection[Any], world: psycopg.Connection[Any]
+) -> None:
+    """pg_current_snapshot() lists top-level xids only: a subtransaction's xid is in no snapshot's xip list, so
+    a proof by "xmin visible in the mark's snapshot" would take this commit for an old one. The mark lists the
+    row versions it saw instead, and this one is not among them."""
+    with conn.transaction():
+        conn.execute("SELECT pg_current_xact_id()")
+        with conn.transaction():  # a savepoint: the DDL gets a subtransaction's xid
+            conn.execute("COMMENT ON TABLE public.t1 IS 'in a savepoint'")
+        taken = mark(world)
+    assert not unchanged(world, taken)
+
+
 def test_analyze_and_vacuum_change_nothing(conn: psycopg.Connection[Any], world: psycopg.Connection[Any]) -> None:
     conn.execute("INSERT INTO public.kept SELECT g, 'v' FROM generate_series(1, 500) AS g")
     conn.execute("DELETE FROM public.kept WHERE id % 2 = 0")
