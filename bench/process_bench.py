@@ -62,8 +62,11 @@ BATCH = 200  # CREATE TABLEs per transaction: 20,000 in one would exhaust max_lo
 
 
 def env_for(checkout: Path) -> dict[str, str]:
-    """The environment that runs `checkout`'s gcos (first on PYTHONPATH, ahead of any installed copy)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(checkout), os.environ.get("PYTHONPATH")) if p)}
+    """The environment that runs `checkout`'s gcos (first on PYTHONPATH, ahead of any installed copy), with
+    bytecode written and reused as an installed package has it: under PYTHONDONTWRITEBYTECODE every process
+    would compile gcos's sources again (about 0.05 s a process), which no user's `gcos` does."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(checkout), os.environ.get("PYTHONPATH")) if p)}
 
 
 ENV = env_for(REPO)
