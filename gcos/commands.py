@@ -317,8 +317,9 @@ def rehearse(
     """BEGIN..ROLLBACK rehearsal of one step with entry==exit proof; evidence under <project>/rehearsals/.
 
     The kernel rehearses the registered spec inside the database as gcos_kernel and writes the record itself
-    (gcos/kernel.py); where schema public is not adopted it refuses (exit 3)."""
-    project = load_project(project_dir)
+    (gcos/kernel.py); where schema public is not adopted it refuses (exit 3). Only this step's spec is checked
+    in full, besides the project's structure and plans: it is the one registered and run (load_project's focus)."""
+    project = load_project(project_dir, focus=step_ref)
     step = project.step(step_ref)
     settings = settings or SessionSettings.from_env()
     with connect(target, settings) as conn:

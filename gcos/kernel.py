@@ -104,6 +104,7 @@ def rehearse(
     plan_hash = registry.register_plan(conn, plan, trace_id=trace)
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # its record follows what others appended meanwhile
     watch: blockers.Watch | None = None
+    rehearsal_evidence.preload()  # the evidence template compiles while the kernel works
     try:
         with conn.transaction():
             set_local_timeouts(conn, settings)

@@ -7,14 +7,16 @@ The kernel rehearses and records (gcos/sql/011); gcos/kernel.py writes these fil
 from __future__ import annotations
 
 import json
+import threading
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from gcos import ledger
 from gcos.results import RehearsalResult
+
+if TYPE_CHECKING:
+    import jinja2
 
 FORMAT_VERSION = 1
 
@@ -41,8 +43,25 @@ def write_evidence(
     return (str(json_path), str(md_path))
 
 
-@cache
+def preload() -> None:
+    """Import jinja2 and compile the template in a thread while the kernel rehearses (about 0.1 s the client
+    would otherwise spend after the server's answer, idle meanwhile); write_evidence takes the same cached
+    template, waiting for the thread if it is not done. Nothing is written before the result is in."""
+    threading.Thread(target=_template, name="gcos-evidence-template", daemon=True).start()
+
+
+_COMPILING = threading.Lock()  # one compile: the caller waits for preload's thread instead of doing it again
+
+
 def _template() -> jinja2.Template:
+    with _COMPILING:
+        return _compiled()
+
+
+@cache
+def _compiled() -> jinja2.Template:
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("gcos.evidence", "templates"),
         autoescape=False,  # Markdown, written as the values are (the evidence files are hashed)

@@ -19,7 +19,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gcos.embedded import EmbeddedServer
 from gcos.errors import SpecError, connection_failed
 
 CONNECT_TIMEOUT = 10
@@ -149,6 +148,8 @@ def resolve_target(dsn: str | None = None, *, home: Path | None = None, start_em
     seen = [var for var, _key, _value in libpq_variables()]
     if seen:
         return Target("", f"libpq ({', '.join(seen)})")
+    from gcos.embedded import EmbeddedServer  # here: psutil and the server code only for the embedded target
+
     server = EmbeddedServer(home)
     if start_embedded:
         server.up()
@@ -165,6 +166,8 @@ def connect(
     cannot be reached, LoginRefused (exit 2) when it refused the login; the redacted DSN and what to do."""
     settings = settings if settings is not None else SessionSettings.from_env()
     if target.embedded_home is not None and target.embedded_home not in _STARTED:
+        from gcos.embedded import EmbeddedServer  # here: psutil and the server code only for the embedded target
+
         EmbeddedServer(target.embedded_home).up()
         _STARTED.add(target.embedded_home)
     params = _parse(target.dsn, target.source)

@@ -4,12 +4,14 @@ This package is the only code that prints or exits; errors become the contract's
 gcos.cli.app.run. The command modules register on the app when imported, in the order --help lists them.
 
 Nothing is imported until it is needed: `gcos --version` prints without loading typer (about 0.2 s of
-imports), and `gcos.cli.app` (the typer app, as `from gcos.cli import app` gives it) registers the command
-modules on first use.
+imports); a command registers only the module that defines it (COMMANDS), so `gcos rehearse` does not
+import the other nine; `gcos --help`, completion and an unknown command register them all, and `gcos.cli.app`
+(the typer app, as `from gcos.cli import app` gives it) registers every module on first use.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -20,20 +22,39 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 
-def _registered() -> typer.Typer:
-    """Import the command modules, which register on the app as they load, and return the app."""
-    from gcos.cli import scaffold  # noqa: F401, I001 - init, new (import order is --help order)
-    from gcos.cli import project  # noqa: F401 - plan, verify, rehearse
-    from gcos.cli import authority  # noqa: F401 - approve, decide, revoke; principals add/list/whoami
-    from gcos.cli import exceptions  # noqa: F401 - except
-    from gcos.cli import commit  # noqa: F401 - status, commit, rollback
-    from gcos.cli import log  # noqa: F401 - log, approvals, apply
-    from gcos.cli import evidence  # noqa: F401 - drift, report; ledger verify/anchor
-    from gcos.cli import demo  # noqa: F401 - demo
-    from gcos.cli import db  # noqa: F401 - install, adopt; db up/down/status/url
-    from gcos.cli import audit  # noqa: F401 - audit replay
+MODULES = ("scaffold", "project", "authority", "exceptions", "commit", "log", "evidence", "demo", "db", "audit")
+"""The command modules in --help order: each registers its commands on the app as it is imported."""
 
+COMMANDS: dict[str, str] = {
+    "init": "scaffold", "new": "scaffold",
+    "plan": "project", "verify": "project", "rehearse": "project",
+    "approve": "authority", "decide": "authority", "revoke": "authority", "principals": "authority",
+    "except": "exceptions",
+    "status": "commit", "commit": "commit", "rollback": "commit",
+    "log": "log", "approvals": "log", "apply": "log",
+    "drift": "evidence", "report": "evidence", "ledger": "evidence",
+    "demo": "demo",
+    "install": "db", "adopt": "db", "db": "db",
+    "audit": "audit",
+}  # fmt: skip
+"""Each top-level command (or group) and the ONE module that registers it (and every command of its group):
+`gcos rehearse ...` imports gcos.cli.project alone. tests/test_startup.py checks it against the real modules."""
+
+
+def _registered(only: str | None = None) -> typer.Typer:
+    """Import the command modules (or `only` that one), which register on the app as they load; the app."""
+    import importlib
+
+    for name in (only,) if only else MODULES:
+        importlib.import_module(f"gcos.cli.{name}")
     return sys.modules["gcos.cli.app"].app  # type: ignore[no-any-return]
+
+
+def _module_for(argv: list[str]) -> str | None:
+    """The one command module `argv` needs, or None (every module: --help, completion, an unknown command)."""
+    if not argv or os.environ.get("_GCOS_COMPLETE"):  # typer's shell completion lists every command
+        return None
+    return COMMANDS.get(argv[0])
 
 
 class _Package(types.ModuleType):
@@ -63,7 +84,7 @@ def main() -> None:
 
         sys.stdout.write(f"gcos {__version__}\n")
         return
-    _registered()
+    _registered(_module_for(sys.argv[1:]))  # `gcos rehearse ...` registers only rehearse's module
     from gcos.cli.app import main as typer_main
 
     typer_main()

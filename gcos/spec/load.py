@@ -304,23 +304,43 @@ def _signers(doc: dict[str, Any], path: Path, node: yaml.Node | None, label: str
         )
 
 
-def step_document(path: Path, root: Path) -> dict[str, Any]:
+def step_document(path: Path, root: Path, *, checked: bool = True) -> dict[str, Any]:
     """The step's document after the schema, with SQL files inlined, every SQL text parsed and the defaults
-    written, except `order` (which needs the plan: with_order)."""
+    written, except `order` (which needs the plan: with_order).
+
+    `checked=False` skips the schema and the SQL parses (two thirds of a load): the same document when the
+    spec is valid, possibly an invalid one (or any exception) when not; only for steps a command neither
+    registers nor runs (load_project's `focus`)."""
     data, node = _read_yaml(path)
     label = "step"
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         label = f"step {data['id']}"
-    _validate("step", data, path, node, label)
+    if checked:
+        _validate("step", data, path, node, label)
+    doc = _completed(data, path, root, node, label, checked)
+    if checked:
+        _check_sql(doc, path, label, node)
+    return doc
+
+
+def _completed(data: Any, path: Path, root: Path, node: yaml.Node | None, label: str, checked: bool) -> dict[str, Any]:
+    """A private JSON copy of the step with the defaults written and the SQL files inlined (the mutation parsed
+    before the rollback file is read, where `checked`: the first error is the one it always was)."""
     doc: dict[str, Any] = json.loads(json.dumps(data))  # a private, JSON-only copy
     for key, default in STEP_DEFAULTS.items():  # written, so the registered spec says them (hash as if stated)
         doc.setdefault(key, json.loads(json.dumps(default)))
     _signers(doc, path, node, label)
     if doc.get("mutation"):
         _inline_file(doc["mutation"], path, root, node, ["mutation"], label)
-        _check_parses(doc["mutation"]["sql"], path, label, ["mutation", "sql"], node)
+        if checked:
+            _check_parses(doc["mutation"]["sql"], path, label, ["mutation", "sql"], node)
     _inline_file(doc["rollback"], path, root, node, ["rollback"], label)
     _refuse_todo(doc, path, label)
+    return doc
+
+
+def _check_sql(doc: dict[str, Any], path: Path, label: str, node: yaml.Node | None) -> None:
+    """The rollback and batch SQL parse; checks and stops are one SELECT each; check names are unique."""
     _check_parses(doc["rollback"]["sql"], path, label, ["rollback", "sql"], node)
     for section in ("reverify", "success"):
         for i, item in enumerate(doc.get(section, [])):
@@ -338,7 +358,6 @@ def step_document(path: Path, root: Path) -> dict[str, Any]:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise SpecError(f"{path}: {label} key {section}: duplicate check name {dupes[0]!r}; names must be unique.")
-    return doc
 
 
 def _step_from(doc: dict[str, Any], path: Path) -> StepSpec:

@@ -79,13 +79,15 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
     return None
 
 
-def _load_steps(root: Path, plans: Sequence[PlanSpec]) -> tuple[dict[str, StepSpec], dict[str, StepSpec]]:
+def _load_steps(
+    root: Path, plans: Sequence[PlanSpec], checked: bool = True
+) -> tuple[dict[str, StepSpec], dict[str, StepSpec]]:
     """Every step under steps/, by id and by upper-cased id; refuse duplicate ids and orders. A step that
     states no order takes its position in the (first) plan that lists it."""
     steps_dir = root / "steps"
     if not steps_dir.is_dir():
         raise SpecError(f"{root} has no steps/ directory; run gcos from a gcos project (see README).")
-    documents = [(path, step_document(path, root)) for path in sorted(steps_dir.glob("*.y*ml"))]
+    documents = [(path, step_document(path, root, checked=checked)) for path in sorted(steps_dir.glob("*.y*ml"))]
     positions: dict[str, int] = {}
     for plan in plans:
         for i, step_id in enumerate(plan.steps, start=1):
@@ -152,13 +154,38 @@ def _check_plan(path: Path, plan: PlanSpec, steps: Mapping[str, StepSpec], plans
                 )
 
 
-def load_project(root: Path) -> Project:
-    """Load gcos.yaml, steps/*.yaml and plans/*.yaml under `root` and validate them as one build order."""
+def load_project(root: Path, *, focus: str | None = None) -> Project:
+    """Load gcos.yaml, steps/*.yaml and plans/*.yaml under `root` and validate them as one build order.
+
+    With `focus` (a step reference, as Project.step takes it), for a command that registers and runs that step
+    alone (`gcos rehearse`): the plans, the project's structure (ids, orders, dependencies, plans, roles) and
+    that step are checked in full, the other steps without their JSON Schema and SQL parses (0.1 s of each
+    such command); any doubt about them (a document the unchecked path cannot read) loads everything checked,
+    so a refusal names the same error as without `focus`."""
+    if focus is not None:
+        try:
+            return _focused(root, focus)
+        except Exception:  # any failure of the unchecked path: the checked load below says what it is
+            pass
+    return _load(root, checked=True)
+
+
+def _focused(root: Path, focus: str) -> Project:
+    """The project with only the `focus` step's spec checked in full (see load_project)."""
+    project = _load(root, checked=False)
+    light = project.step(focus)
+    spec = step_from(step_document(light.path, project.root), light.path, light.order)
+    if spec != light:  # the same file read twice gave another document: take no chance
+        raise SpecError(f"{light.path} changed while it was loaded; run again.")
+    return project
+
+
+def _load(root: Path, *, checked: bool) -> Project:
     root = root.resolve()
     config = load_project_file(root)
     plans_dir = root / "plans"
     loaded = [(path, load_plan(path)) for path in (sorted(plans_dir.glob("*.y*ml")) if plans_dir.is_dir() else [])]
-    steps, by_key = _load_steps(root, [plan for _, plan in loaded])
+    steps, by_key = _load_steps(root, [plan for _, plan in loaded], checked)
     check_vocabulary(config, steps.values())
     _check_dependencies(steps, by_key)
     plans: dict[str, PlanSpec] = {}
