@@ -205,3 +205,62 @@ def test_a_rehearsal_in_an_ambiguous_timezone_sees_a_role_change_at_exit(
             assert prints["exit"]["schema_hash"] != prints["entry"]["schema_hash"]
         finally:
             admin.execute(sql.SQL("DROP SCHEMA s21; DROP ROLE {}").format(role))
+
+
+# --------------------------------------------------------------------------- ideas found safe (cheap to show)
+
+TABLES = """
+CREATE TABLE public.kept (id integer PRIMARY KEY, v text);
+INSERT INTO public.kept SELECT g, 'v' || g FROM generate_series(1, 200) AS g;
+CREATE TABLE public.parted (id integer, v text) PARTITION BY RANGE (id);
+CREATE TABLE public.parted_lo PARTITION OF public.parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE public.parted_hi PARTITION OF public.parted FOR VALUES FROM (100) TO (1000);
+INSERT INTO public.parted SELECT g, 'p' FROM generate_series(1, 200) AS g;
+ALTER TABLE public.kept OWNER TO gcos_kernel;
+ALTER TABLE public.parted OWNER TO gcos_kernel;
+ALTER TABLE public.parted_lo OWNER TO gcos_kernel;
+ALTER TABLE public.parted_hi OWNER TO gcos_kernel;
+"""
+WATCH = ["kept", "parted"]
+# Each rewrites or re-links a watched table's rows by another session, its rows' texts unchanged: a new
+# relfilenode or partition link is a catalog row version, so the catalogs are not proved and the whole
+# fingerprint is measured (and equals the entry's, the content being the same).
+REWRITES = {
+    "vacuum_full": "VACUUM FULL public.kept",
+    "cluster": "CLUSTER public.kept USING kept_pkey",
+    "truncate_and_copy_freeze": "COPY public.kept TO {file}; BEGIN; TRUNCATE public.kept;"
+    " COPY public.kept FROM {file} (FREEZE); COMMIT",  # (the same rows back, frozen)
+    "detach_and_attach": "ALTER TABLE public.parted DETACH PARTITION public.parted_hi;"
+    " ALTER TABLE public.parted ATTACH PARTITION public.parted_hi FOR VALUES FROM (100) TO (1000)",
+}
+
+
+@pytest.mark.parametrize("rewrite", REWRITES.values(), ids=REWRITES.keys())
+def test_a_rewrite_by_another_session_is_measured(
+    conn: psycopg.Connection[Any], owner: psycopg.Connection[Any], rewrite: str
+) -> None:
+    conn.execute(TABLES)
+    taken = dict(one(owner, "SELECT gcos._catalog_mark()"))
+    taken["tables"] = one(owner, "SELECT gcos._kernel_tables_mark(%s)", WATCH)
+    known = dict(one(owner, "SELECT gcos._kernel_digests(%s)", WATCH))
+    same = one(owner, "SELECT gcos._kernel_fingerprint_proved(%s, %s, %s)", WATCH, Jsonb(known), Jsonb(taken))
+    need(same["established"] == "proved unchanged", "an untouched world is proved")
+    conn.execute(sql.SQL(rewrite).format(file=sql.Literal(f"/tmp/{conn.info.dbname}_s21.copy")))
+    got = one(owner, "SELECT gcos._kernel_fingerprint_proved(%s, %s, %s)", WATCH, Jsonb(known), Jsonb(taken))
+    assert got["established"] == "measured"
+    assert got["hash"] == known["hash"] == one(owner, "SELECT gcos._kernel_digests(%s) ->> 'hash'", WATCH)
+
+
+def test_a_database_created_elsewhere_in_the_cluster_is_a_change(
+    conn: psycopg.Connection[Any], owner: psycopg.Connection[Any]
+) -> None:
+    """Safe, but costly: pg_database (like pg_shdepend, pg_authid, pg_auth_members, pg_db_role_setting) is shared,
+    so a database created or dropped anywhere on the server (each test of a parallel suite does) between mark and
+    check leaves nothing proved and the fingerprint is measured in full."""
+    taken = dict(one(owner, "SELECT gcos._catalog_mark()"))
+    name = sql.Identifier(f"{conn.info.dbname}_s21")
+    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(name))
+    try:
+        assert not one(owner, "SELECT gcos._catalog_unchanged(%s)", Jsonb(taken))
+    finally:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(name))
