@@ -29,6 +29,12 @@ def one(conn: psycopg.Connection[Any], query: str, *args: Any) -> Any:
     return row[0]
 
 
+def two(conn: psycopg.Connection[Any], query: sql.Composable, *args: Any) -> tuple[Any, Any]:
+    row = conn.execute(query, args).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
 T = TypeVar("T")
 
 
@@ -110,7 +116,9 @@ def test_a_role_valid_until_change_is_a_change_whatever_the_session_timezone(
     conn: psycopg.Connection[Any], owner: psycopg.Connection[Any], valid_role: str
 ) -> None:
     """The rehearsing session chooses its own TimeZone/DateStyle (libpq's PGTZ/PGDATESTYLE); the kernel's
-    executors pin theirs, the proof does not. A CREATEROLE holder moves VALID UNTIL by an hour mid-rehearsal."""
+    executors pin theirs, the proof does not. A CREATEROLE holder moves VALID UNTIL by an hour mid-rehearsal. (Through
+    gcos rehearse with PGTZ/PGDATESTYLE set, the exit record read "proved unchanged": commit 85c2429's test, dropped
+    because another session's CREATE DATABASE during its seconds-long window turns it into a false XPASS.)"""
     owner.execute(
         "SELECT set_config('timezone', %s, false), set_config('datestyle', 'Postgres', false)", (AMBIGUOUS_ZONE,)
     )
@@ -120,15 +128,10 @@ def test_a_role_valid_until_change_is_a_change_whatever_the_session_timezone(
 
     def attempt(shared: sql.Composable) -> tuple[bool, Any, Any]:
         conn.execute(back)
-        taken, at_mark = owner.execute(sql.SQL("SELECT gcos._catalog_mark(), {}").format(shared)).fetchone() or (
-            None,
-            None,
-        )
+        taken, at_mark = two(owner, sql.SQL("SELECT gcos._catalog_mark(), {}").format(shared))
         need("young" in taken, "the mark is provable")
         conn.execute(valid)
-        same, at_check = owner.execute(
-            sql.SQL("SELECT gcos._catalog_unchanged(%s), {}").format(shared), (Jsonb(taken),)
-        ).fetchone() or (None, None)
+        same, at_check = two(owner, sql.SQL("SELECT gcos._catalog_unchanged(%s), {}").format(shared), Jsonb(taken))
         return bool(same), at_mark, at_check
 
     same = quietly(owner, attempt)
@@ -170,15 +173,10 @@ def test_fingerprint_queries_reloaded_after_the_mark_is_a_change(
     def attempt(shared: sql.Composable) -> tuple[bool, Any, Any]:
         monkeypatch.setattr(install, "fingerprint_queries", shipped)
         install._load_queries(conn)  # (the shipped queries back, after an attempt another session disturbed)
-        taken, at_mark = owner.execute(sql.SQL("SELECT gcos._catalog_mark(), {}").format(shared)).fetchone() or (
-            None,
-            None,
-        )
+        taken, at_mark = two(owner, sql.SQL("SELECT gcos._catalog_mark(), {}").format(shared))
         monkeypatch.setattr(install, "fingerprint_queries", changed)
         need(install._load_queries(conn), "the installer reloaded the queries")
-        same, at_check = owner.execute(
-            sql.SQL("SELECT gcos._catalog_unchanged(%s), {}").format(shared), (Jsonb(taken),)
-        ).fetchone() or (None, None)
+        same, at_check = two(owner, sql.SQL("SELECT gcos._catalog_unchanged(%s), {}").format(shared), Jsonb(taken))
         return bool(same), at_mark, at_check
 
     same = quietly(owner, attempt)
@@ -223,13 +221,8 @@ def test_a_rewrite_by_another_session_is_measured(
     conn.execute(TABLES)
 
     def attempt(shared: sql.Composable) -> tuple[dict[str, Any], Any, Any]:
-        taken, at_mark = owner.execute(sql.SQL("SELECT gcos._catalog_mark(), {}").format(shared)).fetchone() or (
-            None,
-            None,
-        )
-        same, at_check = owner.execute(
-            sql.SQL("SELECT gcos._catalog_unchanged(%s), {}").format(shared), (Jsonb(taken),)
-        ).fetchone() or (None, None)
+        taken, at_mark = two(owner, sql.SQL("SELECT gcos._catalog_mark(), {}").format(shared))
+        same, at_check = two(owner, sql.SQL("SELECT gcos._catalog_unchanged(%s), {}").format(shared), Jsonb(taken))
         need(same or at_mark != at_check, "an untouched world is proved")
         return dict(taken), at_mark, at_check
 
