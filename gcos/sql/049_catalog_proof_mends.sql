@@ -11,6 +11,7 @@
 --       read by no category. A database created, altered or dropped elsewhere on the server no longer defeats the
 --       proof (roles are the whole server's and still do).
 --   gcos._catalog_unchanged: compares the queries digest too; a mark without one (taken before 049) proves nothing.
+--   gcos._kernel_tables_mark (048) pins standard_conforming_strings as every function owned by gcos_kernel does (046).
 SET LOCAL ROLE gcos_owner;
 
 CREATE OR REPLACE FUNCTION gcos._catalog_state(p_young xid) RETURNS jsonb
@@ -86,3 +87,4 @@ END
 $$;
 
 RESET ROLE;
+ALTER FUNCTION gcos._kernel_tables_mark(text[]) SET standard_conforming_strings = on;
