@@ -116,7 +116,9 @@ def approve(srv: Server, database: str, step: StepSpec, decided: set[str]) -> No
     sovereign = srv.as_("sovereign", database)
     for decision in step.decisions:
         if decision not in decided:
-            commands.decide(sovereign, srv.project, decision, verdict="approve", expires_in=EXPIRY, note="backfill bench")
+            commands.decide(
+                sovereign, srv.project, decision, verdict="approve", expires_in=EXPIRY, note="backfill bench"
+            )
             decided.add(decision)
     commands.approve(sovereign, srv.project, step.id, verdict="approve", expires_in=EXPIRY, note="backfill bench")
 
