@@ -2,8 +2,8 @@
 
 A script, not a test: on a database with gcos installed (e.g. one kept by `bench/fingerprint_bench.py --keep`),
 as gcos_owner like the kernel, it prints the median of `--runs` of: gcos._catalog_mark(), gcos._catalog_unchanged
-(mark), gcos._kernel_digests(watch) (043's after_rollback/exit pass) and gcos._kernel_digests_over (what 047
-measures instead when the proof holds), each in its own transaction.
+(mark), gcos._kernel_digests(watch) (043's after_rollback/exit pass) and gcos._kernel_digests_proved with no table
+mark (what is measured instead when the proof holds), each in its own transaction.
 
     python bench/catalog_proof_bench.py DSN --runs 7
 """
@@ -44,8 +44,8 @@ def main() -> None:
             times.setdefault("_catalog_unchanged(mark)", []).append(took)
             took, entry = timed(conn, "SELECT gcos._kernel_digests('{}')")
             times.setdefault("_kernel_digests (043's pass)", []).append(took)
-            took, _ = timed(conn, "SELECT gcos._kernel_digests_over('{}', %s)", (Jsonb(entry),))
-            times.setdefault("_kernel_digests_over (047's rest)", []).append(took)
+            took, _ = timed(conn, "SELECT gcos._kernel_digests_proved('{}', %s, '{}')", (Jsonb(entry),))
+            times.setdefault("_kernel_digests_proved (the rest)", []).append(took)
         print(f"pg_class rows: {objects[0] if objects else '?'}, median of {args.runs}")
         for label, values in times.items():
             print(f"  {label:36s} {statistics.median(values) * 1000:8.1f} ms")

@@ -421,7 +421,7 @@ KERNEL_EXECUTORS = {
     # 013_kernel_batched.sql: the cursor row, keyset ranges and counts, one batch with its row count
     "_kernel_cursor", "_kernel_cursor_move", "_kernel_range", "_kernel_keys", "_kernel_batch_rows",
 }  # fmt: skip
-KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint", "_kernel_digests", "_kernel_digests_over"}  # 043, 047
+KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint", "_kernel_digests"}  # 043
 KERNEL_OWNED |= {"_kernel_tables_mark", "_kernel_digests_proved"}  # 048: the watched tables' mark and proof
 # 021: what the adopted view public.os_proposal_approvals calls, owned by the kernel (an adopted view may not
 # depend on a routine another role could replace), an invoker function.
@@ -539,7 +539,6 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         ),
         **dict.fromkeys(["_fp_schema_parts", "_fp_schema_digested", "_fp_take"], KERNEL_READERS),  # 042
         **dict.fromkeys(["fingerprint_digests", "fingerprint_objects"], READERS),  # 042
-        "_fp_take_over": ["gcos_kernel"],  # 047: the schema part proved unchanged, the rest measured as the kernel
         **{name: ["gcos_kernel"] for name in ("_table_state", "_fp_tables_text", "_fp_take_proved")},  # 048
         **dict.fromkeys(["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds"], ALL_AND_KERNEL),
         **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),
