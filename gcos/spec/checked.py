@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -40,25 +41,26 @@ def cache_dir() -> Path | None:
 
 @cache
 def _key(directory: Path) -> bytes | None:
-    """The HMAC key under `directory`, made on first use (mode 0600); None if it cannot be read or made."""
+    """The HMAC key under `directory`, made on first use (mode 0600, written whole before it appears under its
+    name, so a process killed meanwhile leaves no short key); None if it cannot be read or made."""
     path = directory / "key"
+    found = _read_key(path)
+    if found is not None or path.exists():
+        return found
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        (directory / "checked").mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".key-")  # mode 0600
         try:
-            (directory / "checked").mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it meanwhile
-            return _read_key(path)
-        except OSError:
-            return None
-        data = secrets.token_bytes(KEY_BYTES)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        return data
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(KEY_BYTES))
+            os.link(temp, path)  # never replaces a key another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
     except OSError:
         return None
-    return data if len(data) == KEY_BYTES else None
+    return _read_key(path)
 
 
 def _read_key(path: Path) -> bytes | None:
