@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from gcos import blockers, gates, ledger, registry, rehearsal_evidence, sqlcheck
+from gcos import blockers, gates, ledger, registry, rehearsal_evidence
 from gcos.checks import CheckResult, type_note
 from gcos.domain import Outcome
 from gcos.errors import (
@@ -74,7 +74,22 @@ def require_adopted(conn: psycopg.Connection[Any], step: StepSpec, action: str) 
 
 def static_check(step: StepSpec, plan: PlanSpec) -> None:
     """Refuse, before anything runs, SQL the spec does not allow (exit 2, the statement quoted): early feedback
-    only, since the kernel judges what the step actually changed."""
+    only, since the kernel judges what the step actually changed. Documents that passed before (the same step
+    and plan, the same checking code) have a voucher (gcos/spec/checked.py) and are not parsed again."""
+    import json
+
+    from gcos.spec import checked
+
+    content = json.dumps([step.document, plan.document], sort_keys=True).encode()
+    if checked.vouched("static", content):
+        return
+    _static_check(step, plan)
+    checked.vouch("static", content)
+
+
+def _static_check(step: StepSpec, plan: PlanSpec) -> None:
+    from gcos import sqlcheck
+
     stops = (*step.stop, *plan.global_stop)
     forbid_columns = [n for s in stops if s.kind == "forbid_columns" for n in s.names]
     forbid_objects = [n for s in stops if s.kind == "forbid_objects" for n in s.names]

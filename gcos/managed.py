@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from pglast import ast, parse_sql
 from psycopg import sql
 
 from gcos.errors import GateRefused
@@ -88,7 +87,10 @@ def installer_is_superuser(conn: psycopg.Connection[Any]) -> bool:
 
 def superuser_statements(name: str, text: str) -> Iterator[tuple[int, int, Skipped]]:
     """(start, end, what) of each statement of migration `name` that only a superuser may run: event
-    triggers and GRANT of a predefined pg_ role. PostgreSQL's parser (pglast) finds them, never a regex."""
+    triggers and GRANT of a predefined pg_ role. PostgreSQL's parser (pglast) finds them, never a regex
+    (imported here: every command imports this module through gcos.install, only installs parse)."""
+    from pglast import ast, parse_sql
+
     for raw in parse_sql(text):
         node = raw.stmt
         guard = None

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pglast
 import yaml
+
+if TYPE_CHECKING:  # imported where a text is parsed: loading vouched-for specs never needs the parser
+    import pglast
 
 
 def _value_at(node: yaml.Node | None, path: Sequence[str | int]) -> yaml.Node | None:
@@ -66,6 +69,8 @@ def parse_error(
 def sql_file_error(shown: str, label: str, text: str) -> str | None:
     """`rollback/x.sql:3: step X: SQL does not parse: ...; fix line 3 of x.sql.` when the text of a SQL file a
     spec references does not parse (None when it does)."""
+    import pglast
+
     try:
         pglast.parse_sql(text)
     except pglast.parser.ParseError as exc:

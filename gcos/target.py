@@ -195,14 +195,19 @@ def connect(
 
 def set_local_timeouts(conn: psycopg.Connection[Any], settings: SessionSettings) -> None:
     """The session's timeouts again for this transaction only (set_config(..., true) is SET LOCAL), and a
-    synchronous COMMIT: a kernel call whose records must be durable before the client reports them."""
-    for name, value in (
+    synchronous COMMIT: a kernel call whose records must be durable before the client reports them. One
+    statement, one round trip (set_config runs left to right; a bad value fails it as it failed alone)."""
+    settings_in_order = (
         ("lock_timeout", settings.lock_timeout),
         ("statement_timeout", settings.statement_timeout),
         ("idle_in_transaction_session_timeout", settings.idle_in_transaction_session_timeout),
         ("synchronous_commit", "on"),
-    ):
-        conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))
+    )
+    conn.execute(
+        "SELECT pg_catalog.set_config(%s, %s, true), pg_catalog.set_config(%s, %s, true), "
+        "pg_catalog.set_config(%s, %s, true), pg_catalog.set_config(%s, %s, true)",
+        [part for pair in settings_in_order for part in pair],
+    )
 
 
 def redact_dsn(dsn: str) -> str:

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from gcos import __version__
+from gcos.cli import _coerce
+
+_coerce.install()  # str/Path/int parameters coerced without importing pydantic (gcos/cli/_coerce.py)
 
 if TYPE_CHECKING:
     from rich.console import Console

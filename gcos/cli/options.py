@@ -53,12 +53,13 @@ def target(dsn: str | None) -> Target:
     """The database --dsn names (or the environment, or the embedded server: then one line on stderr says
     so, keeping --json stdout clean, and the server starts on the command's first connection — after
     the project validated, so a mistake costs no server)."""
-    from gcos.cli.render import stderr
-    from gcos.embedded import EmbeddedServer
     from gcos.target import resolve_target
 
     found = resolve_target(dsn, start_embedded=False)
-    if found.source == "embedded":
+    if found.source == "embedded":  # psutil and the server code only for the embedded target
+        from gcos.cli.render import stderr
+        from gcos.embedded import EmbeddedServer
+
         where = EmbeddedServer().root
         stderr().print(
             f"gcos: no --dsn, GCOS_DSN, DATABASE_URL or PG* connection variable is set; "

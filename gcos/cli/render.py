@@ -14,19 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.tree import Tree
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn, TaskID
+
     from gcos import adopt, commands, evidence, install, ledger, planning
     from gcos import drift as drift_mod
     from gcos.embedded import ServerStatus
@@ -71,12 +63,17 @@ def emit_json(payload: Any) -> None:
 
 
 def progress(err: Console, *columns: ProgressColumn) -> Progress:
-    """A rich progress display on `err` that stays on screen when it ends."""
+    """A rich progress display on `err` that stays on screen when it ends (rich.progress loads here: only the
+    commands that show progress pay for it)."""
+    from rich.progress import Progress
+
     return Progress(*columns, console=err, transient=False)
 
 
 def row_columns(unit: str = "", rate: bool = False) -> tuple[ProgressColumn, ...]:
     """Label, bar, done/total (with a unit), optionally a rate field, elapsed and remaining time."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     counts = TextColumn("{task.completed:,}/{task.total:,}" + (f" {unit}" if unit else ""))
     extra = (TextColumn("{task.fields[rate]}"),) if rate else ()
     return (TextColumn("{task.description}"), BarColumn(), counts, *extra, TimeElapsedColumn(), TimeRemainingColumn())
@@ -123,6 +120,8 @@ def server(out: Console, status: ServerStatus) -> None:
 
 
 def plan(out: Console, report: planning.PlanReport, explain: bool = False) -> None:
+    from rich.tree import Tree
+
     for p in report.plans:
         tree = Tree(f"[bold]plan {p.id}[/] — {p.title}  [dim]plan hash {p.plan_hash[:12]}[/]")
         for s in p.steps:

@@ -9,10 +9,11 @@ model: the frozen dataclasses; load: one file (YAML, JSON Schema, SQL files, has
 project (ids, orders, plans, the dependency DAG). Import from here: the split is an inside matter.
 """
 
-from gcos.spec.load import SCHEMA_FILES, key_path, load_plan, load_step
+from gcos.spec.load import SCHEMA_FILES, load_plan, load_step
 from gcos.spec.model import Batch, Check, Expectation, Mutation, PlanSpec, StepSpec, StopCondition
 from gcos.spec.project import STEP_REF, Project, load_project
 from gcos.spec.project_file import DEFAULT_APPROVER_ROLES, PROJECT_FILE, ProjectFile, load_project_file
+from gcos.spec.yaml_doc import key_path
 
 __all__ = [
     "DEFAULT_APPROVER_ROLES",

@@ -10,95 +10,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import pglast
 import yaml
-from referencing import Registry, Resource
 
 from gcos import limits, sql_lines
 from gcos.canonical import content_hash
 from gcos.errors import SpecError
+from gcos.spec import checked as vouchers
 from gcos.spec.model import Batch, Check, Expectation, Mutation, PlanSpec, StepSpec, StopCondition
+from gcos.spec.yaml_doc import _line_of, key_path
+from gcos.spec.yaml_doc import _read_yaml as _read_yaml  # gcos.spec.project_file reads gcos.yaml with it
+
+if TYPE_CHECKING:  # imported where used: a process whose specs are vouched for (gcos.spec.checked) never loads them
+    import jsonschema
 
 SCHEMA_FILES = ("common.schema.json", "step.schema.json", "plan.schema.json", "project.schema.json")
-
-
-# --------------------------------------------------------------------------- YAML with line numbers
-
-
-# libyaml's C parser when PyYAML was built with it (the PyPI wheels are): ten times faster than pure Python.
-_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _UniqueKeyLoader(_SafeBase):  # type: ignore[valid-type,misc]
-    """SafeLoader that refuses duplicate keys: YAML would silently keep the last one."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen[key] = key_node
-    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """Parse a YAML file; return the data and its node tree (for line numbers of later errors)."""
-    limits.check_size(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the file ({exc.strerror}).") from exc
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: the file is not UTF-8 text.") from exc
-    try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"{path}:{where}: YAML syntax error: {problem}; fix the YAML and run again.") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: YAML syntax error: {exc}; fix the YAML and run again.") from exc
-    return data, node
-
-
-def _line_of(node: yaml.Node | None, path: Sequence[str | int]) -> int | None:
-    """The 1-based line of the value at `path` in a composed YAML tree, or of its nearest parent."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
-            if not match:
-                break
-            node = match[0]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def key_path(path: Iterable[str | int]) -> str:
-    """Render a JSON path the way a spec author reads it: reverify[1].expect."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 # --------------------------------------------------------------------------- schema validation
@@ -115,12 +45,17 @@ def shipped_schemas() -> dict[str, Any]:
 def check_shipped_schemas() -> None:
     """Each shipped schema is valid under its metaschema: a property of the package, proven by the tests
     (tests/test_rehearsal.py), not re-proven by every process (0.1 s of each command's start)."""
+    import jsonschema
+
     for schema in shipped_schemas().values():
         jsonschema.validators.validator_for(schema).check_schema(schema)
 
 
 @cache
 def _validators() -> dict[str, jsonschema.protocols.Validator]:
+    import jsonschema
+    from referencing import Registry, Resource
+
     schemas = shipped_schemas()
     registry: Registry[Any] = Registry().with_resources(
         (name, Resource.from_contents(body)) for name, body in schemas.items()
@@ -135,6 +70,8 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
 
 
 def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
+    import jsonschema
+
     best: jsonschema.ValidationError = jsonschema.exceptions.best_match(errors)
     return best
 
@@ -170,7 +107,11 @@ def _reason(err: jsonschema.ValidationError) -> str:
 
 
 def _validate(kind: str, data: Any, path: Path, node: yaml.Node | None, label: str) -> None:
-    """Refuse a document with every schema problem of the file at once (one line each: key path, line)."""
+    """Refuse a document with every schema problem of the file at once (one line each: key path, line).
+    A document that passed before (the same parsed data, types included: its repr) has a voucher."""
+    content = f"{kind}\0{data!r}".encode()
+    if vouchers.vouched("schema", content):
+        return
     problems: list[dict[str, Any]] = []
     for error in sorted(_validators()[kind].iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         err = _best_error([error])  # into a oneOf: the branch that came closest
@@ -182,6 +123,7 @@ def _validate(kind: str, data: Any, path: Path, node: yaml.Node | None, label: s
         if problem not in problems:
             problems.append(problem)
     if not problems:
+        vouchers.vouch("schema", content)
         return
     lines = [
         f"{path}" + (f":{p['line']}" if p["line"] else "") + f": {label} key {p['key']}: {p['reason']}."
@@ -221,19 +163,24 @@ def _inline_file(
         raise SpecError(f"{loc}: {label} key {key_path([*where, 'file'])}: cannot read SQL file {rel}.") from exc
     if not text.strip():
         raise SpecError(f"{loc}: {label} key {key_path([*where, 'file'])}: SQL file {rel} is empty.")
-    said = sql_lines.sql_file_error(str(target.relative_to(root.resolve())), f"{label} ({loc})", text)
-    if said is not None and TODO_MARK not in text:  # a gcos new TODO gets its own sentence (_refuse_todo)
-        raise SpecError(said)
+    if not vouchers.vouched("sql-file", text.encode()):  # it parsed before: the same text parses again
+        said = sql_lines.sql_file_error(str(target.relative_to(root.resolve())), f"{label} ({loc})", text)
+        if said is None:
+            vouchers.vouch("sql-file", text.encode())
+        elif TODO_MARK not in text:  # a gcos new TODO gets its own sentence (_refuse_todo)
+            raise SpecError(said)
     holder["sql"] = text
 
 
 def _check_single_select(sql: str, spec_path: Path, label: str, where: list[str | int], node: yaml.Node | None) -> None:
     """Checks must be one read-only query; parse with PostgreSQL's own grammar (pglast)."""
+    from pglast import parser
+
     line = _line_of(node, where)
     loc = f"{spec_path}" + (f":{line}" if line else "")
     try:
         stmts = _parsed(sql)
-    except pglast.parser.ParseError as exc:
+    except parser.ParseError as exc:
         said = sql_lines.parse_error(spec_path, f"{label} key {key_path(where)}", node, where, sql, exc)
         raise SpecError(said or f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
     if len(stmts) != 1:
@@ -248,16 +195,20 @@ def _check_single_select(sql: str, spec_path: Path, label: str, where: list[str 
 def _parsed(sql: str) -> list[dict[str, Any]]:
     """The statements as PostgreSQL's parser gives them, as JSON: a tenth of the cost of pglast's Python nodes,
     which only a node-walking check needs (every spec of the project is parsed on each load)."""
-    stmts: list[dict[str, Any]] = json.loads(pglast.parser.parse_sql_json(sql)).get("stmts", [])
+    from pglast import parser
+
+    stmts: list[dict[str, Any]] = json.loads(parser.parse_sql_json(sql)).get("stmts", [])
     return stmts
 
 
 def _check_parses(sql: str, spec_path: Path, label: str, where: list[str | int], node: yaml.Node | None) -> None:
+    from pglast import parser
+
     line = _line_of(node, where)
     loc = f"{spec_path}" + (f":{line}" if line else "")
     try:
         _parsed(sql)
-    except pglast.parser.ParseError as exc:
+    except parser.ParseError as exc:
         said = sql_lines.parse_error(spec_path, f"{label} key {key_path(where)}", node, where, sql, exc)
         raise SpecError(said or f"{loc}: {label} key {key_path(where)}: SQL does not parse: {exc}.") from exc
 
@@ -316,11 +267,32 @@ def step_document(path: Path, root: Path, *, checked: bool = True) -> dict[str, 
     if isinstance(data, dict) and isinstance(data.get("id"), str):
         label = f"step {data['id']}"
     if checked:
+        done = _vouched_step(data, path, root, node, label)
+        if done is not None:
+            return done
         _validate("step", data, path, node, label)
     doc = _completed(data, path, root, node, label, checked)
     if checked:
         _check_sql(doc, path, label, node)
+        vouchers.vouch("step", _step_content(data, doc))
     return doc
+
+
+def _step_content(data: Any, doc: dict[str, Any]) -> bytes:
+    """What a step's checks judge: the parsed YAML (repr: types included) and the document with its SQL inlined."""
+    return f"{data!r}\0{json.dumps(doc, sort_keys=True)}".encode()
+
+
+def _vouched_step(data: Any, path: Path, root: Path, node: yaml.Node | None, label: str) -> dict[str, Any] | None:
+    """The step's document when these exact contents (YAML and SQL files) passed every check before, else None:
+    any doubt (an error of the unchecked path) goes to the checked path, which says what it is."""
+    if vouchers.cache_dir() is None:
+        return None
+    try:
+        doc = _completed(data, path, root, node, label, checked=False)
+    except Exception:
+        return None
+    return doc if vouchers.vouched("step", _step_content(data, doc)) else None
 
 
 def _completed(data: Any, path: Path, root: Path, node: yaml.Node | None, label: str, checked: bool) -> dict[str, Any]:
@@ -427,11 +399,16 @@ def load_step(path: Path, root: Path, position: int | None = None) -> StepSpec:
 def load_plan(path: Path) -> PlanSpec:
     data, node = _read_yaml(path)
     label = f"plan {data['id']}" if isinstance(data, dict) and isinstance(data.get("id"), str) else "plan"
-    _validate("plan", data, path, node, label)
+    content = repr(data).encode()
+    vouched = vouchers.vouched("plan", content)
+    if not vouched:
+        _validate("plan", data, path, node, label)
     doc: dict[str, Any] = json.loads(json.dumps(data))
-    for i, item in enumerate(doc.get("global_stop", [])):
-        if "sql" in item:
-            _check_single_select(item["sql"], path, label, ["global_stop", i, "sql"], node)
+    if not vouched:
+        for i, item in enumerate(doc.get("global_stop", [])):
+            if "sql" in item:
+                _check_single_select(item["sql"], path, label, ["global_stop", i, "sql"], node)
+        vouchers.vouch("plan", content)
     return PlanSpec(
         id=doc["id"],
         title=doc["title"],

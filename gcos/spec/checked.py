@@ -1,0 +1,133 @@
+"""Vouchers: "this exact content already passed these checks, under this exact checking code".
+
+Loading a step spec validates it with JSON Schema and parses its SQL with PostgreSQL's grammar, and a rehearsal
+checks the SQL statically before anything runs: about 0.2 s of client CPU per `gcos rehearse` process, imports
+of jsonschema and the SQL checks included (issue 13 item 2), spent again on unchanged files. A voucher lets a
+process skip a check that already passed on the same bytes.
+
+A voucher is an empty file in the user's cache directory (`$GCOS_CACHE_DIR`, else `$XDG_CACHE_HOME/gcos`, else
+`~/.cache/gcos`; `checked/`) named by HMAC-SHA256, under a random key kept beside it (`key`, mode 0600), of the
+check's kind, the checking code (the sources of the checkers and the shipped schemas, the versions of pglast and
+jsonschema as installed) and the exact content checked. Only passes are vouched for: a refusal is computed
+each time, so its message is the same. Changed content or code has another name, so it is checked again; a
+voucher forged without the key names nothing a process looks for; a deleted, unreadable or foreign cache
+directory only means checking again. `GCOS_NO_CACHE=1` turns vouchers off, and so does running under pytest
+unless GCOS_CACHE_DIR is set (the suite tests the checkers themselves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import tempfile
+from functools import cache
+from pathlib import Path
+
+KEY_BYTES = 32
+
+
+def cache_dir() -> Path | None:
+    """The directory of the vouchers and their key, or None when vouchers are off."""
+    explicit = os.environ.get("GCOS_CACHE_DIR")
+    if os.environ.get("GCOS_NO_CACHE") or (not explicit and os.environ.get("PYTEST_CURRENT_TEST")):
+        return None
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gcos"
+
+
+@cache
+def _key(directory: Path) -> bytes | None:
+    """The HMAC key under `directory`, made on first use (mode 0600, written whole before it appears under its
+    name, so a process killed meanwhile leaves no short key); None if it cannot be read or made."""
+    path = directory / "key"
+    found = _read_key(path)
+    if found is not None or path.exists():
+        return found
+    try:
+        (directory / "checked").mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".key-")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(KEY_BYTES))
+            os.link(temp, path)  # never replaces a key another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
+    except OSError:
+        return None
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if len(data) == KEY_BYTES else None
+
+
+@cache
+def code_tag() -> bytes:
+    """A digest of the code whose verdict a voucher records: gcos's checkers and schemas, pglast and jsonschema
+    as installed (their files' names, sizes and times: a reinstall or upgrade changes it)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    ours = [*(root / "spec").glob("*.py"), *(root / "sqlcheck").glob("*.py"), *(root / "schemas").glob("*.json")]
+    ours += [root / name for name in ("kernel.py", "sql_lines.py", "limits.py", "canonical.py", "__init__.py")]
+    for path in sorted(ours):
+        digest.update(f"{path.relative_to(root)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for package in ("pglast", "jsonschema", "referencing"):
+        digest.update(_installed(package).encode())
+    return digest.digest()
+
+
+def _installed(package: str) -> str:
+    """Name, size and mtime of each file at the top of an installed package (without importing it)."""
+    from importlib.util import find_spec
+
+    spec = find_spec(package)
+    if spec is None or not spec.origin:
+        return f"{package}: absent\n"
+    folder = Path(spec.origin).parent
+    lines = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file():
+            st = entry.stat()
+            lines.append(f"{package}/{entry.name} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(lines) + "\n"
+
+
+def _name(kind: str, content: bytes) -> tuple[Path, str] | None:
+    directory = cache_dir()
+    if directory is None:
+        return None
+    key = _key(directory)
+    if key is None:
+        return None
+    mac = hmac.new(key, kind.encode() + b"\0" + code_tag(), hashlib.sha256)
+    mac.update(content)
+    return directory / "checked", mac.hexdigest()
+
+
+def vouched(kind: str, content: bytes) -> bool:
+    """Whether checks `kind` passed on exactly `content` under this code (a voucher exists)."""
+    found = _name(kind, content)
+    return found is not None and (found[0] / found[1]).is_file()
+
+
+def vouch(kind: str, content: bytes) -> None:
+    """Record that checks `kind` passed on `content`; a cache that cannot be written is no error."""
+    found = _name(kind, content)
+    if found is None:
+        return
+    try:
+        found[0].mkdir(parents=True, exist_ok=True, mode=0o700)
+        (found[0] / found[1]).touch()
+    except OSError:
+        pass
