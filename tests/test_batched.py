@@ -56,7 +56,7 @@ def scratch_project(root: Path) -> Path:
     text = spec.read_text()
     for old, new in (
         ("\ndepends_on: [SB-10, SB-12, SB-13, ACTIVATION]", "\ndepends_on: []"),
-        ("size: 10000", f"size: {SIZE}"),
+        ("size: 25000", f"size: {SIZE}"),
     ):
         assert old in text
         text = text.replace(old, new, 1)
