@@ -4,8 +4,9 @@ Set GCOS_TEST_DSN to a superuser DSN to run the suite against an existing server
 embedded one (each test still gets its own database, dropped afterwards).
 
 Speed (the whole suite runs on every CI run): the embedded test server runs without fsync (its data dir
-is thrown away after the session), and gcos is installed ONCE per session into template databases that
-tests copy (`gcos_installed`, `make_role`, `world_role`) instead of running every migration per test.
+is thrown away after the session), in memory where there is room, and gcos is installed ONCE per session
+into template databases that tests copy (`gcos_installed`, `make_role`, `world_role`) instead of running
+every migration per test; tests/_databases.py creates and drops them (see there what each choice saves).
 """
 
 from __future__ import annotations
