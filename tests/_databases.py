@@ -110,15 +110,15 @@ def _close_admins() -> None:
 
 
 def _create_database(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
-    """CREATE DATABASE, copying `template` file by file where the server can (15+) and it is cheaper (see
-    FILE_COPY_FROM)."""
+    """CREATE DATABASE, copying `template` (else template1) file by file where the server can (15+) and it is
+    cheaper (see FILE_COPY_FROM)."""
     create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template:
         create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        if admin.info.server_version >= 150000 and (
-            not _server_syncs(admin) or _template_size(admin, template) >= FILE_COPY_FROM
-        ):
-            create += sql.SQL(" STRATEGY FILE_COPY")
+    if admin.info.server_version >= 150000 and (
+        not _server_syncs(admin) or (template and _template_size(admin, template) >= FILE_COPY_FROM)
+    ):
+        create += sql.SQL(" STRATEGY FILE_COPY")
     admin.execute(create)
 
 
