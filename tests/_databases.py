@@ -140,9 +140,23 @@ def _template_size(admin: psycopg.Connection[Any], template: str) -> int:
 
 
 def _drop_database(admin: psycopg.Connection[Any], name: str) -> None:
+    _await_sessions_gone(admin, name)
     force = admin.info.server_version >= 130000
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)") if force else sql.SQL("DROP DATABASE IF EXISTS {}")
     admin.execute(drop.format(sql.Identifier(name)))
+
+
+SESSIONS_GONE = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s"
+
+
+def _await_sessions_gone(admin: psycopg.Connection[Any], name: str) -> None:
+    """Wait (~0.1 s at most) until the sessions a test closed have left database `name`: DROP DATABASE that
+    finds a backend still exiting sleeps 100 ms before it looks again (CountOtherDBBackends), WITH (FORCE)
+    or not; a new admin connection per drop used to give them the time."""
+    for _ in range(40):
+        if admin.execute(SESSIONS_GONE, (name,)).fetchone() == (0,):
+            return
+        time.sleep(0.0025)
 
 
 def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[str]:
