@@ -104,6 +104,7 @@ def _as_admin(pg_admin_dsn: str, action: Callable[[psycopg.Connection[Any]], Non
 
 
 def _close_admins() -> None:
+    """At the session's end, before its server stops (an embedded server's fast shutdown would end them)."""
     for admin in _admins.values():
         admin.close()
     _admins.clear()
