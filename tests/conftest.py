@@ -4,8 +4,9 @@ Set GCOS_TEST_DSN to a superuser DSN to run the suite against an existing server
 embedded one (each test still gets its own database, dropped afterwards).
 
 Speed (the whole suite runs on every CI run): the embedded test server runs without fsync (its data dir
-is thrown away after the session), and gcos is installed ONCE per session into template databases that
-tests copy (`gcos_installed`, `make_role`, `world_role`) instead of running every migration per test.
+is thrown away after the session), in memory where there is room, and gcos is installed ONCE per session
+into template databases that tests copy (`gcos_installed`, `make_role`, `world_role`) instead of running
+every migration per test; tests/_databases.py creates and drops them (see there what each choice saves).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +24,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from _databases import (
+    _as_admin,
+    _close_admins,
+    _create_database,
+    _drop_database,
+    _fresh_database,
+    _server_parent,
+    _tune_test_server,
+)
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -104,24 +113,6 @@ def _clear_libpq_env() -> None:
         os.environ.pop(var, None)
 
 
-# Durability the throw-away test server does not need; each costs a sync per commit, CREATE or DROP DATABASE.
-_TEST_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
-
-
-def _tune_test_server(admin_dsn: str) -> None:
-    """Switch the session's own embedded server to _TEST_SERVER_SETTINGS (reloadable: no restart)."""
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        for name, value in _TEST_SERVER_SETTINGS.items():
-            admin.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        admin.execute("SELECT pg_catalog.pg_reload_conf()")
-    for _ in range(100):  # the reload is asynchronous: wait until a new session sees it
-        with psycopg.connect(admin_dsn, autocommit=True) as check:
-            if check.execute("SELECT pg_catalog.current_setting('fsync')").fetchone() == ("off",):
-                return
-        time.sleep(0.05)
-    raise RuntimeError("the embedded test server did not take its test settings")
-
-
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """The directory this run's xdist workers share (their basetemps' parent), where they meet to build a thing
@@ -149,62 +140,22 @@ def pg_admin_dsn() -> Iterator[str]:
     """A superuser DSN: GCOS_TEST_DSN, else one embedded server for the whole session."""
     given = os.environ.get("GCOS_TEST_DSN", "").strip()
     if given:
-        yield given
+        try:
+            yield given
+        finally:
+            _close_admins()
         return
     # Not under pytest's basetemp: a second pytest run prunes old basetemps, even one still in use.
-    home = Path(tempfile.mkdtemp(prefix="gcos-test-pg-"))
+    home = Path(tempfile.mkdtemp(prefix="gcos-test-pg-", dir=_server_parent()))
     server = EmbeddedServer(home)
     server.up()
     try:
         _tune_test_server(server.url("postgres"))
         yield server.url()
     finally:
+        _close_admins()
         server.down()
         shutil.rmtree(home, ignore_errors=True)
-
-
-FILE_COPY_FROM = 64 * 1024 * 1024
-"""Template size (bytes) from which a copy goes file by file (15+): a WAL-logged copy of the 1M-row world
-writes all of it to the WAL again, while a file copy of a small template costs two checkpoints of the
-whole server (measured on a PostgreSQL 15 with fsync on: 2.4 s a copy of the installed template, against
-0.57 s WAL-logged; the same on the fsync-off embedded server)."""
-
-_template_sizes: dict[str, int] = {}
-
-
-def _create_database(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
-    """CREATE DATABASE, copying `template` file by file where it is large and the server can (15+)."""
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template:
-        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        if admin.info.server_version >= 150000 and _template_size(admin, template) >= FILE_COPY_FROM:
-            create += sql.SQL(" STRATEGY FILE_COPY")
-    admin.execute(create)
-
-
-def _template_size(admin: psycopg.Connection[Any], template: str) -> int:
-    """The template's size, read once: a session template is complete before it is first copied."""
-    if template not in _template_sizes:
-        row = admin.execute("SELECT pg_catalog.pg_database_size(%s)::bigint", (template,)).fetchone()
-        _template_sizes[template] = int(row[0]) if row else 0
-    return _template_sizes[template]
-
-
-def _drop_database(admin: psycopg.Connection[Any], name: str) -> None:
-    force = admin.info.server_version >= 130000
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)") if force else sql.SQL("DROP DATABASE IF EXISTS {}")
-    admin.execute(drop.format(sql.Identifier(name)))
-
-
-def _fresh_database(pg_admin_dsn: str, template: str | None = None) -> Iterator[str]:
-    name = f"gcos_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        _create_database(admin, name, template)
-    try:
-        yield make_conninfo(pg_admin_dsn, dbname=name)
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            _drop_database(admin, name)
 
 
 @contextmanager
@@ -213,14 +164,12 @@ def _session_template(
 ) -> Iterator[str]:
     """A template database for the session: a copy of `source` (else empty) that `fill(dsn)` completes."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        _create_database(admin, name, source)
+    _as_admin(pg_admin_dsn, lambda admin: _create_database(admin, name, source))
     try:
         fill(make_conninfo(pg_admin_dsn, dbname=name))
         yield name
     finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            _drop_database(admin, name)
+        _as_admin(pg_admin_dsn, lambda admin: _drop_database(admin, name))
 
 
 def _install_into(dsn: str) -> None:
@@ -362,10 +311,12 @@ class Role:
 MakeRole = Callable[..., Role]
 
 
-def _role_maker(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
+def _role_maker(conn: psycopg.Connection[Any], dsn: str, *, installed: bool = False) -> Iterator[MakeRole]:
     """LOGIN roles with unique names (roles are cluster-wide), optionally principals in the database of
-    `conn` (where gcos is installed first), dropped after the test."""
-    install(conn)
+    `conn` (where gcos is installed first unless `installed`: a copy of an installed template, where
+    install() finds nothing to do), dropped after the test."""
+    if not installed:
+        install(conn)
     made: list[str] = []
 
     def make(
@@ -399,15 +350,17 @@ def _role_maker(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
 
 @pytest.fixture
 def make_role(conn: psycopg.Connection[Any], dsn: str) -> Iterator[MakeRole]:
-    """Roles and principals in this test's fresh empty database (gcos installed)."""
-    yield from _role_maker(conn, dsn)
+    """Roles and principals in this test's fresh empty database (gcos installed: a copy of the installed
+    template, INSTALLED_BY)."""
+    yield from _role_maker(conn, dsn, installed=True)
 
 
 @pytest.fixture
 def world_role(world_dsn: str) -> Iterator[MakeRole]:
-    """Roles and principals in this test's copy of the reference world (gcos installed there)."""
+    """Roles and principals in this test's copy of the reference world (gcos installed there: a copy of an
+    installed template, WORLD_INSTALLED_BY)."""
     with psycopg.connect(world_dsn, autocommit=True) as world_conn:
-        yield from _role_maker(world_conn, world_dsn)
+        yield from _role_maker(world_conn, world_dsn, installed=True)
 
 
 @pytest.fixture(scope="session")
