@@ -12,13 +12,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import MakeRole, Role
+from conftest import MakeRole, Role, fingerprint
 from psycopg import errors as pg_errors
 from psycopg import sql
 from test_catalog_unchanged import last_rehearsal, wait_for
+from test_commit import World, adopted_world
 
 from gcos import commands
-from gcos.domain import Outcome
+from gcos.domain import Kind, Outcome
 from gcos.target import Target
 
 SETUP = """
@@ -316,3 +317,31 @@ def test_a_rehearsal_after_a_rehearsal_proves_its_entry(operator: Role, world_ds
     assert third["fingerprints"]["entry"]["established"] == "measured"
     assert third["fingerprints"]["entry"]["schema_hash"] != second["fingerprints"]["entry"]["schema_hash"]
     assert third["footprint"] == second["footprint"]
+
+
+# --------------------------------------------------------------------------- a commit leaves its proof
+
+
+@pytest.fixture
+def adopted(world_dsn: str, gcos_adopted: None, project_dir: Path) -> Iterator[World]:
+    yield from adopted_world(world_dsn, project_dir)
+
+
+def test_a_commit_stores_the_proof_the_next_rehearsal_entry_takes(adopted: World) -> None:
+    """The commit's after fingerprint is taken through the stored proof (a mark on its own snapshot, stored with the
+    commit): the next step's rehearsal proves its entry instead of measuring it, and it is the world's fingerprint."""
+    adopted.rehearse("SB-12")
+    adopted.approve("SB-12")
+    adopted.commit("SB-12")
+    (commit,) = adopted.records(Kind.COMMIT)
+    assert "established" not in commit.payload["fingerprint_after_full"]  # the commit record keeps its shape
+    adopted.rehearse("SB-13")
+    payload = last_rehearsal(adopted.dsn)
+    entry = payload["fingerprints"]["entry"]
+    assert entry["established"] == "proved unchanged", payload["message"]
+    watch = adopted.admin.execute(
+        "SELECT document -> 'watch' FROM gcos.specs WHERE step_id = 'SB-13' ORDER BY registered_at DESC LIMIT 1"
+    ).fetchone()
+    assert watch is not None
+    assert entry["hash"] == fingerprint(adopted.admin, watch[0] or [])["hash"]
+    assert entry["schema_hash"] == commit.payload["fingerprint_after"]["schema_hash"]

@@ -22,6 +22,8 @@
 --   gcos._kernel_fingerprint_entry(watch): a rehearsal's entry fingerprint, object map included (stored with the
 --       proof by the rehearsal that measured it, so footprint and _fp_differences still name objects).
 --   gcos._rehearse_measured (048): its entry through that; the record's entry summary says how it was established.
+--   gcos._commit_apply (025): its after fingerprint through that too (the record unchanged: "established" left out),
+--       so a commit leaves the proof of the world it made and the next rehearsal's entry is proved.
 SET LOCAL ROLE gcos_owner;
 
 CREATE TABLE gcos.catalog_proof (
@@ -78,7 +80,7 @@ BEGIN
        AND NOT p.mark ? 'unprovable'
        AND p.mark ->> 'young' = (p.young % 4294967296)::text
        AND p.young <= pg_snapshot_xmin(pg_current_snapshot())::text::numeric
-       AND pg_snapshot_xmin(pg_current_snapshot())::text::numeric - p.young < 1073741824
+       AND pg_snapshot_xmax(pg_current_snapshot())::text::numeric - p.young < 1073741824  -- (xmax: the next xid)
        AND (p.mark ->> 'database')::oid = p.database
        AND gcos._catalog_unchanged(p.mark);
 END
@@ -247,6 +249,83 @@ BEGIN
         'duration_us', (EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_started) * 1000000)::bigint);
     SELECT * INTO v_write FROM gcos._ledger_write('rehearsal', v_step, p_spec_hash, p_trace_id, NULL, v_payload);
     RETURN v_payload || pg_catalog.jsonb_build_object('ledger_seq', v_write.seq, 'ledger_hash', v_write.hash);
+END
+$$;
+
+-- 025's gcos._commit_apply (the plain commit and rollback, and a batched run's close); its after fingerprint through
+-- gcos._kernel_fingerprint_entry, so the proof of what it leaves is stored with the commit.
+CREATE OR REPLACE FUNCTION gcos._commit_apply(p_spec jsonb, p_plan jsonb, p_action text, p_before jsonb, p_prove text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_watch text[] := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(p_spec -> 'watch', '[]')));
+    v_state jsonb := gcos._session_state();
+    v_probe jsonb := gcos.footprint_probe();
+    v_owned jsonb := gcos._kernel_owned();
+    v jsonb := CASE WHEN p_prove IS NULL THEN '{}'::jsonb ELSE pg_catalog.jsonb_build_object('prove', p_prove) END;
+    v_now jsonb;
+    v_stop jsonb;
+    v_exc jsonb;
+    r record;
+BEGIN
+    BEGIN
+        IF p_action = 'rollback' OR p_spec ? 'mutation' THEN  -- a verification-only step applies nothing
+            PERFORM gcos._kernel_exec(CASE p_action WHEN 'commit' THEN p_spec -> 'mutation' ->> 'sql'
+                                                    ELSE p_spec -> 'rollback' ->> 'sql' END);
+        END IF;
+        v_now := gcos._session_state();
+        -- (052) through the stored proof, stored anew from a mark on the fingerprint's own snapshot: the next command's
+        -- first fingerprint is then proved; the mutation's own rows are young and marked, gone again if it is undone
+        v := v || pg_catalog.jsonb_build_object('after', gcos._kernel_fingerprint_entry(v_watch) - 'established', 'session_residue', (
+            SELECT COALESCE(pg_catalog.jsonb_agg(x), '[]') FROM (
+                SELECT l AS x FROM pg_catalog.jsonb_array_elements_text(v_now -> 'locks') AS l WHERE NOT (v_state -> 'locks') ? l
+                UNION ALL
+                SELECT 'setting ' || e.key FROM pg_catalog.jsonb_each(v_now -> 'settings') AS e
+                 WHERE e.value IS DISTINCT FROM v_state -> 'settings' -> e.key) AS d));
+        IF p_action = 'commit' THEN
+            v := v || pg_catalog.jsonb_build_object('footprint', gcos.footprint(p_before, v -> 'after', v_probe, gcos.footprint_probe()));
+            v := v || pg_catalog.jsonb_build_object(
+                'violations', gcos.allow_violations(p_spec -> 'mutation' -> 'allow', v -> 'footprint')
+                              || gcos._kernel_invariants(v_owned) || gcos._sequences_back(p_before, v -> 'after'),
+                'stops', '[]'::jsonb, 'success', gcos._kernel_checks(p_spec -> 'success'));
+            FOR v_stop IN SELECT e.value FROM pg_catalog.jsonb_array_elements(
+                              COALESCE(p_spec -> 'stop', '[]') || COALESCE(p_plan -> 'global_stop', '[]')) AS e LOOP
+                v := pg_catalog.jsonb_set(v, '{stops}', (v -> 'stops') || pg_catalog.jsonb_build_array(
+                    gcos._kernel_stop(v_stop, pg_catalog.jsonb_array_length(v -> 'footprint' -> 'new_tables'))));
+            END LOOP;
+            v_exc := gcos._spec_exceptions(p_spec);  -- waived checks stay in the results, marked (025)
+            v := v || pg_catalog.jsonb_build_object(
+                'stops', gcos._waive(v -> 'stops', 'stop', v_exc, pg_catalog.jsonb_array_length(COALESCE(p_spec -> 'stop', '[]'))),
+                'success', gcos._waive(v -> 'success', 'success', v_exc, pg_catalog.jsonb_array_length(COALESCE(p_spec -> 'success', '[]'))));
+        END IF;
+        IF p_action = 'rollback' THEN
+            v := v || pg_catalog.jsonb_build_object('violations',
+                gcos._rollback_violations(p_spec -> 'mutation' -> 'allow', v_probe, gcos.footprint_probe())
+                || gcos._kernel_invariants(v_owned) || gcos._sequences_back(p_before, v -> 'after'));
+        END IF;
+        SELECT * INTO r FROM gcos._commit_verdict(p_spec ->> 'id', v);
+        IF r.outcome IS NOT NULL THEN
+            v := v || pg_catalog.jsonb_build_object('outcome', r.outcome, 'message', r.message);
+            RAISE EXCEPTION 'gcos: not applied' USING ERRCODE = 'GC100';
+        END IF;
+    EXCEPTION
+        WHEN SQLSTATE 'GC100' THEN
+            NULL;
+        WHEN lock_not_available THEN
+            v := v || pg_catalog.jsonb_build_object('outcome', 'lock_timeout', 'message',
+                pg_catalog.format('%s of %s could not get a lock within lock_timeout: %s; nothing was applied, retry when the other session is done',
+                                  p_action, p_spec ->> 'id', SQLERRM));
+        WHEN query_canceled THEN
+            v := v || pg_catalog.jsonb_build_object('outcome', 'timeout', 'message',
+                pg_catalog.format('%s of %s hit statement_timeout; nothing was applied', p_action, p_spec ->> 'id'));
+        WHEN OTHERS THEN
+            v := v || pg_catalog.jsonb_build_object('outcome', p_action || '_failed', 'message',
+                pg_catalog.format('%s of %s failed in the database: %s; nothing was applied', p_action, p_spec ->> 'id', SQLERRM));
+    END;
+    IF pg_catalog.jsonb_array_length(COALESCE(v -> 'session_residue', '[]')) > 0 THEN
+        PERFORM pg_catalog.pg_advisory_unlock_all();  -- the kernel holds none of its own (its lock is xact-level)
+    END IF;
+    RETURN v;
 END
 $$;
 
