@@ -500,6 +500,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         *ONLINE_SU,
         "_online_guard",  # 035: the event trigger reads the tickets, which only gcos_owner may
         "_catalog_proof",  # 052: the only writer of gcos.catalog_proof, every value computed by itself
+        "_catalog_proof_read",  # 052: reads gcos.catalog_proof, which no caller may
     }
     approvers = ["gcos_council", "gcos_sovereign"]
     expected = {
@@ -543,7 +544,7 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         **dict.fromkeys(["fingerprint_digests", "fingerprint_objects"], READERS),  # 042
         "_table_state": ["gcos_kernel"],  # 048
         **dict.fromkeys(["_fp_take_proved", "_fp_tables_text"], KERNEL_READERS),  # 048; under fingerprint_digests (052)
-        "_catalog_proof": KERNEL_READERS,  # 052: the stored catalog proof, computed and written by itself
+        **dict.fromkeys(["_catalog_proof", "_catalog_proof_read"], KERNEL_READERS),  # 052: the stored catalog proof
         "_fp_digests_stored": READERS,  # 052
         **dict.fromkeys(["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds"], ALL_AND_KERNEL),
         **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),

@@ -16,8 +16,10 @@
 --       expires it), nor once its mark's xmin is 2^30 transactions old (64-bit, so a wrapped counter cannot look
 --       young again), nor when its 32-bit young disagrees with its 64-bit one.
 --   gcos._fp_schema_marked(exclude, objects): mark + schema part (+ object map) on one snapshot.
---   gcos._catalog_proof(exclude, objects): the schema part proved unchanged from the stored row, or measured and
---       stored (not in a read-only transaction, not on a standby, not when another transaction is storing it).
+--   gcos._catalog_proof_read(exclude, objects): the stored schema part when its proof holds, else NULL (STABLE: its
+--       callers check it in the statement that measures the rest, on one snapshot).
+--   gcos._catalog_proof(exclude, objects): measured with a fresh mark and stored (not in a read-only transaction,
+--       not on a standby, not while another transaction is storing it).
 --   gcos.fingerprint_digests (042): its schema part through gcos._catalog_proof; "established" says which.
 --   gcos._kernel_fingerprint_entry(watch): a rehearsal's entry fingerprint, object map included (stored with the
 --       proof by the rehearsal that measured it, so footprint and _fp_differences still name objects).
@@ -72,7 +74,7 @@ $$;
 
 -- Whether a stored proof still holds now: same database and server run, a young horizon, the mark unchanged.
 CREATE FUNCTION gcos._catalog_proof_holds(p gcos.catalog_proof) RETURNS boolean
-    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN p.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
@@ -86,14 +88,14 @@ BEGIN
 END
 $$;
 
--- The schema part (schema_hash, digests, with the object map when p_objects) for exclude list p_exclude: the stored
--- one when its proof holds ("proved unchanged"), else measured on one snapshot with a fresh mark and stored.
-CREATE FUNCTION gcos._catalog_proof(p_exclude text[], p_objects boolean) RETURNS jsonb
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- The stored schema part (schema_hash, digests, with the object map when p_objects) for exclude list p_exclude when its
+-- proof holds ("proved unchanged"), else NULL. STABLE: called in the statement that measures the rest, the proof and
+-- the rest read one snapshot.
+CREATE FUNCTION gcos._catalog_proof_read(p_exclude text[], p_objects boolean) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p gcos.catalog_proof;
-    v jsonb;
 BEGIN
     IF p_exclude IS NULL OR array_position(p_exclude, NULL) IS NOT NULL OR p_objects IS NULL THEN
         RAISE EXCEPTION 'gcos.fingerprint: watch and exclude are arrays of names without NULLs, and the search_path is text'
@@ -103,6 +105,22 @@ BEGIN
     IF FOUND AND (p.objects IS NOT NULL OR NOT p_objects) AND gcos._catalog_proof_holds(p) THEN
         RETURN jsonb_build_object('schema_hash', p.schema_hash, 'digests', p.digests, 'established', 'proved unchanged')
             || CASE WHEN p_objects THEN jsonb_build_object('schema', p.objects) ELSE '{}' END;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- The schema part for exclude list p_exclude measured on one snapshot with a fresh mark, and stored ("measured"):
+-- what callers do when gcos._catalog_proof_read gave nothing.
+CREATE FUNCTION gcos._catalog_proof(p_exclude text[], p_objects boolean) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    IF p_exclude IS NULL OR array_position(p_exclude, NULL) IS NOT NULL OR p_objects IS NULL THEN
+        RAISE EXCEPTION 'gcos.fingerprint: watch and exclude are arrays of names without NULLs, and the search_path is text'
+            USING ERRCODE = '22023';
     END IF;
     v := gcos._fp_schema_marked(p_exclude, p_objects);  -- one statement: the mark and the schema on one snapshot
     -- stored only where it can last and nobody else is storing it (their row lock would make us wait)
@@ -134,6 +152,7 @@ CREATE FUNCTION gcos._fp_digests_stored(p_watch text[], p_exclude text[], p_sear
     LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v jsonb;
     v_known jsonb;
 BEGIN
     IF p_watch IS NULL OR p_exclude IS NULL OR p_search_path IS NULL
@@ -141,9 +160,16 @@ BEGIN
         RAISE EXCEPTION 'gcos.fingerprint: watch and exclude are arrays of names without NULLs, and the search_path is text'
             USING ERRCODE = '22023';
     END IF;
-    v_known := gcos._catalog_proof(p_exclude, false);
-    RETURN (gcos._fp_take_proved(p_watch, p_exclude, p_search_path, v_known, '{}') - 'tables_proved')
-        || jsonb_build_object('established', v_known -> 'established');
+    -- the proof checked and the rest measured in one statement: one snapshot, as 042's one fingerprint
+    v := (SELECT gcos._fp_take_proved(p_watch, p_exclude, p_search_path, k.known, '{}')
+                 || jsonb_build_object('established', k.known -> 'established')
+            FROM (SELECT gcos._catalog_proof_read(p_exclude, false) AS known) AS k WHERE k.known IS NOT NULL);
+    IF v IS NULL THEN
+        v_known := gcos._catalog_proof(p_exclude, false);
+        v := gcos._fp_take_proved(p_watch, p_exclude, p_search_path, v_known, '{}')
+             || jsonb_build_object('established', v_known -> 'established');
+    END IF;
+    RETURN v - 'tables_proved';
 END
 $$;
 
@@ -158,10 +184,20 @@ CREATE FUNCTION gcos._kernel_fingerprint_entry(p_watch text[]) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
-    v_known jsonb := gcos._catalog_proof('{gcos}', true);
+    v_watch text[] := COALESCE(p_watch, '{}');
+    v jsonb;
+    v_known jsonb;
 BEGIN
-    RETURN (gcos._fp_take_proved(COALESCE(p_watch, '{}'), '{gcos}', 'public, pg_temp', v_known, '{}') - 'tables_proved')
-        || jsonb_build_object('schema', v_known -> 'schema', 'established', v_known -> 'established');
+    -- the proof checked and the rest measured in one statement (one snapshot); else measured, stored, and the rest
+    v := (SELECT gcos._fp_take_proved(v_watch, '{gcos}', 'public, pg_temp', k.known, '{}')
+                 || jsonb_build_object('schema', k.known -> 'schema', 'established', k.known -> 'established')
+            FROM (SELECT gcos._catalog_proof_read('{gcos}', true) AS known) AS k WHERE k.known IS NOT NULL);
+    IF v IS NULL THEN
+        v_known := gcos._catalog_proof('{gcos}', true);
+        v := gcos._fp_take_proved(v_watch, '{gcos}', 'public, pg_temp', v_known, '{}')
+             || jsonb_build_object('schema', v_known -> 'schema', 'established', v_known -> 'established');
+    END IF;
+    RETURN v - 'tables_proved';
 END
 $$;
 
@@ -334,10 +370,12 @@ $$;
 RESET ROLE;
 ALTER FUNCTION gcos._kernel_fingerprint_entry(text[]) OWNER TO gcos_kernel;  -- reads the tables as the kernel
 REVOKE ALL ON FUNCTION gcos._fp_schema_marked(text[], boolean), gcos._catalog_proof_holds(gcos.catalog_proof),
+    gcos._catalog_proof_read(text[], boolean),
     gcos._catalog_proof(text[], boolean), gcos._fp_digests_stored(text[], text[], text),
     gcos._kernel_fingerprint_entry(text[]) FROM PUBLIC;
 -- the stored proof is read and written as gcos_owner, by gcos._catalog_proof alone; readers ask for it
-GRANT EXECUTE ON FUNCTION gcos._catalog_proof(text[], boolean) TO gcos_admin, gcos_operator, gcos_auditor, gcos_kernel;
+GRANT EXECUTE ON FUNCTION gcos._catalog_proof(text[], boolean), gcos._catalog_proof_read(text[], boolean)
+    TO gcos_admin, gcos_operator, gcos_auditor, gcos_kernel;
 GRANT EXECUTE ON FUNCTION gcos._fp_digests_stored(text[], text[], text) TO gcos_admin, gcos_operator, gcos_auditor;
 -- 048's invoker helpers, read-only: now also under gcos.fingerprint_digests
 GRANT EXECUTE ON FUNCTION gcos._fp_take_proved(text[], text[], text, jsonb, jsonb), gcos._fp_tables_text(jsonb)
