@@ -200,6 +200,22 @@ def test_ddl_in_flight_while_storing_is_a_change_when_it_commits(
     assert checked(reader) == "measured"
 
 
+def test_a_session_storing_the_proof_never_makes_another_wait(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """One transaction has stored the proof and not committed (its row and lock held): another session measures, does
+    not wait for it to store its own, and gives the measured answer; after the commit the stored row proves."""
+    other = make_role("other", grant=("operator",))
+    with other.connect() as second:
+        # waiting for the other's lock would end in this error (uncaught by the kernel) rather than hang the test
+        second.execute("SET statement_timeout = '20s'")
+        since = server_roles(reader)
+        with reader.transaction():
+            assert checked(reader) == "measured"
+            assert checked(second) == "measured"
+        assert proved(second, checked(second), since)
+
+
 def test_an_index_turning_valid_in_place_after_the_store_is_a_change(
     conn: psycopg.Connection[Any], reader: psycopg.Connection[Any]
 ) -> None:
