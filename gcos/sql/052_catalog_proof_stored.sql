@@ -163,7 +163,8 @@ BEGIN
     -- the proof checked and the rest measured in one statement: one snapshot, as 042's one fingerprint
     v := (SELECT gcos._fp_take_proved(p_watch, p_exclude, p_search_path, k.known, '{}')
                  || jsonb_build_object('established', k.known -> 'established')
-            FROM (SELECT gcos._catalog_proof_read(p_exclude, false) AS known) AS k WHERE k.known IS NOT NULL);
+            FROM (SELECT gcos._catalog_proof_read(p_exclude, false) AS known OFFSET 0) AS k  -- (a fence: read once)
+           WHERE k.known IS NOT NULL);
     IF v IS NULL THEN
         v_known := gcos._catalog_proof(p_exclude, false);
         v := gcos._fp_take_proved(p_watch, p_exclude, p_search_path, v_known, '{}')
@@ -191,7 +192,8 @@ BEGIN
     -- the proof checked and the rest measured in one statement (one snapshot); else measured, stored, and the rest
     v := (SELECT gcos._fp_take_proved(v_watch, '{gcos}', 'public, pg_temp', k.known, '{}')
                  || jsonb_build_object('schema', k.known -> 'schema', 'established', k.known -> 'established')
-            FROM (SELECT gcos._catalog_proof_read('{gcos}', true) AS known) AS k WHERE k.known IS NOT NULL);
+            FROM (SELECT gcos._catalog_proof_read('{gcos}', true) AS known OFFSET 0) AS k  -- (a fence: read once)
+           WHERE k.known IS NOT NULL);
     IF v IS NULL THEN
         v_known := gcos._catalog_proof('{gcos}', true);
         v := gcos._fp_take_proved(v_watch, '{gcos}', 'public, pg_temp', v_known, '{}')
