@@ -3,7 +3,9 @@
 A script, not a test: on a database with gcos installed (e.g. one kept by `bench/fingerprint_bench.py --keep`),
 as gcos_owner like the kernel, it prints the median of `--runs` of: gcos._catalog_mark(), gcos._catalog_unchanged
 (mark), gcos._kernel_digests(watch) (043's after_rollback/exit pass) and gcos._kernel_digests_proved with no table
-mark (what is measured instead when the proof holds), each in its own transaction.
+mark (what is measured instead when the proof holds), each in its own transaction; then 052's stored proof:
+gcos._catalog_proof('{gcos}', false) (mark, schema and store) and gcos._catalog_proof_read('{gcos}', false)
+(the stored row checked), and the same with the object map (a rehearsal's entry).
 
     python bench/catalog_proof_bench.py DSN --runs 7
 """
@@ -46,6 +48,16 @@ def main() -> None:
             times.setdefault("_kernel_digests (043's pass)", []).append(took)
             took, _ = timed(conn, "SELECT gcos._kernel_digests_proved('{}', %s, '{}')", (Jsonb(entry),))
             times.setdefault("_kernel_digests_proved (the rest)", []).append(took)
+        for _ in range(args.runs):
+            for objects_too in (False, True):
+                label = " with the object map" if objects_too else ""
+                conn.execute("DELETE FROM gcos.catalog_proof")
+                took, got = timed(conn, "SELECT gcos._catalog_proof('{gcos}', %s)", (objects_too,))
+                assert got["established"] == "measured", got["established"]
+                times.setdefault(f"_catalog_proof measured{label}", []).append(took)
+                took, got = timed(conn, "SELECT gcos._catalog_proof_read('{gcos}', %s)", (objects_too,))
+                assert got is not None, "the stored proof failed on a quiet database"
+                times.setdefault(f"_catalog_proof proved{label}", []).append(took)
         print(f"pg_class rows: {objects[0] if objects else '?'}, median of {args.runs}")
         for label, values in times.items():
             print(f"  {label:36s} {statistics.median(values) * 1000:8.1f} ms")

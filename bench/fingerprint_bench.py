@@ -5,13 +5,15 @@ A script, not a test: it prints and asserts nothing (bench/README.md has the com
 Default mode: seed 002's reference world plus ``--tables`` varied tables (created in batches), then the medians
 over ``--runs`` (interleaved, after a warm-up, each from a new connection) of ``gcos.fingerprint()`` (the whole
 object map fetched), ``gcos.fingerprint_digests()`` (per-category digests: what comparing two fingerprints
-transfers) and ``pg_dump -s``, with their ratios; then, schema public adopted, a kernel ``gcos rehearse`` of
-step 1 against the pg_dump/psql/diff procedure it replaces.
+transfers; once measured in full, the stored proof deleted first, and once proved unchanged by the proof stored
+by the previous call, 052) and ``pg_dump -s``, with their ratios; then, schema public adopted, a kernel
+``gcos rehearse`` of step 1 (its entry proved by the stored proof, and measured) against the pg_dump/psql/diff
+procedure it replaces.
 
 ``--scale 1000,5000,20000,100000``: one database grown tenant by tenant (a schema each: tables with keys,
 foreign keys, CHECKs and indexes, a partitioned table, a view, a function) through those relation counts,
-printing per size the cold time and the client's peak RSS (a new process each) of both fingerprints, and
-``pg_dump -s`` (or "fails").
+printing per size the cold time and the client's peak RSS (a new process each) of both fingerprints measured in
+full, of fingerprint_digests() proved unchanged by the stored proof (052), and ``pg_dump -s`` (or "fails").
 
     python bench/fingerprint_bench.py [--rows N] [--tables N] [--runs N] [--only TEXT]
     python bench/fingerprint_bench.py --scale 1000,5000,20000,100000 --runs 3
@@ -88,13 +90,36 @@ def measure_server_fingerprint(bench: Bench) -> float:
     return time.perf_counter() - start
 
 
-def measure_server_fingerprint_kept(bench: Bench) -> float:
+def forget_proof(dsn: str) -> None:
+    """Delete the stored catalog proof (052) as the superuser: the next fingerprint_digests() measures in full."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM gcos.catalog_proof")
+
+
+def digests_established(bench: Bench, expected: str) -> float:
     """One cold fingerprint as two are compared (042): ``gcos.fingerprint_digests()``, per-category digests
-    computed by the database; no object map travels."""
+    computed by the database; no object map travels. Refuses to count a run not established as ``expected``
+    (052's "measured" or "proved unchanged")."""
+    if expected == "measured":
+        forget_proof(bench.dsn)
     start = time.perf_counter()
     with psycopg.connect(bench.dsn, autocommit=True) as conn:
-        conn.execute("SELECT gcos.fingerprint_digests()").fetchone()
-    return time.perf_counter() - start
+        row = conn.execute("SELECT gcos.fingerprint_digests()").fetchone()
+    elapsed = time.perf_counter() - start
+    established = row[0].get("established") if row is not None else None
+    if established != expected:
+        raise RuntimeError(f"fingerprint_digests() was {established}, not {expected}")
+    return elapsed
+
+
+def measure_server_fingerprint_kept(bench: Bench) -> float:
+    """fingerprint_digests() measured in full, the stored proof deleted first (and stored anew by it)."""
+    return digests_established(bench, "measured")
+
+
+def measure_server_fingerprint_proved(bench: Bench) -> float:
+    """fingerprint_digests() whose schema part the stored proof (052) gives: nothing changed since it was stored."""
+    return digests_established(bench, "proved unchanged")
 
 
 def measure_pg_dump_schema(bench: Bench) -> float:
@@ -123,6 +148,12 @@ def measure_rehearse(bench: Bench) -> float:
         start = time.perf_counter()
         commands.rehearse(Target(bench.dsn, "--dsn"), project, REHEARSED_STEP)
         return time.perf_counter() - start
+
+
+def measure_rehearse_measured(bench: Bench) -> float:
+    """As measure_rehearse, the stored catalog proof deleted first: the entry fingerprint measured in full."""
+    forget_proof(bench.dsn)
+    return measure_rehearse(bench)
 
 
 def measure_bare_procedure(bench: Bench) -> float:
@@ -170,9 +201,17 @@ def comparisons() -> list[Comparison]:
             0.7,
         ),
         Comparison(
-            "schema fingerprint digests (what a comparison transfers)",
-            "gcos.fingerprint_digests()",
+            "schema fingerprint digests (what a comparison transfers), measured",
+            "gcos.fingerprint_digests() measured",
             measure_server_fingerprint_kept,
+            "pg_dump -s",
+            measure_pg_dump_schema,
+            0.3,
+        ),
+        Comparison(
+            "schema fingerprint digests (what a comparison transfers), proved unchanged by the stored proof",
+            "gcos.fingerprint_digests() proved",
+            measure_server_fingerprint_proved,
             "pg_dump -s",
             measure_pg_dump_schema,
             0.3,
@@ -184,9 +223,17 @@ def kernel_comparisons() -> list[Comparison]:
     """Measured after `gcos adopt public`: `gcos rehearse` runs only in the kernel (gcos.rehearse)."""
     return [
         Comparison(
-            "rehearsal of step 1 in the kernel",
+            "rehearsal of step 1 in the kernel, entry proved by the stored proof (after the warm-up's)",
             "gcos rehearse (kernel)",
             measure_rehearse,
+            "pg_dump/psql/pg_dump/diff",
+            measure_bare_procedure,
+            1.0,
+        ),
+        Comparison(
+            "rehearsal of step 1 in the kernel, entry measured (stored proof deleted first)",
+            "gcos rehearse (kernel)",
+            measure_rehearse_measured,
             "pg_dump/psql/pg_dump/diff",
             measure_bare_procedure,
             1.0,
@@ -425,7 +472,7 @@ def scale_series(dsn: str, sizes: list[int], runs: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         install(conn)
         tenants = 0
-        print("relations  digests s  client MB  whole map s  client MB  pg_dump -s  digests/pg_dump")
+        print("relations  digests s  client MB  proved s  whole map s  client MB  pg_dump -s  digests/pg_dump")
         for size in sizes:
             while (conn.execute(_RELATIONS).fetchone() or (0,))[0] < size:
                 run_in_batches(conn, (st for i in range(tenants, tenants + 50) for st in tenant_sql(i)))
@@ -435,12 +482,20 @@ def scale_series(dsn: str, sizes: list[int], runs: int) -> None:
             cells, medians = [], []
             for query in ("SELECT gcos.fingerprint_digests()", "SELECT gcos.fingerprint()"):
                 cold_in_child(dsn, query)  # warm-up
-                taken = [cold_in_child(dsn, query) for _ in range(runs)]
+                taken = []
+                for _ in range(runs):
+                    forget_proof(dsn)  # (measured in full: the stored proof deleted first, 052)
+                    taken.append(cold_in_child(dsn, query))
                 medians.append(statistics.median(t for t, _ in taken))
                 cells.append(f"{medians[-1]:9.2f}  {max(m for _, m in taken):9.0f}")
+            cold_in_child(dsn, "SELECT gcos.fingerprint_digests()")  # stores the proof
+            proved = statistics.median(cold_in_child(dsn, "SELECT gcos.fingerprint_digests()")[0] for _ in range(runs))
+            row = conn.execute("SELECT gcos.fingerprint_digests() ->> 'established'").fetchone()
+            if row != ("proved unchanged",):  # (the column is the proved one, or the series stops here)
+                raise RuntimeError(f"fingerprint_digests() was {row}, not proved unchanged")
             dump = dump_seconds(bench, runs if relations <= 5000 else 1)
             shown = ("fails", "-") if dump is None else (f"{dump:8.2f}", f"{medians[0] / dump:.2f}")
-            print(f"{relations:9,}  {cells[0]}  {cells[1]}  {shown[0]:>10}  {shown[1]:>14}", flush=True)
+            print(f"{relations:9,}  {cells[0]}  {proved:8.2f}  {cells[1]}  {shown[0]:>10}  {shown[1]:>14}", flush=True)
 
 
 _OBJECT_COUNT = (

@@ -423,6 +423,7 @@ KERNEL_EXECUTORS = {
 }  # fmt: skip
 KERNEL_OWNED = {*KERNEL_EXECUTORS, "_kernel_fingerprint", "_kernel_digests"}  # 043
 KERNEL_OWNED |= {"_kernel_tables_mark", "_kernel_digests_proved"}  # 048: the watched tables' mark and proof
+KERNEL_OWNED |= {"_kernel_fingerprint_entry"}  # 052: a rehearsal's entry through the stored proof
 # 021: what the adopted view public.os_proposal_approvals calls, owned by the kernel (an adopted view may not
 # depend on a routine another role could replace), an invoker function.
 SEED_APPROVALS_KERNEL = {"proposal_approvals"}
@@ -498,6 +499,8 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         *ONLINE_ENTRIES,  # 035: online steps
         *ONLINE_SU,
         "_online_guard",  # 035: the event trigger reads the tickets, which only gcos_owner may
+        "_catalog_proof",  # 052: the only writer of gcos.catalog_proof, every value computed by itself
+        "_catalog_proof_read",  # 052: reads gcos.catalog_proof, which no caller may
     }
     approvers = ["gcos_council", "gcos_sovereign"]
     expected = {
@@ -539,7 +542,10 @@ def test_every_function_pins_its_search_path_and_grants_are_exact(conn: psycopg.
         ),
         **dict.fromkeys(["_fp_schema_parts", "_fp_schema_digested", "_fp_take"], KERNEL_READERS),  # 042
         **dict.fromkeys(["fingerprint_digests", "fingerprint_objects"], READERS),  # 042
-        **{name: ["gcos_kernel"] for name in ("_table_state", "_fp_tables_text", "_fp_take_proved")},  # 048
+        "_table_state": ["gcos_kernel"],  # 048
+        **dict.fromkeys(["_fp_take_proved", "_fp_tables_text"], KERNEL_READERS),  # 048; under fingerprint_digests (052)
+        **dict.fromkeys(["_catalog_proof", "_catalog_proof_read"], KERNEL_READERS),  # 052: the stored catalog proof
+        "_fp_digests_stored": READERS,  # 052
         **dict.fromkeys(["check_value", "evaluate_check", "expect_holds", "_same", "stop_holds"], ALL_AND_KERNEL),
         **dict.fromkeys(["footprint_probe", "footprint", "allow_violations", "_ident_parts", "_named"], ALL_GCOS),
         **dict.fromkeys(["_names", "_user_schema"], ALL_AND_KERNEL),

@@ -357,6 +357,6 @@ def test_sb10_on_the_full_world_proves_its_exit_without_rehashing_its_tables(
     assert calls["_rehearse_measured"] == 1
     # entry, inside and after_rollback (measured: inside the mutation's savepoint the catalogs differ); not exit
     assert calls["_fp_tables"] == 3
-    assert calls["_fp_take_proved"] == 1
+    assert calls["_fp_take_proved"] == 2  # exit, and the entry (052: its schema part through the stored proof)
     assert calls["_table_state"] == 2  # one watched table present at the mark: marked, then proved at exit
     assert prints["exit"]["tables"] == full_tables(world_dsn, "SB-10")  # (after the count: it hashes them too)
