@@ -40,6 +40,7 @@ CREATE TABLE gcos.catalog_proof (
     stored_at timestamptz NOT NULL
 );
 REVOKE ALL ON gcos.catalog_proof FROM PUBLIC;
+SELECT gcos._guard_tables();  -- 008: every gcos table refuses writes but through gcos functions (and a superuser)
 
 -- The catalog mark and the schema part it vouches for, on one snapshot (STABLE, called by one statement).
 CREATE FUNCTION gcos._fp_schema_marked(p_exclude text[], p_objects boolean) RETURNS jsonb
