@@ -1,0 +1,360 @@
+"""Round 2 attacks of session 22: on 052's stored catalog proof and on the client's vouchers (gcos/spec/checked.py).
+
+052: every attack here ends with what tests/test_catalog_proof_stored.py asserts: gcos.fingerprint_digests equals a
+full measurement (042's gcos._fp_take) taken at the same moment, whichever way it was established. The vectors are
+the ones that file does not try: roles short of a superuser (the database owner, a role with CREATE on a schema,
+pg_write_all_data), a session storing the proof under odd settings, a long transaction pinning the horizon,
+subtransaction overflow, sequences, large objects, another exclude list's row, a REPEATABLE READ reader after a
+newer proof was stored.
+
+Vouchers: content-keyed names survive size and mtime tricks, a changed SQL file, a vouched SQL text moved out of the
+project; a key planted in a cache directory someone else can write (or owns) must vouch for nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import MakeRole
+from psycopg import errors as pg_errors
+from psycopg import sql
+from test_catalog_proof_stored import SETUP, checked, digests, full, proved, server_roles
+from test_client_vouchers import REPO, STEP1, _asked, _edit, _named, _outcome, _uncached
+
+from gcos.spec import checked as vouchers
+
+# --------------------------------------------------------------------------- 052: who may change what
+
+
+@pytest.fixture
+def world(conn: psycopg.Connection[Any], gcos_installed: None) -> None:
+    conn.execute(SETUP)
+    # definitions whose text depends on settings (zone, date and interval style, float digits, bytea output)
+    conn.execute(
+        "CREATE TABLE public.styled (at timestamptz DEFAULT '2020-06-01 12:00+00', d date DEFAULT '2020-02-03',"
+        " span interval DEFAULT '1 day 02:03:04', ratio float8 DEFAULT 0.1, raw bytea DEFAULT '\\x00ff',"
+        " CHECK (at > '2001-02-03 04:05:06+00'), CHECK (span < '3 years'))"
+    )
+
+
+@pytest.fixture
+def reader(conn: psycopg.Connection[Any], world: None, make_role: MakeRole) -> Iterator[psycopg.Connection[Any]]:
+    role = make_role("reader", grant=("operator",))
+    conn.execute(sql.SQL("ALTER ROLE {} VALID UNTIL '2031-06-01 12:00:00.25+00'").format(sql.Identifier(role.name)))
+    with role.connect() as session:
+        yield session
+
+
+ODD_SETTINGS = (
+    "SET TimeZone = 'Asia/Kathmandu'",
+    "SET DateStyle = 'SQL, DMY'",
+    "SET IntervalStyle = 'sql_standard'",
+    "SET extra_float_digits = -15",
+    "SET bytea_output = 'escape'",
+    "SET search_path = pg_temp, public",
+    "SET standard_conforming_strings = off",
+    "SET transform_null_equals = on",
+    "SET quote_all_identifiers = on",
+    "SET xmloption = document",
+    "SET enable_seqscan = off",
+    "SET enable_hashjoin = off",
+    "SET plan_cache_mode = force_generic_plan",
+    "SET join_collapse_limit = 1",
+    "SET work_mem = '64kB'",
+)
+
+
+def test_a_proof_stored_under_odd_settings_says_what_a_plain_session_measures(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """The stored schema part is measured in the storing caller's session (a definer function keeps the caller's
+    settings except those it pins): an operator with odd settings stores first, a plain session takes it."""
+    odd = make_role("odd", grant=("operator",))
+    since = server_roles(reader)
+    with odd.connect() as session:
+        for statement in ODD_SETTINGS:
+            session.execute(statement)
+        got = session.execute("SELECT gcos.fingerprint_digests('{}')").fetchone()
+        assert got is not None and got[0]["established"] == "measured"
+        assert conn.execute("SELECT count(*) FROM gcos.catalog_proof").fetchone() == (1,)
+    assert proved(reader, checked(reader), since)  # the odd session's row answered, and equals the measurement
+
+
+def test_the_database_owner_short_of_a_superuser_hides_nothing(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """The database's owner (pg_database_owner: owns schema public, may grant CREATE on the database) changes the
+    database's settings and grants, publishes, adds policies, maintains catalogs; each after a stored proof."""
+    owner = make_role("dbowner")
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(conn.info.dbname), sql.Identifier(owner.name))
+    )
+    db = sql.Identifier(conn.info.dbname)
+    moves = [
+        sql.SQL("ALTER DATABASE {} SET work_mem = '9MB'").format(db),
+        sql.SQL("GRANT CREATE ON DATABASE {} TO PUBLIC").format(db),
+        sql.SQL("CREATE SCHEMA owned"),
+        sql.SQL("CREATE TABLE public.mine (id integer PRIMARY KEY, who text)"),
+        sql.SQL("ALTER TABLE public.mine ENABLE ROW LEVEL SECURITY"),
+        sql.SQL("CREATE POLICY p ON public.mine USING (who = current_user)"),
+        sql.SQL("CREATE PUBLICATION pub FOR TABLE public.mine"),
+        sql.SQL("ALTER TABLE public.mine SET (fillfactor = 70)"),
+        sql.SQL("COMMENT ON SCHEMA owned IS 'the owner''s'"),
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA owned GRANT SELECT ON TABLES TO PUBLIC"),
+        sql.SQL("VACUUM FULL pg_catalog.pg_class"),  # (17+: a warning, not allowed without MAINTAIN)
+        sql.SQL("ANALYZE pg_catalog.pg_attribute"),
+        sql.SQL("GRANT CREATE ON DATABASE {} TO PUBLIC").format(db),  # an ACL made equal to an earlier one
+        sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(db),
+    ]
+    try:
+        with owner.connect() as session:
+            for move in moves:
+                checked(reader)  # stored (or proved) before each move
+                session.execute(move)
+                checked(reader)
+    finally:
+        conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS pub"))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, sql.Identifier(conn.info.user)))
+
+
+def test_a_role_with_create_on_a_schema_while_a_long_transaction_pins_the_horizon(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """An open transaction with an xid keeps every later row version young; one of its own DDL commits last."""
+    maker = make_role("maker")
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(maker.name)))
+    with maker.connect() as long, maker.connect() as quick:
+        long.execute("BEGIN")
+        long.execute("CREATE TABLE public.late (id integer)")
+        assert checked(reader) == "measured"
+        quick.execute("CREATE TABLE public.t3 (id integer)")
+        assert checked(reader) == "measured"
+        quick.execute("ALTER TABLE public.t3 RENAME COLUMN id TO key")
+        assert checked(reader) == "measured"
+        quick.execute("DROP TABLE public.t3")
+        assert checked(reader) == "measured"
+        long.execute("COMMIT")
+        assert checked(reader) == "measured"
+        assert digests(reader)["schema_hash"] == full(reader)["schema_hash"]
+
+
+def test_subtransaction_overflow_in_another_session(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """More than 64 subtransactions with DDL (the snapshot's subxip overflows; visibility goes through pg_subtrans),
+    some rolled back, open while the proof is stored, committed before it is used."""
+    maker = make_role("maker")
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(maker.name)))
+    with maker.connect() as session:
+        session.execute("BEGIN")
+        for n in range(80):
+            session.execute(f"SAVEPOINT s{n}")
+            session.execute(f"CREATE TABLE public.sub{n} (id integer)")
+            if n % 3 == 0:
+                session.execute(f"ROLLBACK TO SAVEPOINT s{n}")
+        assert checked(reader) == "measured"
+        session.execute("COMMIT")
+    assert checked(reader) == "measured"
+
+
+def test_sequences_and_large_objects_of_an_ordinary_role(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """A sequence's state moves without any catalog row (measured every time); its definition and a large
+    object's grants and comment are catalog rows (the latter no category reads: both answers leave them out)."""
+    maker = make_role("maker")
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(maker.name)))
+    with maker.connect() as session:
+        session.execute("CREATE SEQUENCE public.counter")
+        session.execute("GRANT SELECT ON public.counter TO gcos_operator")
+        for move in (
+            "SELECT nextval('public.counter')",
+            "SELECT setval('public.counter', 500)",
+            "ALTER SEQUENCE public.counter INCREMENT BY 7",
+            "ALTER SEQUENCE public.counter RESTART WITH 3",
+            "SELECT lo_create(424242)",
+            "COMMENT ON LARGE OBJECT 424242 IS 'bulk'",
+            "GRANT SELECT ON LARGE OBJECT 424242 TO PUBLIC",
+            "SELECT lo_unlink(424242)",
+        ):
+            digests(reader)
+            session.execute(move)
+            checked(reader)
+
+
+def test_a_row_stored_for_another_exclude_list_never_answers(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any]
+) -> None:
+    """A proof stored for {gcos,public} (which leaves public out) is not the one for {gcos}."""
+    reader.execute("SELECT gcos.fingerprint_digests('{}', '{gcos,public}')")
+    reader.execute("SELECT gcos.fingerprint_digests('{}', '{public,gcos}')")
+    conn.execute("CREATE TABLE public.t3 (id integer)")
+    reader.execute("SELECT gcos.fingerprint_digests('{}', '{gcos,public}')")  # re-stored after the change
+    assert checked(reader) == "measured"
+    for exclude in (["gcos", "public"], ["public", "gcos"]):
+        got = reader.execute("SELECT gcos.fingerprint_digests('{}', %s::text[])", (exclude,)).fetchone()
+        want = reader.execute(
+            "SELECT gcos._fp_take('{}', %s::text[], current_setting('search_path'), false)", (exclude,)
+        ).fetchone()
+        assert got is not None and want is not None
+        assert {k: v for k, v in got[0].items() if k != "established"} == want[0]
+
+
+def test_a_repeatable_read_reader_after_a_newer_proof_was_stored(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """A REPEATABLE READ transaction whose snapshot predates a change and the proof stored after it: it sees an
+    older world than the stored row, and must be answered from its own snapshot."""
+    other = make_role("other", grant=("operator",))
+    with reader.transaction():
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        before = full(reader)
+        conn.execute("ALTER TABLE public.t1 ADD COLUMN extra text")
+        with other.connect() as session:
+            session.execute("SELECT gcos.fingerprint_digests('{public.kept}')")  # stores the newer world
+        got = digests(reader)
+        assert got.pop("established") == "measured"
+        assert got == full(reader) == before
+
+
+def test_pg_write_all_data_writes_no_proof(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    writer = make_role("writer")
+    conn.execute(sql.SQL("GRANT pg_write_all_data TO {}").format(sql.Identifier(writer.name)))
+    since = server_roles(reader)
+    digests(reader)
+    with writer.connect() as session:
+        for statement in (
+            "UPDATE gcos.catalog_proof SET schema_hash = 'forged'",
+            "UPDATE gcos.catalog_proof SET young = young + 0",
+            "DELETE FROM gcos.catalog_proof",
+            "UPDATE gcos.fingerprint_queries SET query = query",
+        ):
+            with pytest.raises(pg_errors.InsufficientPrivilege):
+                session.execute(statement)
+    assert proved(reader, checked(reader), since)
+
+
+# --------------------------------------------------------------------------- vouchers
+
+
+@pytest.fixture
+def voucher_project(tmp_path: Path) -> Path:
+    for name in ("steps", "plans", "rollback"):
+        shutil.copytree(REPO / name, tmp_path / "project" / name)
+    return tmp_path / "project"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    where = tmp_path / "cache"
+    monkeypatch.setenv("GCOS_CACHE_DIR", str(where))
+    monkeypatch.delenv("GCOS_NO_CACHE", raising=False)
+    vouchers._key.cache_clear()
+    return where
+
+
+BAD = ("CREATE TABLE governance_ruleset (", "DROP TABLE laws; CREATE TABLE governance_ruleset (")
+
+
+def test_same_size_and_mtime_with_other_content_is_checked(
+    voucher_project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names come from content, not from size or time: an edit of the same length, its mtime put back, is judged."""
+    spec = voucher_project / STEP1
+    assert not _outcome(voucher_project).startswith("refused")
+    st = spec.stat()
+    text = spec.read_text(encoding="utf-8")
+    old, new = "CREATE TABLE governance_ruleset (", "DROP   TABLE governance_ruleset;("
+    assert len(old) == len(new) and old in text
+    spec.write_text(text.replace(old, new, 1), encoding="utf-8")
+    os.utime(spec, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert spec.stat().st_size == st.st_size
+    refused = _uncached(voucher_project, monkeypatch)
+    assert refused.startswith("refused")
+    assert _outcome(voucher_project) == refused
+
+
+def test_a_changed_sql_file_of_a_vouched_spec_is_checked(
+    voucher_project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's voucher covers the SQL files it includes: the rollback file edited, the YAML untouched."""
+    assert not _outcome(voucher_project).startswith("refused")
+    rollback = sorted((voucher_project / "rollback").glob("*"))
+    assert rollback
+    target = next(p for p in rollback if p.read_text(encoding="utf-8").strip())
+    target.write_text("SELEC broken (;\n", encoding="utf-8")
+    refused = _uncached(voucher_project, monkeypatch)
+    assert _outcome(voucher_project) == refused
+
+
+def test_a_vouched_sql_text_behind_a_symlink_out_of_the_project_is_refused(
+    voucher_project: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bytes that passed inside the project, now reached through a symlink to a file outside it."""
+    assert not _outcome(voucher_project).startswith("refused")
+    spec_text = (voucher_project / STEP1).read_text(encoding="utf-8")
+    sql_files = [p for p in (voucher_project / "rollback").rglob("*") if p.is_file() and p.name in spec_text]
+    assert sql_files, "the step includes a rollback file"
+    inside = sql_files[0]
+    outside = tmp_path / "elsewhere.sql"
+    outside.write_bytes(inside.read_bytes())
+    inside.unlink()
+    inside.symlink_to(outside)
+    refused = _uncached(voucher_project, monkeypatch)
+    assert "outside the project" in refused
+    assert _outcome(voucher_project) == refused
+
+
+def _plant(cache: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Vouchers for a refused spec named under a key someone else put in the cache directory; the refusal."""
+    assert not _outcome(project).startswith("refused")  # makes the directory and this process's key
+    _edit(project / STEP1, *BAD)
+    refused = _uncached(project, monkeypatch)
+    asked = _asked(project, monkeypatch)
+    planted = b"\7" * vouchers.KEY_BYTES
+    (cache / "key").unlink()
+    (cache / "key").write_bytes(planted)
+    (cache / "key").chmod(0o600)
+    for kind, content in asked:
+        (cache / "checked" / _named(planted, kind, content)).touch()
+    vouchers._key.cache_clear()
+    return refused
+
+
+def test_a_key_planted_in_a_directory_others_can_write_vouches_for_nothing(
+    voucher_project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCOS_CACHE_DIR on a shared directory (e.g. under /tmp, mode 0777): whoever wrote its key can name vouchers
+    for content that never passed. A key is trusted only in a directory no one else can write, and only when no one
+    else can write the key itself (mended in gcos/spec/checked.py)."""
+    refused = _plant(cache, voucher_project, monkeypatch)
+    cache.chmod(0o777)
+    assert _outcome(voucher_project) == refused
+    cache.chmod(0o700)
+    (cache / "key").chmod(0o666)
+    vouchers._key.cache_clear()
+    assert _outcome(voucher_project) == refused
+    (cache / "key").chmod(0o600)  # the same key, private: the planted vouchers are found (the test has teeth)
+    vouchers._key.cache_clear()
+    assert not _outcome(voucher_project).startswith("refused")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_key_another_user_owns_vouches_for_nothing(
+    voucher_project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = _plant(cache, voucher_project, monkeypatch)
+    os.chown(cache / "key", 65534, 65534)
+    assert _outcome(voucher_project) == refused
+    os.chown(cache / "key", 0, 0)
+    os.chown(cache, 65534, 65534)  # nor in a directory another user owns (they may swap the key)
+    vouchers._key.cache_clear()
+    assert _outcome(voucher_project) == refused
