@@ -25,9 +25,11 @@ from conftest import MakeRole
 from psycopg import errors as pg_errors
 from psycopg import sql
 from test_catalog_proof_stored import SETUP, checked, digests, full, proved, server_roles
-from test_client_vouchers import REPO, STEP1, _asked, _edit, _named, _outcome, _uncached
+from test_client_vouchers import STEP1, _asked, _edit, _named, _outcome, _uncached
+from test_kernel_rehearse import REPO, Kernel
 
 from gcos.spec import checked as vouchers
+from gcos.spec import load_project
 
 # --------------------------------------------------------------------------- 052: who may change what
 
@@ -107,6 +109,13 @@ def test_the_database_owner_short_of_a_superuser_hides_nothing(
         sql.SQL("ALTER TABLE public.mine SET (fillfactor = 70)"),
         sql.SQL("COMMENT ON SCHEMA owned IS 'the owner''s'"),
         sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA owned GRANT SELECT ON TABLES TO PUBLIC"),
+        sql.SQL("ALTER TABLE public.mine ALTER COLUMN who SET (n_distinct = 5)"),
+        sql.SQL("ALTER TABLE public.mine ALTER COLUMN who SET STATISTICS 10"),
+        sql.SQL("CREATE INDEX mine_who ON public.mine (who)"),
+        sql.SQL("CLUSTER public.mine USING mine_pkey"),
+        sql.SQL("REINDEX TABLE public.mine"),
+        sql.SQL("DROP INDEX public.mine_who"),
+        sql.SQL("VACUUM public.mine"),  # (clears pg_class.relhasindex-like flags in place; no category reads them)
         sql.SQL("VACUUM FULL pg_catalog.pg_class"),  # (17+: a warning, not allowed without MAINTAIN)
         sql.SQL("ANALYZE pg_catalog.pg_attribute"),
         sql.SQL("GRANT CREATE ON DATABASE {} TO PUBLIC").format(db),  # an ACL made equal to an earlier one
@@ -240,6 +249,39 @@ def test_pg_write_all_data_writes_no_proof(
             with pytest.raises(pg_errors.InsufficientPrivilege):
                 session.execute(statement)
     assert proved(reader, checked(reader), since)
+
+
+@pytest.fixture
+def step_kernel(world_dsn: str, gcos_adopted: None, world_role: MakeRole) -> Iterator[Kernel]:
+    operator = world_role("op", kind="human", roles=("operator",), grant=("operator",))
+    with psycopg.connect(world_dsn, autocommit=True) as admin:
+        yield Kernel(world_dsn, admin, load_project(REPO), operator)
+
+
+def _kernel_entry_is_the_world(admin: psycopg.Connection[Any]) -> str:
+    """The kernel's entry fingerprint (through the stored proof) against a full measurement on one snapshot."""
+    with admin.transaction():
+        row = admin.execute(
+            "SELECT gcos._kernel_fingerprint_entry('{}'), gcos._fp_take('{}', '{gcos}', 'public, pg_temp', true)"
+        ).fetchone()
+    assert row is not None
+    got, want = row
+    for key in ("schema_hash", "digests", "schema"):
+        assert got[key] == want[key], key
+    return str(got["established"])
+
+
+@pytest.mark.parametrize("then", ["SELECT 1 / 0;", ""], ids=["fails", "passes"])
+def test_a_step_that_stores_a_proof_of_its_half_done_world(step_kernel: Kernel, then: str) -> None:
+    """A step's mutation (run as gcos_kernel, which may call 052's store) stores the proof of the world it is
+    making, then fails or is rolled back as every rehearsal is: no row outlives the mutation."""
+    step_kernel.rehearse(step_kernel.register(step_kernel.document()), step_kernel.plan_hash())  # stores the entry
+    doc = step_kernel.document()
+    doc["mutation"]["sql"] += "\nSELECT gcos._catalog_proof('{gcos}', true);\n" + then
+    result = step_kernel.rehearse(step_kernel.register(doc), step_kernel.plan_hash())
+    assert result["outcome"] in ("mutation_failed", "passed"), result["message"]
+    assert not step_kernel.exists("governance_ruleset")
+    _kernel_entry_is_the_world(step_kernel.admin)
 
 
 # --------------------------------------------------------------------------- vouchers
