@@ -13,8 +13,11 @@ project; a key planted in a cache directory someone else can write (or owns) mus
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -400,3 +403,36 @@ def test_a_key_another_user_owns_vouches_for_nothing(
     os.chown(cache, 65534, 65534)  # nor in a directory another user owns (they may swap the key)
     vouchers._key.cache_clear()
     assert _outcome(voucher_project) == refused
+
+
+JUDGES = """
+import json, sys
+from pathlib import Path
+import gcos
+from gcos.spec import load_project
+from gcos import sqlcheck
+p = load_project(Path(sys.argv[1]), focus="SB-12")
+s = p.step("SB-12")
+plan = p.plan_of(s.id)
+stops = (*s.stop, *plan.global_stop)
+sqlcheck.check_mutation(s, extra_forbid_columns=[n for x in stops if x.kind == "forbid_columns" for n in x.names],
+                        extra_forbid_objects=[n for x in stops if x.kind == "forbid_objects" for n in x.names])
+sqlcheck.check_rollback(s)
+print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "gcos" and m.__file__)))
+"""
+
+
+def test_the_code_tag_covers_every_gcos_module_a_check_imports(voucher_project: Path) -> None:
+    """A voucher names the checking code by the files code_tag hashes: a gcos module the loader or the SQL checks
+    import outside that list could change a verdict and keep every voucher (errors.py was outside: mended)."""
+    env = {**os.environ, "GCOS_NO_CACHE": "1"}
+    ran = subprocess.run(
+        [sys.executable, "-c", JUDGES, str(voucher_project)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    root = Path(vouchers.__file__).resolve().parent.parent
+    loaded = {Path(f).resolve() for f in json.loads(ran.stdout)}
+    tagged = {p.resolve() for p in vouchers.code_files(root)}
+    assert loaded and all(f.is_relative_to(root) for f in loaded)
+    assert loaded <= tagged, sorted(map(str, loaded - tagged))
+    assert root / "kernel.py" in tagged  # static_check itself lives there

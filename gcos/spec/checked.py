@@ -102,14 +102,20 @@ def code_tag() -> bytes:
     as installed (their files' names, sizes and times: a reinstall or upgrade changes it)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    ours = [*(root / "spec").glob("*.py"), *(root / "sqlcheck").glob("*.py"), *(root / "schemas").glob("*.json")]
-    ours += [root / name for name in ("kernel.py", "sql_lines.py", "limits.py", "canonical.py", "__init__.py")]
-    for path in sorted(ours):
+    for path in code_files(root):
         digest.update(f"{path.relative_to(root)}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     for package in ("pglast", "jsonschema", "referencing"):
         digest.update(_installed(package).encode())
     return digest.digest()
+
+
+def code_files(root: Path) -> list[Path]:
+    """The files of gcos (under `root`) whose code judges content: every gcos module a load and static check
+    imports (tests/test_attacks_s22.py holds it to that)."""
+    ours = [*(root / "spec").glob("*.py"), *(root / "sqlcheck").glob("*.py"), *(root / "schemas").glob("*.json")]
+    names = ("kernel.py", "sql_lines.py", "limits.py", "canonical.py", "errors.py", "__init__.py")
+    return sorted([*ours, *(root / name for name in names)])
 
 
 def _installed(package: str) -> str:
