@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,75 @@ def test_a_step_that_stores_a_proof_of_its_half_done_world(step_kernel: Kernel, 
     assert result["outcome"] in ("mutation_failed", "passed"), result["message"]
     assert not step_kernel.exists("governance_ruleset")
     _kernel_entry_is_the_world(step_kernel.admin)
+
+
+FUZZ_DDL = (
+    "CREATE TABLE IF NOT EXISTS public.f{n} (id integer)",
+    "DROP TABLE IF EXISTS public.f{n}",
+    "ALTER TABLE IF EXISTS public.f{n} ADD COLUMN IF NOT EXISTS c{n} text",
+    "COMMENT ON TABLE public.t1 IS 'c{n}'",
+    "GRANT SELECT ON public.t1 TO PUBLIC",
+    "REVOKE SELECT ON public.t1 FROM PUBLIC",
+    "CREATE INDEX IF NOT EXISTS i{n} ON public.t2 (id)",
+    "DROP INDEX IF EXISTS public.i{n}",
+    "CREATE OR REPLACE FUNCTION public.g{n}() RETURNS integer LANGUAGE sql AS 'SELECT {n}'",
+    "ALTER TABLE public.t1 ALTER COLUMN id SET DEFAULT {n}",
+    "CREATE SEQUENCE IF NOT EXISTS public.s{n}",
+    "ANALYZE public.t2",
+)
+
+
+def _fuzz_move(session: psycopg.Connection[Any], in_tx: bool, dice: random.Random) -> bool:
+    """One random move of a session (open, end, savepoint, roll back to it, or DDL); whether a transaction is open."""
+    roll = dice.random()
+    try:
+        if roll < 0.15 and not in_tx:
+            session.execute("BEGIN")
+            return True
+        if roll < 0.25 and in_tx:
+            session.execute(dice.choice(["COMMIT", "ROLLBACK"]))
+            return False
+        if roll < 0.30 and in_tx:
+            session.execute("SAVEPOINT sp")
+        elif roll < 0.35 and in_tx:
+            session.execute("ROLLBACK TO SAVEPOINT sp")
+        else:
+            session.execute(dice.choice(FUZZ_DDL).format(n=dice.randrange(4)))
+    except psycopg.Error:  # (a lock another open transaction holds, a savepoint that is not there)
+        if in_tx:
+            session.execute("ROLLBACK")
+        return False
+    return in_tx
+
+
+def test_random_interleavings_of_two_ddl_sessions(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """Two sessions of a role that owns tables and may create in public interleave DDL, open transactions,
+    savepoints and rollbacks at random; after every move the reader's answer is the full measurement's."""
+    maker = make_role("maker")
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(maker.name)))
+    for table in ("t1", "t2"):
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier("public", table), sql.Identifier(maker.name))
+        )
+    dice = random.Random(22)
+    with maker.connect() as one, maker.connect() as two:
+        sessions = {one: False, two: False}
+        for session in sessions:
+            session.execute("SET lock_timeout = 100")
+        established = set()
+        since = server_roles(reader)
+        for _ in range(60):
+            session = dice.choice([one, two])
+            sessions[session] = _fuzz_move(session, sessions[session], dice)
+            established.add(checked(reader))
+        for session, in_tx in sessions.items():
+            if in_tx:
+                session.execute("COMMIT")
+        checked(reader)
+    if server_roles(reader) == since:  # (else another test moved the server's roles: every proof rightly failed)
+        assert established == {"measured", "proved unchanged"}  # both ways were taken
 
 
 # --------------------------------------------------------------------------- vouchers
