@@ -72,7 +72,9 @@ def _read_key(directory: Path) -> bytes | None:
     """The key, only when the directory and the key file are this user's own and no one else may write them: a
     key another user could have put there (a shared GCOS_CACHE_DIR, a directory under /tmp, a planted file) would
     let them name vouchers for content that never passed. Read through the directory's descriptor, so what is
-    checked is what is read."""
+    checked is what is read. Where the system has no owners to check (no geteuid, no O_DIRECTORY): no key."""
+    if not hasattr(os, "geteuid") or not hasattr(os, "O_DIRECTORY"):
+        return None
     try:
         folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -80,7 +82,7 @@ def _read_key(directory: Path) -> bytes | None:
     try:
         if not _own(os.fstat(folder), 0o022, stat.S_ISDIR):
             return None
-        with os.fdopen(os.open("key", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder), "rb") as handle:
+        with os.fdopen(os.open("key", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder), "rb") as handle:
             if not _own(os.fstat(handle.fileno()), 0o077, stat.S_ISREG):
                 return None
             data = handle.read(KEY_BYTES + 1)
