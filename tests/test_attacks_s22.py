@@ -109,6 +109,10 @@ def test_the_database_owner_short_of_a_superuser_hides_nothing(
         sql.SQL("REINDEX TABLE public.mine"),
         sql.SQL("DROP INDEX public.mine_who"),
         sql.SQL("VACUUM public.mine"),  # (clears pg_class.relhasindex-like flags in place; no category reads them)
+        sql.SQL("CREATE EXTENSION citext"),  # (trusted: the database owner may; every category's extension filter)
+        sql.SQL("ALTER TABLE public.mine ADD COLUMN tag citext"),
+        sql.SQL("ALTER TABLE public.mine DROP COLUMN tag"),
+        sql.SQL("DROP EXTENSION citext"),
         sql.SQL("VACUUM FULL pg_catalog.pg_class"),  # (17+: a warning, not allowed without MAINTAIN)
         sql.SQL("ANALYZE pg_catalog.pg_attribute"),
         sql.SQL("GRANT CREATE ON DATABASE {} TO PUBLIC").format(db),  # an ACL made equal to an earlier one
