@@ -248,6 +248,26 @@ def test_pg_write_all_data_writes_no_proof(
     assert proved(reader, checked(reader), since)
 
 
+def test_a_role_that_blocks_or_evicts_the_store_costs_time_only(
+    conn: psycopg.Connection[Any], reader: psycopg.Connection[Any], make_role: MakeRole
+) -> None:
+    """Any role may hold the advisory lock the store tries (nothing is stored meanwhile), and an operator may ask for
+    many exclude lists (the {gcos} row is evicted): every answer is still the measurement's."""
+    other = make_role("other", grant=("operator",))
+    with other.connect() as session:
+        session.execute("SELECT pg_advisory_lock(hashtext('gcos.catalog_proof'), hashtext('{gcos}'))")
+        assert checked(reader) == "measured"
+        assert conn.execute("SELECT count(*) FROM gcos.catalog_proof").fetchone() == (0,)
+        session.execute("SELECT pg_advisory_unlock_all()")
+        since = server_roles(reader)
+        checked(reader)
+        for n in range(10):
+            session.execute("SELECT gcos._catalog_proof(%s::text[], false)", (["gcos", f"x{n}"],))
+        assert conn.execute("SELECT count(*) FROM gcos.catalog_proof WHERE exclude = '{gcos}'").fetchone() == (0,)
+    assert checked(reader) == "measured"
+    assert proved(reader, checked(reader), since)
+
+
 @pytest.fixture
 def step_kernel(world_dsn: str, gcos_adopted: None, world_role: MakeRole) -> Iterator[Kernel]:
     operator = world_role("op", kind="human", roles=("operator",), grant=("operator",))
