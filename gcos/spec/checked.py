@@ -11,7 +11,9 @@ check's kind, the checking code (the sources of the checkers and the shipped sch
 jsonschema as installed) and the exact content checked. Only passes are vouched for: a refusal is computed
 each time, so its message is the same. Changed content or code has another name, so it is checked again; a
 voucher forged without the key names nothing a process looks for; a deleted, unreadable or foreign cache
-directory only means checking again. `GCOS_NO_CACHE=1` turns vouchers off, and so does running under pytest
+directory only means checking again, and so does a key that another user owns or may write, or that lies in a
+directory another user owns or may write (they could have put it there). `GCOS_NO_CACHE=1` turns vouchers off, and
+so does running under pytest
 unless GCOS_CACHE_DIR is set (the suite tests the checkers themselves).
 """
 
@@ -21,7 +23,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -42,33 +46,56 @@ def cache_dir() -> Path | None:
 @cache
 def _key(directory: Path) -> bytes | None:
     """The HMAC key under `directory`, made on first use (mode 0600, written whole before it appears under its
-    name, so a process killed meanwhile leaves no short key); None if it cannot be read or made."""
-    path = directory / "key"
-    found = _read_key(path)
-    if found is not None or path.exists():
+    name, so a process killed meanwhile leaves no short key); None if it cannot be read or made, or if someone
+    else could have written it (see _read_key)."""
+    found = _read_key(directory)
+    if found is not None or (directory / "key").exists():
         return found
     try:
-        (directory / "checked").mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (directory / "checked").mkdir(exist_ok=True, mode=0o700)
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".key-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(secrets.token_bytes(KEY_BYTES))
-            os.link(temp, path)  # never replaces a key another process made meanwhile
+            os.link(temp, directory / "key")  # never replaces a key another process made meanwhile
         except FileExistsError:
             pass
         finally:
             os.unlink(temp)
     except OSError:
         return None
-    return _read_key(path)
+    return _read_key(directory)
 
 
-def _read_key(path: Path) -> bytes | None:
+def _read_key(directory: Path) -> bytes | None:
+    """The key, only when the directory and the key file are this user's own and no one else may write them: a
+    key another user could have put there (a shared GCOS_CACHE_DIR, a directory under /tmp, a planted file) would
+    let them name vouchers for content that never passed. Read through the directory's descriptor, so what is
+    checked is what is read. Where the system has no owners to check (no geteuid, no O_DIRECTORY): no key."""
+    if not hasattr(os, "geteuid") or not hasattr(os, "O_DIRECTORY"):
+        return None
     try:
-        data = path.read_bytes()
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return None
+    try:
+        if not _own(os.fstat(folder), 0o022, stat.S_ISDIR):
+            return None
+        with os.fdopen(os.open("key", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder), "rb") as handle:
+            if not _own(os.fstat(handle.fileno()), 0o077, stat.S_ISREG):
+                return None
+            data = handle.read(KEY_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(folder)
     return data if len(data) == KEY_BYTES else None
+
+
+def _own(st: os.stat_result, others: int, kind: Callable[[int], bool]) -> bool:
+    """Of that kind, owned by this process's user, without any of the permission bits `others`."""
+    return kind(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & others
 
 
 @cache
@@ -77,14 +104,20 @@ def code_tag() -> bytes:
     as installed (their files' names, sizes and times: a reinstall or upgrade changes it)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    ours = [*(root / "spec").glob("*.py"), *(root / "sqlcheck").glob("*.py"), *(root / "schemas").glob("*.json")]
-    ours += [root / name for name in ("kernel.py", "sql_lines.py", "limits.py", "canonical.py", "__init__.py")]
-    for path in sorted(ours):
+    for path in code_files(root):
         digest.update(f"{path.relative_to(root)}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     for package in ("pglast", "jsonschema", "referencing"):
         digest.update(_installed(package).encode())
     return digest.digest()
+
+
+def code_files(root: Path) -> list[Path]:
+    """The files of gcos (under `root`) whose code judges content: every gcos module a load and static check
+    imports (tests/test_attacks_s22.py holds it to that)."""
+    ours = [*(root / "spec").glob("*.py"), *(root / "sqlcheck").glob("*.py"), *(root / "schemas").glob("*.json")]
+    names = ("kernel.py", "sql_lines.py", "limits.py", "canonical.py", "errors.py", "__init__.py")
+    return sorted([*ours, *(root / name for name in names)])
 
 
 def _installed(package: str) -> str:
