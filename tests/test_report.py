@@ -189,8 +189,11 @@ def test_markdown_numbers_equal_the_ledger(history: History, tmp_path: Path) -> 
             assert row in text, row
     for s in checks["stop"]:
         assert f"| {s['name']} | {s['kind']} | {'HELD' if s['held'] else 'no'} | `{s['detail']}` |" in text
-    for name, fp in rehearsal.payload["fingerprints"].items():
-        assert f"| {name} | `{fp['hash']}` | `{fp['schema_hash']}` |" in text
+    fps = rehearsal.payload["fingerprints"]
+    for name, fp in fps.items():  # how the kernel established each (047/052), "—" where the record does not say
+        assert f"| {name} | `{fp['hash']}` | `{fp['schema_hash']}` | {fp.get('established', '—')} |" in text
+    assert {fps[n].get("established") for n in ("entry", "after_rollback", "exit")} <= {"measured", "proved unchanged"}
+    assert "established" not in fps["inside"]
     for t, d in rehearsal.payload["footprint"]["row_deltas"].items():
         assert f"| {t} | `{d['inserted']}` | `{d['updated']}` | `{d['deleted']}` |" in text
 
@@ -223,7 +226,7 @@ def test_markdown_numbers_equal_the_ledger(history: History, tmp_path: Path) -> 
     for name in ("fingerprint_before", "fingerprint_after"):
         fp = commit.payload[name]
         label = name.removeprefix("fingerprint_")
-        assert f"| {label} | `{fp['hash']}` | `{fp['schema_hash']}` |" in text
+        assert f"| {label} | `{fp['hash']}` | `{fp['schema_hash']}` | — |" in text  # (a commit record does not say)
 
     own = [e for e in entries if e.record.get("step_id") == "SB-12"]
     for e in own:
@@ -303,6 +306,8 @@ def test_html_is_self_contained_numbers_equal_the_ledger_and_the_graph_has_every
             assert row in section, row
     for name, fp in rehearsal.payload["fingerprints"].items():
         assert f'<tr data-fingerprint="{name}"><td>{name}</td><td class="hash">{fp["hash"]}</td>' in section
+        shown = f'<td class="hash">{fp["schema_hash"]}</td><td class="established">{fp.get("established", "—")}</td>'
+        assert shown in section
     for a in of_kind(entries, "approval", "SB-12"):
         p = a.payload
         assert f'<tr data-approval="{p["approval_id"]}"><td class="num">{p["approval_id"]}</td>' in section

@@ -19,11 +19,14 @@ def actor_name(e: ledger.LedgerEntry) -> Any:
 
 
 def fingerprint_view(fp: Any) -> dict[str, Any]:
+    """A record's fingerprint summary as reports show it; `established` says whether the kernel measured it or
+    proved it unchanged (047/052), None in records that do not say."""
     fp = as_dict(fp)
     tables = as_dict(fp.get("tables"))
     return {
         "hash": fp.get("hash"),
         "schema_hash": fp.get("schema_hash"),
+        "established": fp.get("established"),
         "tables": {name: as_dict(tables[name]) for name in sorted(tables)},
     }
 
