@@ -106,7 +106,7 @@ def _plant(cache: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_a_key_planted_in_a_directory_others_can_write_vouches_for_nothing(
-    voucher_project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+    voucher_project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """GCOS_CACHE_DIR on a shared directory (e.g. under /tmp, mode 0777): whoever wrote its key can name vouchers
     for content that never passed. A key is trusted only in a directory no one else can write, and only when no one
@@ -114,6 +114,7 @@ def test_a_key_planted_in_a_directory_others_can_write_vouches_for_nothing(
     refused = _plant(cache, voucher_project, monkeypatch)
     cache.chmod(0o777)
     assert _outcome(voucher_project) == refused
+    assert f"gcos: the check cache is off: {cache}/key is unreadable" in capsys.readouterr().err  # said, not silent
     cache.chmod(0o700)
     (cache / "key").chmod(0o666)
     vouchers._key.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from gcos.target import SessionSettings, set_local_timeouts
 
@@ -36,11 +37,8 @@ def test_the_settings_hold_for_the_transaction_only(conn: psycopg.Connection[Any
 
 def test_a_rolled_back_transaction_leaves_the_session_as_it_was(conn: psycopg.Connection[Any]) -> None:
     outside = _shown(conn)
-    try:
-        with conn.transaction():
-            set_local_timeouts(conn, SessionSettings(lock_timeout="1s"))
-            assert _shown(conn)[0] == "1s"
-            raise RuntimeError("roll back")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="roll back"), conn.transaction():
+        set_local_timeouts(conn, SessionSettings(lock_timeout="1s"))
+        assert _shown(conn)[0] == "1s"
+        raise RuntimeError("roll back")
     assert _shown(conn) == outside

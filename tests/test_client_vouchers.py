@@ -139,19 +139,36 @@ def test_forged_vouchers_cost_time_only(project: Path, cache: Path, monkeypatch:
 
 
 def test_an_unusable_cache_directory_only_means_checking(
-    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Checking as without vouchers, and the user told why once on stderr (never silently)."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     monkeypatch.setenv("GCOS_CACHE_DIR", str(blocker / "cache"))
     checked._key.cache_clear()
     assert _outcome(project) == _uncached(project, monkeypatch)
+    said = capsys.readouterr()
+    off = "gcos: the check cache is off: "
+    assert said.out == "" and said.err.count(f"{off}its key cannot be made under {blocker}") == 1
     (tmp_path / "short").mkdir()
     (tmp_path / "short" / "key").write_bytes(b"short")  # a key of the wrong size is no key
     monkeypatch.setenv("GCOS_CACHE_DIR", str(tmp_path / "short"))
     checked._key.cache_clear()
     assert _outcome(project) == _uncached(project, monkeypatch)
     assert not (tmp_path / "short" / "checked").exists() or not any((tmp_path / "short" / "checked").iterdir())
+    assert f"{off}{tmp_path / 'short'}/key is unreadable, not 32 bytes" in capsys.readouterr().err
+
+
+def test_a_voucher_that_cannot_be_written_only_means_checking_again(
+    project: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _outcome(project) == _uncached(project, monkeypatch)  # makes the key and the vouchers
+    assert capsys.readouterr().err == ""
+    shutil.rmtree(cache / "checked")
+    (cache / "checked").write_text("not a directory")
+    assert _outcome(project) == _uncached(project, monkeypatch)
+    said = capsys.readouterr().err
+    assert f"gcos: the check cache is off: a voucher cannot be written under {cache / 'checked'}" in said
 
 
 def test_a_warm_process_loads_no_checker(project: Path, tmp_path: Path) -> None:

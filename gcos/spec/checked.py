@@ -19,11 +19,13 @@ unless GCOS_CACHE_DIR is set (the suite tests the checkers themselves).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache
@@ -45,27 +47,54 @@ def cache_dir() -> Path | None:
 
 @cache
 def _key(directory: Path) -> bytes | None:
-    """The HMAC key under `directory`, made on first use (mode 0600, written whole before it appears under its
-    name, so a process killed meanwhile leaves no short key); None if it cannot be read or made, or if someone
-    else could have written it (see _read_key)."""
-    found = _read_key(directory)
-    if found is not None or (directory / "key").exists():
-        return found
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (directory / "checked").mkdir(exist_ok=True, mode=0o700)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=".key-")  # mode 0600
+    """The HMAC key under `directory`, made on first use; None (and the cache off, said once on stderr) if it
+    cannot be made or read, or if someone else could have written it (see _read_key)."""
+    if not _owners_checkable():
+        return None  # (no owners to check on this system: vouchers are off by design, see _read_key)
+    if not (directory / "key").exists():
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(KEY_BYTES))
-            os.link(temp, directory / "key")  # never replaces a key another process made meanwhile
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temp)
-    except OSError:
+            _make_key(directory)
+        except OSError as exc:
+            _off(f"its key cannot be made under {directory} ({exc.strerror or exc})")
+            return None
+    found = _read_key(directory)
+    if found is None:
+        _off(
+            f"{directory}/key is unreadable, not {KEY_BYTES} bytes, or not yours alone (the directory must be yours "
+            "and writable by no one else, the key yours with mode 0600)"
+        )
         return None
-    return _read_key(directory)
+    return found
+
+
+def _make_key(directory: Path) -> None:
+    """A new random key (mode 0600), written whole before it appears under its name, so a process killed meanwhile
+    leaves no short key; a key another process made first stays (os.link never replaces), and is the one read."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (directory / "checked").mkdir(exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".key-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(KEY_BYTES))
+        with contextlib.suppress(FileExistsError):  # another process made the key first: theirs is read next
+            os.link(temp, directory / "key")
+    finally:
+        os.unlink(temp)
+
+
+def _off(reason: str) -> None:
+    """Vouchers cannot be used: say why (once per process, on stderr, so --json output stays clean); every check
+    then runs, as with GCOS_NO_CACHE=1."""
+    _say_once(f"gcos: the check cache is off: {reason}; every check runs (GCOS_NO_CACHE=1 silences this)")
+
+
+@cache
+def _say_once(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _owners_checkable() -> bool:
+    return hasattr(os, "geteuid") and hasattr(os, "O_DIRECTORY")
 
 
 def _read_key(directory: Path) -> bytes | None:
@@ -73,7 +102,7 @@ def _read_key(directory: Path) -> bytes | None:
     key another user could have put there (a shared GCOS_CACHE_DIR, a directory under /tmp, a planted file) would
     let them name vouchers for content that never passed. Read through the directory's descriptor, so what is
     checked is what is read. Where the system has no owners to check (no geteuid, no O_DIRECTORY): no key."""
-    if not hasattr(os, "geteuid") or not hasattr(os, "O_DIRECTORY"):
+    if not _owners_checkable():
         return None
     try:
         folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -155,12 +184,12 @@ def vouched(kind: str, content: bytes) -> bool:
 
 
 def vouch(kind: str, content: bytes) -> None:
-    """Record that checks `kind` passed on `content`; a cache that cannot be written is no error."""
+    """Record that checks `kind` passed on `content`; a cache that cannot be written only costs time (said once)."""
     found = _name(kind, content)
     if found is None:
         return
     try:
         found[0].mkdir(parents=True, exist_ok=True, mode=0o700)
         (found[0] / found[1]).touch()
-    except OSError:
-        pass
+    except OSError as exc:
+        _off(f"a voucher cannot be written under {found[0]} ({exc.strerror or exc})")

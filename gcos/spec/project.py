@@ -162,22 +162,20 @@ def load_project(root: Path, *, focus: str | None = None) -> Project:
     that step are checked in full, the other steps without their JSON Schema and SQL parses (0.1 s of each
     such command); any doubt about them (a document the unchecked path cannot read) loads everything checked,
     so a refusal names the same error as without `focus`."""
-    if focus is not None:
-        try:
-            return _focused(root, focus)
-        except Exception:  # any failure of the unchecked path: the checked load below says what it is
-            pass
-    return _load(root, checked=True)
+    focused = _focused(root, focus) if focus is not None else None
+    return focused if focused is not None else _load(root, checked=True)
 
 
-def _focused(root: Path, focus: str) -> Project:
-    """The project with only the `focus` step's spec checked in full (see load_project)."""
-    project = _load(root, checked=False)
-    light = project.step(focus)
-    spec = step_from(step_document(light.path, project.root), light.path, light.order)
-    if spec != light:  # the same file read twice gave another document: take no chance
-        raise SpecError(f"{light.path} changed while it was loaded; run again.")
-    return project
+def _focused(root: Path, focus: str) -> Project | None:
+    """The project with only the `focus` step's spec checked in full (see load_project); None where the unchecked
+    path cannot vouch for it, so that the checked load decides and names any error exactly as without `focus`."""
+    try:
+        project = _load(root, checked=False)
+        light = project.step(focus)
+        spec = step_from(step_document(light.path, project.root), light.path, light.order)
+    except Exception:  # unvalidated documents may fail in any way: never an answer, the checked load gives it
+        return None
+    return project if spec == light else None  # (the file changed between its two reads: load it checked)
 
 
 def _load(root: Path, *, checked: bool) -> Project:
